@@ -1,0 +1,227 @@
+"""Command line: one subcommand per stage; `main(argv)` is what tests call.
+
+User errors (PipelineError) print one line on stderr and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
+from pipeline.devices import Backend, get_backend
+from pipeline.errors import DeviceUnavailable, PipelineError
+from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
+from pipeline.space import count_flops, count_params, load_architecture, save_architecture
+from pipeline.timing import STATISTIC
+
+STAGES = """\
+stages (DESIGN.md), each a subcommand once built:
+  1 profile    device profile -> latency table of every candidate op     [built]
+  2 train      teacher + corpus -> block-wise distilled supernet         [not built yet]
+  3 search     supernet + latency table + budget -> architecture         [not built yet]
+  4 export     architecture -> ONNX / ONNX Runtime / TensorRT artifacts  [not built yet]
+  5 benchmark  measure an architecture on the device, beside `predict`   [built: one architecture]
+helpers:
+  predict      latency of an architecture JSON from a latency table
+  space        the search space a teacher gives; --sample writes random architectures
+
+devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
+         --profile PATH reads any profile file, which is how new hardware is profiled.
+"""
+
+
+def default_table(profile: DeviceProfile) -> Path:
+    return Path("latency_tables") / f"{profile.name}.csv"
+
+
+def _add_device_args(p: argparse.ArgumentParser, table: bool = True) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--device", help="shipped device profile name (cpu, gpu, tensorrt); default cpu")
+    g.add_argument("--profile", help="path to a device profile YAML (for new hardware)")
+    if table:
+        p.add_argument("--table", help="latency table CSV (default latency_tables/<profile>.csv)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Hardware-aware BERT compression: NAS-BERT latency tables, search, export, benchmark.",
+        epilog=STAGES.format(devices=", ".join(shipped_devices())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("profile", help="measure every candidate op on a device into a latency table",
+                       description="Measure every op of the teacher's search space, the fixed parts and a few "
+                       "whole students on the device's runtime; write a fingerprinted latency table. "
+                       "An interrupted profile resumes where it stopped.")
+    _add_device_args(p)
+    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    p.add_argument("--force", action="store_true", help="re-measure everything, replacing the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("predict", help="predict an architecture's latency from a latency table")
+    _add_device_args(p)
+    p.add_argument("--arch", required=True, help="architecture JSON")
+    p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
+    p.add_argument("--foreign-table", action="store_true",
+                   help="use a table measured on another fingerprint than this machine's (with a warning)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("benchmark", help="measure an architecture end to end on the device, beside the prediction")
+    _add_device_args(p)
+    p.add_argument("--arch", required=True, help="architecture JSON")
+    p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
+    p.add_argument("--foreign-table", action="store_true", help="as for predict")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
+    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    p.add_argument("--sample", type=int, default=0, metavar="N", help="write N random architectures")
+    p.add_argument("--out", default="archs", help="folder for sampled architectures (default archs/)")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def load_predictor(profile: DeviceProfile, backend: Backend, table_path: Path, seq: int,
+                   foreign: bool) -> tuple[Predictor, bool | None]:
+    """Load the table and refuse one measured elsewhere; returns (predictor, fingerprint matched?)."""
+    table = LatencyTable.load(table_path)
+    for key in ("backend", "precision"):
+        if table.fingerprint.get(key) != (profile.backend if key == "backend" else profile.precision):
+            raise PipelineError(f"{table_path} was measured for {key} {table.fingerprint.get(key)!r}, "
+                                f"but device '{profile.name}' is {getattr(profile, key)!r}")
+    try:
+        backend.check_available()
+        here = backend.fingerprint()
+    except DeviceUnavailable as e:
+        _note(f"note: {e}; predicting from {table_path}, measured on {describe_fingerprint(table.fingerprint)}")
+        matched = None
+    else:
+        matched = fingerprint_hash(here) == table.fingerprint_hash
+        if not matched:
+            diff = sorted(k for k in {*here, *table.fingerprint} if here.get(k) != table.fingerprint.get(k))
+            msg = (f"{table_path} was measured on fingerprint {table.fingerprint_hash}, this machine is "
+                   f"{fingerprint_hash(here)} (differs in {', '.join(diff)})")
+            if not foreign:
+                raise PipelineError(msg + "; re-run `profile` here, or pass --foreign-table to use it anyway")
+            _note(f"warning: {msg}; using it as asked (--foreign-table)")
+    return Predictor(table, profile.batch, seq), matched
+
+
+def _seq(profile: DeviceProfile, seq: int | None) -> int:
+    if seq is not None and seq <= 0:
+        raise PipelineError(f"--seq must be a positive integer, got {seq}")
+    return seq or profile.seq_lens[0]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pipeline.profiling import profile_device
+    from pipeline.teacher import space_for_teacher
+
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile)
+    space = space_for_teacher(args.teacher)
+    path = Path(args.table) if args.table else default_table(profile)
+    _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
+          f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")
+    try:
+        table = profile_device(backend, space, path, force=args.force, progress=not args.quiet)
+    except KeyboardInterrupt:
+        _note(f"interrupted: measured rows are saved in {path}; run the same command to resume")
+        return 130
+    for seq in profile.seq_lens:
+        cal = Predictor(table, profile.batch, seq).calibration
+        _note(f"seq {seq}: calibrated on {cal.archs} whole students: predicted = {cal.scale:.3f} x sum of parts "
+              f"{cal.offset_ms:+.3f} ms (worst fitted error {cal.max_abs_error_pct:.1f}%)")
+    print(f"wrote {path} ({len(table.df)} rows, fingerprint {table.fingerprint_hash})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile, require_present=False)
+    arch = load_architecture(args.arch)
+    seq = _seq(profile, args.seq)
+    path = Path(args.table) if args.table else default_table(profile)
+    predictor, matched = load_predictor(profile, backend, path, seq, args.foreign_table)
+    predicted, cal = predictor(arch), predictor.calibration
+    if args.json:
+        print(json.dumps({
+            "predicted_ms": predicted, "raw_ms": predictor.raw_ms(arch), "statistic": STATISTIC,
+            "device": profile.name, "batch": profile.batch, "seq": seq, "table": str(path),
+            "fingerprint": predictor.table.fingerprint_hash, "fingerprint_match": matched,
+            "calibration": {"scale": cal.scale, "offset_ms": cal.offset_ms, "archs": cal.archs,
+                            "max_abs_error_pct": cal.max_abs_error_pct},
+            "params": count_params(arch), "flops": count_flops(arch, seq, profile.batch), "arch_key": arch.key,
+        }))
+    else:
+        calib = f"calibrated on {cal.archs} students" if cal.archs else "uncalibrated sum of parts"
+        print(f"{arch.describe()}\npredicted {predicted:.3f} ms on {profile.name} (batch {profile.batch}, seq {seq}; "
+              f"{STATISTIC}; {calib}; table {path})")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from pipeline.benchmark import benchmark_architecture
+
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile)
+    arch = load_architecture(args.arch)
+    seq = _seq(profile, args.seq)
+    path = Path(args.table) if args.table else default_table(profile)
+    predictor = None
+    if args.table or path.exists():
+        predictor, _ = load_predictor(profile, backend, path, seq, args.foreign_table)
+    else:
+        _note(f"note: no latency table at {path}; measuring without a prediction (run `profile` first)")
+    _note(f"benchmarking {arch.describe()} on {profile.name} ...")
+    result = benchmark_architecture(backend, arch, predictor, seq)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return 0
+    lat = result.latency
+    print(f"measured  {result.measured_ms:.3f} ms ({STATISTIC}; p50 {lat.p50_ms:.3f}, p90 {lat.p90_ms:.3f}, "
+          f"p99 {lat.p99_ms:.3f}, n {lat.n})")
+    if result.predicted_ms is not None:
+        print(f"predicted {result.predicted_ms:.3f} ms (error {result.error_pct:+.1f}%)")
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from pipeline.teacher import space_for_teacher
+
+    space = space_for_teacher(args.teacher)
+    print(f"teacher hidden {space.teacher_hidden}, {space.teacher_layers} layers -> {space.num_blocks} blocks of "
+          f"{space.layers_per_block} layers; hidden sizes {list(space.hidden_sizes)}; embed dim {space.embed_dim}; "
+          f"{len(space.ops()) + 1} ops")
+    rng = random.Random(args.seed)
+    for i in range(args.sample):
+        arch = space.sample(rng)
+        path = save_architecture(arch, Path(args.out) / f"arch_{i:03d}_{arch.key}.json")
+        print(f"{path}: {arch.describe()} ({count_params(arch) / 1e6:.2f}M params)")
+    return 0
+
+
+COMMANDS = {"profile": cmd_profile, "predict": cmd_predict, "benchmark": cmd_benchmark, "space": cmd_space}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

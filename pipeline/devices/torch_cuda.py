@@ -1,0 +1,84 @@
+"""PyTorch on CUDA in inference mode (fp16 by default), timed with synchronised CUDA events."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.devices.base import Backend, Runner, cpu_model
+from pipeline.errors import DeviceUnavailable
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def gpu_fingerprint() -> dict[str, str]:
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        driver = "unknown"
+    return {
+        "gpu": props.name,
+        "gpu_memory_gib": f"{props.total_memory / 2**30:.0f}",
+        "driver": driver,
+        "cuda": str(torch.version.cuda),
+        "host_cpu": cpu_model(),
+    }
+
+
+def require_cuda(device_name: str) -> None:
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise DeviceUnavailable(
+            f"device '{device_name}' needs a CUDA GPU, but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}, {build})"
+        )
+
+
+class CudaRunner(Runner):
+    def __init__(self, module: nn.Module, inputs: dict[str, torch.Tensor]):
+        self.module, self.inputs = module, list(inputs.values())
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def run(self) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(*self.inputs).float().cpu().numpy()
+
+    def timed_run(self) -> float:
+        with torch.inference_mode():
+            self.start.record()
+            self.module(*self.inputs)
+            self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end)
+
+    def close(self) -> None:
+        del self.module, self.inputs
+        torch.cuda.empty_cache()
+
+
+class TorchCUDA(Backend):
+    name = "torch-cuda"
+    requires = "a CUDA GPU visible to torch"
+
+    def check_available(self) -> None:
+        require_cuda(self.profile.name)
+
+    def fingerprint(self) -> dict[str, str]:
+        return {**self.base_fingerprint(), **gpu_fingerprint()}
+
+    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
+        dtype = DTYPES[self.profile.precision]
+        gpu_module = copy.deepcopy(module).to("cuda", dtype).eval()
+        # Float inputs follow the precision; token ids and masks stay integer.
+        gpu_inputs = {k: (v.to("cuda", dtype) if v.is_floating_point() else v.to("cuda")) for k, v in inputs.items()}
+        return CudaRunner(gpu_module, gpu_inputs)

@@ -1,0 +1,183 @@
+"""Latency tables (pandas CSV) and the predictor that sums them into whole-model latency.
+
+One row per measured part, keyed by (kind, name, d_in, d_out, batch, seq):
+  call         the runtime's per-call cost of a model that does nothing (d_in = d_out = width)
+  op           one candidate op in context (name = op, d_in = d_out = hidden), per copy
+  embedding    the factorised embedding lookup + LayerNorm (d_in = vocab, d_out = E)
+  linear       an adapter d_in -> d_out (embed -> H, H -> H', H -> teacher)
+  calibration  a whole random student measured end to end (name = arch key, arch = its JSON)
+Every row carries the device fingerprint (columns fp.*) and its hash; a table holds one.
+Sums of parts miss what happens between them (caches, fusion, scheduling), so `predict` maps
+the raw sum through a line fitted to the calibration rows: predicted = scale * raw + offset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import short_hash, write_atomic
+from pipeline.errors import PipelineError
+from pipeline.space import Architecture, adapter_shapes, architecture_from_dict
+
+KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
+STATS = ["latency_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "n"]
+COLUMNS = [*KEY, "stack", *STATS, "statistic", "arch", "profile", "measured_at", "fingerprint"]
+KINDS = ("call", "op", "embedding", "linear", "calibration")
+FP = "fp."  # prefix of the fingerprint columns
+
+
+def fingerprint_hash(fp: dict[str, str]) -> str:
+    return short_hash(fp)
+
+
+def describe_fingerprint(fp: dict[str, str]) -> str:
+    keys = ("backend", "precision", "cpu", "threads", "gpu", "driver", "onnxruntime", "tensorrt", "torch")
+    return ", ".join(f"{k}={fp[k]}" for k in keys if k in fp)
+
+
+class LatencyTable:
+    def __init__(self, df: pd.DataFrame, fingerprint: dict[str, str], path: Path | None = None):
+        self.df = df
+        self.fingerprint = fingerprint
+        self.path = path
+
+    # ---- construction and I/O ----
+    @classmethod
+    def empty(cls, fingerprint: dict[str, str], path: Path | None = None) -> LatencyTable:
+        cols = COLUMNS + [FP + k for k in fingerprint]
+        return cls(pd.DataFrame(columns=cols), dict(fingerprint), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Read and validate; a damaged file is a one-line PipelineError, never a traceback."""
+        path = Path(path)
+        if not path.is_file():
+            raise PipelineError(f"latency table not found: {path} (run `python -m pipeline profile` first)")
+        try:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise PipelineError(f"latency table {path} is corrupt: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        bad = f"latency table {path} is corrupt"
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise PipelineError(f"{bad}: missing column(s) {', '.join(missing)}")
+        fp_cols = [c for c in df.columns if c.startswith(FP)]
+        if df.empty:
+            raise PipelineError(f"{bad}: it has no rows")
+        hashes = df["fingerprint"].astype(str).unique()
+        if len(hashes) != 1:
+            raise PipelineError(f"{bad}: rows from {len(hashes)} fingerprints ({', '.join(hashes)}); a table holds one")
+        first = df.iloc[0]
+        fp = {c[len(FP):]: str(first[c]) for c in fp_cols}
+        if fingerprint_hash(fp) != hashes[0] or any(df[c].astype(str).nunique() != 1 for c in fp_cols):
+            raise PipelineError(f"{bad}: its fingerprint columns do not match the recorded fingerprint {hashes[0]}")
+        if not set(df["kind"].astype(str)) <= set(KINDS):
+            raise PipelineError(f"{bad}: unknown row kind(s) {sorted(set(df['kind'].astype(str)) - set(KINDS))}")
+        try:
+            for c in ["d_in", "d_out", "batch", "seq", "stack", "n"]:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(int)
+            for c in STATS[:-1]:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(float)
+        except (ValueError, TypeError) as e:
+            raise PipelineError(f"{bad}: non-numeric values ({e})") from None
+        if df["latency_ms"].isna().any() or not np.isfinite(df["latency_ms"]).all():
+            raise PipelineError(f"{bad}: missing or infinite latency_ms values")
+        if df.duplicated(KEY).any():
+            raise PipelineError(f"{bad}: duplicated rows for the same part")
+        df["name"] = df["name"].astype(str)
+        df["kind"] = df["kind"].astype(str)
+        return cls(df, fp, path)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path or self.path)
+        return write_atomic(path, lambda tmp: self.df.to_csv(tmp, index=False))
+
+    # ---- rows ----
+    @property
+    def fingerprint_hash(self) -> str:
+        return fingerprint_hash(self.fingerprint)
+
+    def keys(self) -> set[tuple]:
+        return set(map(tuple, self.df[KEY].astype(str).values.tolist()))
+
+    def has(self, key: tuple) -> bool:
+        return tuple(str(k) for k in key) in self.keys()
+
+    def add(self, key: tuple, stats: dict[str, Any], extra: dict[str, Any]) -> None:
+        row = dict(zip(KEY, key, strict=True))
+        row.update({k: stats[k] for k in STATS})
+        row.update(extra)
+        row["fingerprint"] = self.fingerprint_hash
+        row.update({FP + k: v for k, v in self.fingerprint.items()})
+        new = pd.DataFrame([row], columns=self.df.columns)
+        self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
+
+    def lookup(self, kind: str, name: str, d_in: int, d_out: int, batch: int, seq: int) -> float:
+        df = self.df
+        hit = df[(df.kind == kind) & (df.name == name) & (df.d_in == d_in) & (df.d_out == d_out)
+                 & (df.batch == batch) & (df.seq == seq)]
+        if hit.empty:
+            raise PipelineError(
+                f"latency table {self.path or ''} has no row for {kind} {name} {d_in}->{d_out} at batch {batch}, "
+                f"seq {seq}; profile a space (teacher, profile) that includes it"
+            )
+        return float(hit["latency_ms"].iloc[0])
+
+    def calibration_rows(self, batch: int, seq: int) -> list[tuple[Architecture, float]]:
+        df = self.df
+        rows = df[(df.kind == "calibration") & (df.batch == batch) & (df.seq == seq)]
+        return [(architecture_from_dict(json.loads(a)), float(ms)) for a, ms in zip(rows.arch, rows.latency_ms, strict=True)]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    archs: int = 0                   # whole models the line was fitted to; 0 = uncalibrated
+    max_abs_error_pct: float = 0.0   # worst fitted error over those models
+
+    def apply(self, raw_ms: float) -> float:
+        return self.scale * raw_ms + self.offset_ms
+
+
+class Predictor:
+    """Whole-model latency of an architecture from a table, at one batch and sequence length."""
+
+    def __init__(self, table: LatencyTable, batch: int, seq: int):
+        self.table, self.batch, self.seq = table, batch, seq
+        self.calibration = self._fit()
+
+    def parts(self, arch: Architecture) -> list[tuple[str, float]]:
+        t, b, s = self.table, self.batch, self.seq
+        parts = [
+            ("call", t.lookup("call", "call", arch.teacher_hidden, arch.teacher_hidden, b, s)),
+            ("embedding", t.lookup("embedding", "embedding", arch.vocab_size, arch.embed_dim, b, s)),
+        ]
+        parts += [(f"linear {i}->{o}", t.lookup("linear", "linear", i, o, b, s)) for i, o in adapter_shapes(arch)]
+        for blk in arch.blocks:
+            parts += [(f"{op}@{blk.hidden}", t.lookup("op", op, blk.hidden, blk.hidden, b, s))
+                      for op in blk.layers if op != "identity"]
+        return parts
+
+    def raw_ms(self, arch: Architecture) -> float:
+        return sum(ms for _, ms in self.parts(arch))
+
+    def __call__(self, arch: Architecture) -> float:
+        """Predicted latency in ms (the table's statistic): what the search calls."""
+        return self.calibration.apply(self.raw_ms(arch))
+
+    def _fit(self) -> Calibration:
+        rows = self.table.calibration_rows(self.batch, self.seq)
+        if len(rows) < 2:
+            return Calibration()
+        raw = np.array([self.raw_ms(a) for a, _ in rows])
+        measured = np.array([ms for _, ms in rows])
+        scale, offset = np.polyfit(raw, measured, 1)
+        err = np.abs((scale * raw + offset) / measured - 1) * 100
+        return Calibration(float(scale), float(offset), len(rows), float(err.max()))
