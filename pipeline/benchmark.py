@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from pipeline.devices import Backend
 from pipeline.latency import Predictor
@@ -46,19 +48,25 @@ class ArchBenchmark:
         }
 
 
-def measure_architecture(backend: Backend, arch: Architecture, seq: int, seed: int = 0) -> Latency:
-    """Build the student (random weights), load it on the device (checked against PyTorch), time it."""
+def measure_architectures(backend: Backend, archs: list[Architecture], seq: int, seed: int = 0,
+                          progress: bool = False) -> list[Latency]:
+    """Build each student (random weights), load it on the device (checked against PyTorch), and
+    time them all together in rounds, so that they see the same machine (timing.measure)."""
     p = backend.profile
-    torch.manual_seed(seed)
-    student = Student(arch)
-    inputs = example_inputs(p.batch, seq, arch.vocab_size)
-    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
-        with backend.load(student, inputs, Path(tmp), what=f"student {arch.key}") as runner:
-            return measure([runner.timed_run], p.warmup, p.bursts, p.runs_per_burst)[0]
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp, ExitStack() as stack:
+        runners = []
+        for i, arch in enumerate(tqdm(archs, desc="load", unit="model", disable=not progress)):
+            torch.manual_seed(seed)
+            inputs = example_inputs(p.batch, seq, arch.vocab_size)
+            runner = backend.load(Student(arch), inputs, Path(tmp) / str(i), what=f"student {arch.key}")
+            runners.append(stack.enter_context(runner))
+        bar = stack.enter_context(tqdm(total=p.rounds, desc="measure", unit="round", disable=not progress))
+        return measure([r.timed_run for r in runners], p.warmup, p.rounds, p.runs_per_round,
+                       min_round_s=p.min_round_s, on_round=lambda r, s: bar.update())
 
 
 def benchmark_architecture(backend: Backend, arch: Architecture, predictor: Predictor | None,
                            seq: int) -> ArchBenchmark:
-    latency = measure_architecture(backend, arch, seq)
+    latency = measure_architectures(backend, [arch], seq)[0]
     predicted = predictor(arch) if predictor else None
     return ArchBenchmark(arch, latency, predicted, backend.profile.batch, seq)

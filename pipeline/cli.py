@@ -136,12 +136,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     try:
         table = profile_device(backend, space, path, force=args.force, progress=not args.quiet)
     except KeyboardInterrupt:
-        _note(f"interrupted: measured rows are saved in {path}; run the same command to resume")
+        _note(f"interrupted: the rounds measured so far are saved beside {path}; run the same command to resume")
         return 130
     for seq in profile.seq_lens:
         cal = Predictor(table, profile.batch, seq).calibration
-        _note(f"seq {seq}: calibrated on {cal.archs} whole students: predicted = {cal.scale:.3f} x sum of parts "
-              f"{cal.offset_ms:+.3f} ms (worst fitted error {cal.max_abs_error_pct:.1f}%)")
+        coefs = ", ".join(f"{k} {v:.3f}" for k, v in cal.as_dict()["coefs"].items())
+        _note(f"seq {seq}: calibrated ({cal.method}) on {cal.archs} whole students: coefficients {coefs}, "
+              f"offset {cal.offset_ms:+.3f} ms; worst fitted error {cal.max_abs_error_pct:.1f}%")
     print(f"wrote {path} ({len(table.df)} rows, fingerprint {table.fingerprint_hash})")
     return 0
 
@@ -159,8 +160,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "predicted_ms": predicted, "raw_ms": predictor.raw_ms(arch), "statistic": STATISTIC,
             "device": profile.name, "batch": profile.batch, "seq": seq, "table": str(path),
             "fingerprint": predictor.table.fingerprint_hash, "fingerprint_match": matched,
-            "calibration": {"scale": cal.scale, "offset_ms": cal.offset_ms, "archs": cal.archs,
-                            "max_abs_error_pct": cal.max_abs_error_pct},
+            "calibration": cal.as_dict(),
             "params": count_params(arch), "flops": count_flops(arch, seq, profile.batch), "arch_key": arch.key,
         }))
     else:

@@ -28,9 +28,10 @@ class DeviceProfile:
     threads: int = 0                   # 0 = all cores (resolved before use, so it is fingerprinted)
     batch: int = 1                     # NAS-BERT quotes latency at batch 1
     seq_lens: tuple[int, ...] = (128,)  # NAS-BERT quotes FLOPs at sequence 128
-    warmup: int = 10                   # runs thrown away first: allocator, thread pool, cache warm-up
-    bursts: int = 7                    # the quietest burst's median is robust to a noisy neighbour
-    runs_per_burst: int = 15           # enough runs that a burst median ignores single hiccups
+    warmup: int = 5                    # runs thrown away before each burst: a model that follows another runs cold
+    rounds: int = 30                   # bursts per model, spread over the whole measurement (timing.py)
+    runs_per_round: int = 10           # enough runs that a burst median ignores single hiccups
+    min_round_s: float = 0.2           # pads short rounds so one model's bursts still span seconds
     stack: int = 4                     # op copies timed together: one block's worth of context
     calibration_archs: int = 10        # whole students measured to calibrate the sum of parts
     source: str = field(default="", compare=False)  # the YAML it came from, for messages
@@ -40,7 +41,7 @@ class DeviceProfile:
         return self.threads if self.threads > 0 else (os.cpu_count() or 1)
 
 
-_INT_FIELDS = ("threads", "batch", "warmup", "bursts", "runs_per_burst", "stack", "calibration_archs")
+_INT_FIELDS = ("threads", "batch", "warmup", "rounds", "runs_per_round", "stack", "calibration_archs")
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
@@ -65,7 +66,9 @@ def load_profile(path: str | Path) -> DeviceProfile:
     for key in _INT_FIELDS:
         if key in kwargs and (not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 0):
             raise PipelineError(f"profile {path}: '{key}' must be a non-negative integer, got {kwargs[key]!r}")
-    for key in ("batch", "bursts", "runs_per_burst", "stack"):
+    if not isinstance(kwargs.get("min_round_s", 0.0), int | float) or kwargs.get("min_round_s", 0.0) < 0:
+        raise PipelineError(f"profile {path}: 'min_round_s' must be a non-negative number of seconds")
+    for key in ("batch", "rounds", "runs_per_round", "stack"):
         if key in kwargs and kwargs[key] < 1:
             raise PipelineError(f"profile {path}: '{key}' must be at least 1")
     seq = kwargs.get("seq_lens", [128])

@@ -7,8 +7,16 @@ One row per measured part, keyed by (kind, name, d_in, d_out, batch, seq):
   linear       an adapter d_in -> d_out (embed -> H, H -> H', H -> teacher)
   calibration  a whole random student measured end to end (name = arch key, arch = its JSON)
 Every row carries the device fingerprint (columns fp.*) and its hash; a table holds one.
-Sums of parts miss what happens between them (caches, fusion, scheduling), so `predict` maps
-the raw sum through a line fitted to the calibration rows: predicted = scale * raw + offset.
+Sums of parts miss what happens between them (caches, fusion, scheduling). Measured on ONNX
+Runtime CPU: an attention or FFN costs ~25% less per copy among other ops in a student than in
+a stack of its own copies, a separable convolution ~5% less, and bigger students run slower than
+their parts (error against mean hidden size: correlation -0.84) as their weights crowd the
+caches. So `predict` is a linear model over five features of the table's parts, fitted (least
+squares) to the calibration students that the profile measured end to end:
+    predicted = c_mha*mha + c_ffn*ffn + c_sepconv*sepconv + c_fixed*fixed + c_cache*raw*Mparams
+(family sums of parts in ms; raw = their total; Mparams = weights streamed per inference, in
+millions, the vocabulary table excluded since it is only gathered from). With too few students
+for five coefficients it fits one line, scale*raw + offset; with fewer than two, the raw sum.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import pandas as pd
 
 from pipeline.artifacts import short_hash, write_atomic
 from pipeline.errors import PipelineError
-from pipeline.space import Architecture, adapter_shapes, architecture_from_dict
+from pipeline.space import Architecture, adapter_shapes, architecture_from_dict, count_params
 
 KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
 STATS = ["latency_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "n"]
@@ -135,19 +143,41 @@ class LatencyTable:
         return [(architecture_from_dict(json.loads(a)), float(ms)) for a, ms in zip(rows.arch, rows.latency_ms, strict=True)]
 
 
+FAMILIES = ("mha", "ffn", "sepconv", "fixed")
+FEATURES = (*FAMILIES, "cache")
+
+
+def family(part: str) -> str:
+    """Which calibration family a part of `Predictor.parts` belongs to."""
+    op = part.split("@")[0]
+    return op if op in ("mha", "ffn") else "sepconv" if op.startswith("sepconv") else "fixed"
+
+
+def streamed_mparams(arch: Architecture) -> float:
+    """Weights read per inference, in millions: every parameter but the vocabulary table."""
+    return (count_params(arch) - arch.vocab_size * arch.embed_dim) / 1e6
+
+
 @dataclass(frozen=True)
 class Calibration:
-    scale: float = 1.0
+    coefs: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 0.0)  # per feature, in FEATURES order
     offset_ms: float = 0.0
-    archs: int = 0                   # whole models the line was fitted to; 0 = uncalibrated
-    max_abs_error_pct: float = 0.0   # worst fitted error over those models
+    archs: int = 0                   # whole students it was fitted to; 0 = uncalibrated
+    max_abs_error_pct: float = 0.0   # worst fitted error over those students
+    method: str = "none"             # per-feature, line or none
 
-    def apply(self, raw_ms: float) -> float:
-        return self.scale * raw_ms + self.offset_ms
+    def apply(self, features: np.ndarray) -> float:
+        return float(np.dot(self.coefs, features) + self.offset_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "archs": self.archs, "offset_ms": self.offset_ms,
+                "coefs": dict(zip(FEATURES, self.coefs, strict=True)), "max_abs_error_pct": self.max_abs_error_pct}
 
 
 class Predictor:
     """Whole-model latency of an architecture from a table, at one batch and sequence length."""
+
+    MIN_PER_COEF = 3  # calibration students per coefficient before fitting one per feature
 
     def __init__(self, table: LatencyTable, batch: int, seq: int):
         self.table, self.batch, self.seq = table, batch, seq
@@ -165,19 +195,37 @@ class Predictor:
                       for op in blk.layers if op != "identity"]
         return parts
 
+    def family_ms(self, arch: Architecture) -> np.ndarray:
+        """Summed parts per family, in FAMILIES order."""
+        out = np.zeros(len(FAMILIES))
+        for name, ms in self.parts(arch):
+            out[FAMILIES.index(family(name))] += ms
+        return out
+
     def raw_ms(self, arch: Architecture) -> float:
-        return sum(ms for _, ms in self.parts(arch))
+        return float(self.family_ms(arch).sum())
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        fam = self.family_ms(arch)
+        return np.append(fam, fam.sum() * streamed_mparams(arch))  # FEATURES order
 
     def __call__(self, arch: Architecture) -> float:
         """Predicted latency in ms (the table's statistic): what the search calls."""
-        return self.calibration.apply(self.raw_ms(arch))
+        return self.calibration.apply(self.features(arch))
 
     def _fit(self) -> Calibration:
         rows = self.table.calibration_rows(self.batch, self.seq)
         if len(rows) < 2:
             return Calibration()
-        raw = np.array([self.raw_ms(a) for a, _ in rows])
-        measured = np.array([ms for _, ms in rows])
-        scale, offset = np.polyfit(raw, measured, 1)
-        err = np.abs((scale * raw + offset) / measured - 1) * 100
-        return Calibration(float(scale), float(offset), len(rows), float(err.max()))
+        x = np.array([self.features(a) for a, _ in rows])  # [students, features]
+        y = np.array([ms for _, ms in rows])
+        if len(rows) >= self.MIN_PER_COEF * len(FEATURES):
+            coefs, *_ = np.linalg.lstsq(x, y, rcond=None)
+            if (coefs[:len(FAMILIES)] > 0).all():  # a non-positive op weight would extrapolate nonsense
+                err = np.abs(x @ coefs / y - 1) * 100
+                return Calibration(tuple(map(float, coefs)), 0.0, len(rows), float(err.max()), "per-feature")
+        raw = x[:, :len(FAMILIES)].sum(1)
+        scale, offset = np.polyfit(raw, y, 1)
+        err = np.abs((scale * raw + offset) / y - 1) * 100
+        coefs = (float(scale),) * len(FAMILIES) + (0.0,)
+        return Calibration(coefs, float(offset), len(rows), float(err.max()), "line")

@@ -7,7 +7,8 @@ Parts are timed where they run, on the device's own runtime, in context:
 - adapters and the embedding are timed alone, minus the same empty model;
 - then `calibration_archs` random students are measured end to end, and `predict` fits the
   sum of parts to them (see latency.py).
-The table is saved after every row: an interrupted profile resumes where it stopped.
+All parts are timed together in rounds (see timing.py); an interrupted profile resumes at the
+round it stopped in.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
+from pipeline.artifacts import write_json_atomic
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
 from pipeline.ops import Sublayer, masks
 from pipeline.space import Architecture, SearchSpace
@@ -110,55 +112,46 @@ def _hidden_input(batch: int, seq: int, width: int) -> dict[str, torch.Tensor]:
     return {"x": torch.randn(batch, seq, width, generator=g)}
 
 
-def _models(probe: Probe, space: SearchSpace, stack: int) -> tuple[list[tuple[nn.Module, dict]], int]:
-    """(module, inputs) pairs to time together, and the divisor; the first is the probe itself."""
+def probe_model(probe: Probe, space: SearchSpace, stack: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The torch module that times `probe`, and its inputs."""
     b, s = probe.batch, probe.seq
     torch.manual_seed(0)
     if probe.kind == "call":
-        return [(Passthrough(), _hidden_input(b, s, probe.d_in))], 1
+        return Passthrough(), _hidden_input(b, s, probe.d_in)
     if probe.kind == "calibration":
-        return [(Student(probe.arch), example_inputs(b, s, probe.arch.vocab_size))], 1
-    base = (Passthrough(), _hidden_input(b, s, probe.d_in))
+        return Student(probe.arch), example_inputs(b, s, probe.arch.vocab_size)
     if probe.kind == "op":
         mask = example_inputs(b, s, 2)["attention_mask"]
-        return [(OpStack(probe.name, probe.d_in, stack), {**_hidden_input(b, s, probe.d_in), "attention_mask": mask}),
-                base], stack
+        return OpStack(probe.name, probe.d_in, stack), {**_hidden_input(b, s, probe.d_in), "attention_mask": mask}
     if probe.kind == "embedding":
         ids = example_inputs(b, s, space.vocab_size)["input_ids"]
-        return [(EmbeddingProbe(space.vocab_size, space.max_positions, space.embed_dim), {"input_ids": ids}),
-                (Passthrough(), _hidden_input(b, s, space.embed_dim))], 1
+        return EmbeddingProbe(space.vocab_size, space.max_positions, space.embed_dim), {"input_ids": ids}
     if probe.kind == "linear":
-        return [(nn.Linear(probe.d_in, probe.d_out), _hidden_input(b, s, probe.d_in)), base], 1
+        return nn.Linear(probe.d_in, probe.d_out), _hidden_input(b, s, probe.d_in)
     raise ValueError(probe.kind)
 
 
-def measure_probe(backend: Backend, probe: Probe, space: SearchSpace, workdir: Path) -> tuple[dict, dict]:
-    """Time one probe; return (stats for the row, extra columns)."""
-    p = backend.profile
-    models, divisor = _models(probe, space, p.stack)
-    with ExitStack() as stack:
-        runners = [stack.enter_context(backend.load(m, inp, workdir / f"m{i}", what=probe.label()))
-                   for i, (m, inp) in enumerate(models)]
-        lats = measure([r.timed_run for r in runners], p.warmup, p.bursts, p.runs_per_burst)
-    stats = part_stats(lats[0], lats[1] if len(lats) > 1 else None, divisor)
-    extra = {"stack": divisor, "statistic": STATISTIC, "profile": p.name,
-             "arch": probe.arch and json_arch(probe.arch), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    return stats, extra
+def base_width(probe: Probe, space: SearchSpace) -> int | None:
+    """Width of the empty model whose cost is subtracted (None: keep the whole time)."""
+    if probe.kind in ("call", "calibration"):
+        return None
+    return space.embed_dim if probe.kind == "embedding" else probe.d_in
 
 
 def json_arch(arch: Architecture) -> str:
     return json.dumps(arch.to_dict(), separators=(",", ":"))
 
 
-def part_stats(probe: Latency, base: Latency | None, divisor: int) -> dict[str, float]:
+def part_stats(lat: Latency, base: dict[str, float] | None, divisor: int) -> dict[str, float]:
     """A part's own cost: (probe - empty model) / copies, statistic by statistic."""
-    def sub(name: str) -> float:
-        return (getattr(probe, name) - (getattr(base, name) if base else 0.0)) / divisor
+    def sub(ours: float, name: str) -> float:
+        return (ours - (base[name] if base else 0.0)) / divisor
 
-    var = probe.std_ms ** 2 + (base.std_ms ** 2 if base else 0.0)
-    return {"latency_ms": sub("robust_ms"), "p50_ms": sub("p50_ms"), "p90_ms": sub("p90_ms"),
-            "p99_ms": sub("p99_ms"), "mean_ms": sub("mean_ms"), "std_ms": var ** 0.5 / divisor,
-            "min_ms": sub("min_ms"), "n": probe.n}
+    var = lat.std_ms ** 2 + (base["std_ms"] ** 2 if base else 0.0)
+    return {"latency_ms": sub(lat.robust_ms, "latency_ms"), "p50_ms": sub(lat.p50_ms, "p50_ms"),
+            "p90_ms": sub(lat.p90_ms, "p90_ms"), "p99_ms": sub(lat.p99_ms, "p99_ms"),
+            "mean_ms": sub(lat.mean_ms, "mean_ms"), "std_ms": var ** 0.5 / divisor,
+            "min_ms": sub(lat.min_ms, "min_ms"), "n": lat.n}
 
 
 def open_table(path: Path, fingerprint: dict[str, str], force: bool) -> LatencyTable:
@@ -175,24 +168,76 @@ def open_table(path: Path, fingerprint: dict[str, str], force: bool) -> LatencyT
     return table
 
 
+def partial_path(table_path: Path) -> Path:
+    return table_path.with_name(table_path.name + ".partial.json")
+
+
+def _load_partial(path: Path, header: dict) -> list[list[list[float]]] | None:
+    """Raw bursts of an interrupted profile, if it measured the same things the same way."""
+    try:
+        state = json.loads(path.read_text())
+        if {k: state[k] for k in header} == header:
+            return state["samples"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def profile_device(backend: Backend, space: SearchSpace, path: str | Path, force: bool = False,
-                   progress: bool = True, on_row: Callable[[Probe], None] | None = None) -> LatencyTable:
-    """Measure every missing row of the plan into the table at `path`, saving after each row."""
+                   progress: bool = True, on_round: Callable[[int], None] | None = None) -> LatencyTable:
+    """Measure every missing row of the plan into the table at `path`.
+
+    All missing parts are loaded at once and timed in rounds (timing.measure); the raw bursts
+    are saved to `<table>.partial.json` after every round, so an interrupted profile resumes at
+    the round it stopped in, and the rows are written when the measurement is complete.
+    """
     p = backend.profile
     path = Path(path)
     table = open_table(path, backend.fingerprint(), force)
-    probes = plan(space, p.batch, p.seq_lens, p.calibration_archs)
     done = table.keys()
-    todo = [pr for pr in probes if tuple(map(str, pr.key)) not in done]
-    bar = tqdm(total=len(probes), initial=len(probes) - len(todo), disable=not progress,
-               desc=f"profile {p.name}", unit="part", dynamic_ncols=True)
-    with bar, tempfile.TemporaryDirectory(prefix="pipeline-profile-") as tmp:
-        for probe in todo:
-            bar.set_postfix_str(probe.label()[:40])
-            stats, extra = measure_probe(backend, probe, space, Path(tmp) / str(len(table.df)))
-            table.add(probe.key, stats, extra)
-            table.save(path)
-            if on_row:
-                on_row(probe)
+    todo = [pr for pr in plan(space, p.batch, p.seq_lens, p.calibration_archs) if tuple(map(str, pr.key)) not in done]
+    if not todo:
+        return table
+    # Every subtraction needs its empty model measured in the same rounds.
+    calls = {(pr.d_in, pr.batch, pr.seq) for pr in todo if pr.kind == "call"}
+    for pr in list(todo):
+        w = base_width(pr, space)
+        if w is not None and (w, pr.batch, pr.seq) not in calls:
+            todo.insert(0, Probe("call", "call", w, w, pr.batch, pr.seq))
+            calls.add((w, pr.batch, pr.seq))
+    header = {"fingerprint": table.fingerprint_hash, "keys": [list(map(str, pr.key)) for pr in todo],
+              "settings": [p.warmup, p.rounds, p.runs_per_round, p.stack]}
+    ppath = partial_path(path)
+    samples = _load_partial(ppath, header) if not force else None
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="pipeline-profile-") as tmp:
+        runners = []
+        for i, pr in enumerate(tqdm(todo, desc=f"load {p.name}", unit="model", disable=not progress,
+                                    dynamic_ncols=True)):
+            module, inputs = probe_model(pr, space, p.stack)
+            runners.append(stack.enter_context(backend.load(module, inputs, Path(tmp) / str(i), what=pr.label())))
+        bar = stack.enter_context(tqdm(total=p.rounds, initial=len(samples[0]) if samples else 0,
+                                       desc=f"measure {len(todo)} models", unit="round",
+                                       disable=not progress, dynamic_ncols=True))
+
+        def saved(r: int, s: list) -> None:
+            write_json_atomic(ppath, {**header, "samples": s})
             bar.update()
+            if on_round:
+                on_round(r)
+
+        lats = measure([r.timed_run for r in runners], p.warmup, p.rounds, p.runs_per_round,
+                       seed=len(done), on_round=saved, samples=samples)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    by_key = {pr.key: part_stats(lat, None, 1) for pr, lat in zip(todo, lats, strict=True) if pr.kind == "call"}
+    for pr, lat in zip(todo, lats, strict=True):
+        if table.has(pr.key):
+            continue
+        w = base_width(pr, space)
+        base = by_key[("call", "call", w, w, pr.batch, pr.seq)] if w is not None else None
+        divisor = p.stack if pr.kind == "op" else 1
+        table.add(pr.key, part_stats(lat, base, divisor),
+                  {"stack": divisor, "statistic": STATISTIC, "profile": p.name,
+                   "arch": json_arch(pr.arch) if pr.arch else None, "measured_at": stamp})
+    table.save(path)
+    ppath.unlink(missing_ok=True)
     return table
