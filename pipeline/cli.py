@@ -124,13 +124,14 @@ def _seq(profile: DeviceProfile, seq: int | None) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from pipeline.profiling import profile_device
+    from pipeline.profiling import open_table, profile_device
     from pipeline.teacher import space_for_teacher
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     space = space_for_teacher(args.teacher)
     path = Path(args.table) if args.table else default_table(profile)
+    open_table(path, backend.fingerprint(), args.force)  # refuse a corrupt or foreign table before any work
     _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
           f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")
     try:

@@ -58,7 +58,9 @@ def load_profile(path: str | Path) -> DeviceProfile:
     known = {f.name for f in dataclasses.fields(DeviceProfile)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise PipelineError(f"profile {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise PipelineError(
+            f"profile {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     for key in ("name", "backend"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise PipelineError(f"profile {path}: '{key}' must be a non-empty string")

@@ -70,11 +70,13 @@ class LatencyTable:
         try:
             df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-            raise PipelineError(f"latency table {path} is corrupt: {str(e).splitlines()[0] if str(e) else e!r}") from None
+            why = str(e).splitlines()[0] if str(e) else repr(e)
+            raise PipelineError(f"latency table {path} is corrupt: {why}") from None
         bad = f"latency table {path} is corrupt"
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
-            raise PipelineError(f"{bad}: missing column(s) {', '.join(missing)}")
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise PipelineError(f"{bad}: missing column(s) {shown}")
         fp_cols = [c for c in df.columns if c.startswith(FP)]
         if df.empty:
             raise PipelineError(f"{bad}: it has no rows")
@@ -140,7 +142,8 @@ class LatencyTable:
     def calibration_rows(self, batch: int, seq: int) -> list[tuple[Architecture, float]]:
         df = self.df
         rows = df[(df.kind == "calibration") & (df.batch == batch) & (df.seq == seq)]
-        return [(architecture_from_dict(json.loads(a)), float(ms)) for a, ms in zip(rows.arch, rows.latency_ms, strict=True)]
+        pairs = zip(rows.arch, rows.latency_ms, strict=True)
+        return [(architecture_from_dict(json.loads(a)), float(ms)) for a, ms in pairs]
 
 
 FAMILIES = ("mha", "ffn", "sepconv", "fixed")

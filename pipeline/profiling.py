@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.artifacts import write_json_atomic
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
-from pipeline.artifacts import write_json_atomic
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
 from pipeline.ops import Sublayer, masks
 from pipeline.space import Architecture, SearchSpace

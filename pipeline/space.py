@@ -167,7 +167,9 @@ class SearchSpace:
     def check(self, arch: Architecture) -> None:
         """Raise if `arch` is not a member of this space."""
         if arch.teacher_hidden != self.teacher_hidden:
-            raise PipelineError(f"architecture is for teacher hidden {arch.teacher_hidden}, space has {self.teacher_hidden}")
+            raise PipelineError(
+                f"architecture is for teacher hidden {arch.teacher_hidden}, space has {self.teacher_hidden}"
+            )
         if len(arch.blocks) != self.num_blocks:
             raise PipelineError(f"architecture has {len(arch.blocks)} blocks, space has {self.num_blocks}")
         for i, b in enumerate(arch.blocks, 1):
@@ -179,7 +181,8 @@ class SearchSpace:
     def sample(self, rng: random.Random) -> Architecture:
         """Uniform op per layer and hidden size per block (once-for-all's sample_active_subnet)."""
         blocks = tuple(
-            Block(rng.choice(self.hidden_sizes), canonical_layers([rng.choice(OPS) for _ in range(self.layers_per_block)]))
+            Block(rng.choice(self.hidden_sizes),
+                  canonical_layers([rng.choice(OPS) for _ in range(self.layers_per_block)]))
             for _ in range(self.num_blocks)
         )
         return Architecture(self.teacher_hidden, self.embed_dim, blocks, self.vocab_size, self.max_positions)

@@ -43,7 +43,9 @@ class OnnxRuntimeCPU(Backend):
         if "CPUExecutionProvider" not in ort.get_available_providers():
             raise DeviceUnavailable(f"device '{self.profile.name}': onnxruntime has no CPUExecutionProvider")
         if self.profile.precision != "fp32":
-            raise DeviceUnavailable(f"device '{self.profile.name}': {self.name} runs fp32 only, profile asks {self.profile.precision}")
+            raise DeviceUnavailable(
+                f"device '{self.profile.name}': {self.name} runs fp32 only, the profile asks {self.profile.precision}"
+            )
 
     def fingerprint(self) -> dict[str, str]:
         import onnxruntime as ort

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny BERT teacher built from a config and a fast device profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.config import load_profile
+from pipeline.devices import get_backend
+from pipeline.space import SearchSpace
+
+TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=256,
+            vocab_size=1000, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A 4-layer BERT with random weights saved as a Hugging Face folder."""
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(**TINY)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> SearchSpace:
+    return SearchSpace.from_teacher(TINY["hidden_size"], TINY["num_hidden_layers"], TINY["vocab_size"],
+                                    TINY["max_position_embeddings"])
+
+
+def write_profile(path: Path, **overrides) -> Path:
+    settings = dict(name="tiny-cpu", backend="onnxruntime-cpu", precision="fp32", threads=1, batch=1,
+                    seq_lens=[16], warmup=1, rounds=2, runs_per_round=3, min_round_s=0.0, stack=2,
+                    calibration_archs=3)
+    settings.update(overrides)
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_profile_path(tmp_path_factory) -> Path:
+    return write_profile(tmp_path_factory.mktemp("profiles") / "tiny-cpu.yaml")
+
+
+@pytest.fixture(scope="session")
+def cpu_backend(tiny_profile_path):
+    return get_backend(load_profile(tiny_profile_path))
+
+
+@pytest.fixture(scope="session")
+def tiny_table(tmp_path_factory, cpu_backend, tiny_space) -> Path:
+    """A real (small) profile of the tiny space on ONNX Runtime CPU, measured once per session."""
+    from pipeline.profiling import profile_device
+
+    path = tmp_path_factory.mktemp("tables") / "tiny-cpu.csv"
+    profile_device(cpu_backend, tiny_space, path, progress=False)
+    return path

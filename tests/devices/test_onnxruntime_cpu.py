@@ -1,0 +1,24 @@
+import random
+
+import torch
+
+from pipeline.space import SearchSpace
+from pipeline.student import Student, example_inputs
+
+
+def test_load_run_and_time_a_student(cpu_backend, tmp_path):
+    space = SearchSpace.from_teacher(256, 4, vocab_size=1000, max_positions=64)
+    torch.manual_seed(0)
+    student = Student(space.sample(random.Random(2))).eval()
+    inputs = example_inputs(2, 16, 1000)
+    with cpu_backend.load(student, inputs, tmp_path) as runner:  # checked against PyTorch on load
+        out = runner.run()
+        assert out.shape == (2, 16, 256)
+        assert runner.timed_run() > 0
+    assert (tmp_path / "model.onnx").is_file()
+
+
+def test_fingerprint_names_the_hardware_and_software(cpu_backend):
+    fp = cpu_backend.fingerprint()
+    assert fp["backend"] == "onnxruntime-cpu" and fp["threads"] == "1"
+    assert {"cpu", "cores", "onnxruntime", "torch", "precision"} <= set(fp)
