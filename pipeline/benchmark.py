@@ -66,7 +66,7 @@ def measure_architectures(backend: Backend, archs: list[Architecture], seq: int,
 
 
 def benchmark_architecture(backend: Backend, arch: Architecture, predictor: Predictor | None,
-                           seq: int) -> ArchBenchmark:
-    latency = measure_architectures(backend, [arch], seq)[0]
+                           seq: int, progress: bool = False) -> ArchBenchmark:
+    latency = measure_architectures(backend, [arch], seq, progress=progress)[0]
     predicted = predictor(arch) if predictor else None
     return ArchBenchmark(arch, latency, predicted, backend.profile.batch, seq)

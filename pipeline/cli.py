@@ -185,7 +185,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     else:
         _note(f"note: no latency table at {path}; measuring without a prediction (run `profile` first)")
     _note(f"benchmarking {arch.describe()} on {profile.name} ...")
-    result = benchmark_architecture(backend, arch, predictor, seq)
+    result = benchmark_architecture(backend, arch, predictor, seq, progress=not args.json)
     if args.json:
         print(json.dumps(result.as_dict()))
         return 0

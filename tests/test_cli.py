@@ -21,7 +21,7 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def one_line_error(code, err, needle):
+def assert_one_line_error(code, err, needle):
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
@@ -78,23 +78,23 @@ def test_bad_architectures(capsys, tmp_path, tiny_table, tiny_profile_path, cont
     arch.write_text(content)
     code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--table", str(tiny_table),
                        "--arch", str(arch))
-    one_line_error(code, err, needle)
+    assert_one_line_error(code, err, needle)
 
 
 def test_bad_devices_and_files(capsys, tmp_path, tiny_table, tiny_profile_path, arch_file):
     code, _, err = run(capsys, "predict", "--device", "tpu", "--arch", arch_file)
-    one_line_error(code, err, "unknown device 'tpu'")
+    assert_one_line_error(code, err, "unknown device 'tpu'")
     code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--arch", str(tmp_path / "no.json"),
                        "--table", str(tiny_table))
-    one_line_error(code, err, "architecture file not found")
+    assert_one_line_error(code, err, "architecture file not found")
     code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--arch", arch_file,
                        "--table", str(tmp_path / "none.csv"))
-    one_line_error(code, err, "latency table not found")
+    assert_one_line_error(code, err, "latency table not found")
     code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--arch", arch_file,
                        "--table", str(tiny_table), "--seq", "-3")
-    one_line_error(code, err, "--seq")
+    assert_one_line_error(code, err, "--seq")
     code, _, err = run(capsys, "predict", "--device", "cpu", "--table", str(tiny_table), "--arch", arch_file)
-    one_line_error(code, err, "no row for")  # the shipped cpu profile is at seq 128; the tiny table at 16
+    assert_one_line_error(code, err, "no row for")  # the shipped cpu profile is at seq 128; the tiny table at 16
 
 
 def test_table_from_another_fingerprint(capsys, tmp_path, tiny_table, arch_file):
@@ -102,7 +102,7 @@ def test_table_from_another_fingerprint(capsys, tmp_path, tiny_table, arch_file)
 
     two = str(write_profile(tmp_path / "two.yaml", threads=2))  # same runtime, other thread count
     code, _, err = run(capsys, "predict", "--profile", two, "--table", str(tiny_table), "--arch", arch_file)
-    one_line_error(code, err, "differs in threads")
+    assert_one_line_error(code, err, "differs in threads")
     code, out, err = run(capsys, "predict", "--profile", two, "--table", str(tiny_table), "--arch", arch_file,
                          "--json", "--foreign-table")
     assert code == 0 and json.loads(out)["fingerprint_match"] is False and "warning" in err
@@ -111,9 +111,9 @@ def test_table_from_another_fingerprint(capsys, tmp_path, tiny_table, arch_file)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
 def test_absent_gpu_is_a_one_line_error(capsys, arch_file):
     code, _, err = run(capsys, "benchmark", "--device", "gpu", "--arch", arch_file)
-    one_line_error(code, err, "CUDA")
+    assert_one_line_error(code, err, "CUDA")
     code, _, err = run(capsys, "profile", "--device", "gpu")
-    one_line_error(code, err, "CUDA")
+    assert_one_line_error(code, err, "CUDA")
 
 
 def test_corrupt_table_is_refused_and_kept(capsys, tmp_path, tiny_profile_path, arch_file, tiny_teacher):
@@ -122,10 +122,10 @@ def test_corrupt_table_is_refused_and_kept(capsys, tmp_path, tiny_profile_path, 
     before = table.read_bytes()
     code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--table", str(table),
                        "--arch", arch_file)
-    one_line_error(code, err, "corrupt")
+    assert_one_line_error(code, err, "corrupt")
     code, _, err = run(capsys, "profile", "--profile", str(tiny_profile_path), "--table", str(table),
                        "--teacher", str(tiny_teacher), "--quiet")
-    one_line_error(code, err, "corrupt")
+    assert_one_line_error(code, err, "corrupt")
     assert table.read_bytes() == before
 
 
@@ -133,7 +133,7 @@ def test_teacher_that_is_not_a_bert(capsys, tmp_path, tiny_profile_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     code, _, err = run(capsys, "profile", "--profile", str(tiny_profile_path), "--teacher", str(tmp_path),
                        "--table", str(tmp_path / "t.csv"))
-    one_line_error(code, err, "not a BERT")
+    assert_one_line_error(code, err, "not a BERT")
 
 
 def test_python_dash_m_in_a_real_process(tmp_path):

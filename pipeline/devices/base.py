@@ -37,8 +37,9 @@ class Runner(ABC):
     def timed_run(self) -> float:
         """Run once; return the run's latency in ms on the device's own clock."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook; most runners hold nothing to release
-        pass
+    @abstractmethod
+    def close(self) -> None:
+        """Release the model and its runtime (sessions, thread pools, device memory) now."""
 
 
 class Backend(ABC):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pipeline.config import resolve_profile
-from pipeline.devices import BACKENDS, Backend, Runner, get_backend
+from pipeline.devices import BACKENDS, Runner, get_backend
+from pipeline.devices.onnxruntime_cpu import OnnxRuntimeCPU
 from pipeline.errors import DeviceUnavailable, ExportMismatch, PipelineError
 
 HAS_CUDA = torch.cuda.is_available()
@@ -41,22 +42,19 @@ def test_tensorrt_absent_names_what_is_missing():
 
 
 class _Wrong(Runner):
+    """A runner whose numbers are off, as a broken export's would be."""
+
     def run(self) -> np.ndarray:
         return np.zeros((1, 8, 4), dtype=np.float32)
 
     def timed_run(self) -> float:
         return 0.0
 
+    def close(self) -> None:
+        self.closed = True
 
-class _Broken(Backend):
-    name, requires = "broken", "nothing"
 
-    def check_available(self) -> None:
-        pass
-
-    def fingerprint(self) -> dict[str, str]:
-        return self.base_fingerprint()
-
+class _Broken(OnnxRuntimeCPU):
     def _open(self, module, inputs, workdir: Path) -> Runner:
         return _Wrong()
 
