@@ -3,12 +3,12 @@
 Parts are timed where they run, on the device's own runtime, in context:
 - an op is timed as a stack of `stack` copies with their own weights (a block's worth, so the
   weights are not all hot in cache and per-node scheduling is included), minus an empty model of
-  the same width, divided by the copies; the two are timed interleaved, so drift cancels;
+  the same width, divided by the copies;
 - adapters and the embedding are timed alone, minus the same empty model;
-- then `calibration_archs` random students are measured end to end, and `predict` fits the
-  sum of parts to them (see latency.py).
-All parts are timed together in rounds (see timing.py); an interrupted profile resumes at the
-round it stopped in.
+- `calibration_archs` random students are timed end to end, and `predict` fits the parts to
+  them (see latency.py).
+Everything, empty models included, is timed together in rounds (timing.py), so a slow stretch
+of the machine touches all rows alike; an interrupted profile resumes at the round it stopped in.
 """
 
 from __future__ import annotations
