@@ -54,6 +54,7 @@ class LatencyTable:
         self.df = df
         self.fingerprint = fingerprint
         self.path = path
+        self._index: dict[tuple, float] | None = None  # key -> latency_ms, built on first lookup
 
     # ---- construction and I/O ----
     @classmethod
@@ -127,17 +128,20 @@ class LatencyTable:
         row.update({FP + k: v for k, v in self.fingerprint.items()})
         new = pd.DataFrame([row], columns=self.df.columns)
         self.df = new if self.df.empty else pd.concat([self.df, new], ignore_index=True)
+        self._index = None
 
     def lookup(self, kind: str, name: str, d_in: int, d_out: int, batch: int, seq: int) -> float:
-        df = self.df
-        hit = df[(df.kind == kind) & (df.name == name) & (df.d_in == d_in) & (df.d_out == d_out)
-                 & (df.batch == batch) & (df.seq == seq)]
-        if hit.empty:
+        # A dict, not a DataFrame filter: the search predicts thousands of candidates.
+        if self._index is None:
+            rows = self.df[[*KEY, "latency_ms"]].itertuples(index=False)
+            self._index = {(str(k), str(n), int(i), int(o), int(b), int(s)): float(ms) for k, n, i, o, b, s, ms in rows}
+        try:
+            return self._index[(kind, name, d_in, d_out, batch, seq)]
+        except KeyError:
             raise PipelineError(
                 f"latency table {self.path or ''} has no row for {kind} {name} {d_in}->{d_out} at batch {batch}, "
                 f"seq {seq}; profile a space (teacher, profile) that includes it"
-            )
-        return float(hit["latency_ms"].iloc[0])
+            ) from None
 
     def calibration_rows(self, batch: int, seq: int) -> list[tuple[Architecture, float]]:
         df = self.df

@@ -1,7 +1,7 @@
 """A TensorRT engine built from ONNX, timed with CUDA events around execute_async_v3.
 
 Written against the TensorRT 10 Python API: build_serialized_network, named I/O tensors, one
-optimization profile over dynamic batch and sequence, a timing cache kept next to the engines.
+optimization profile over dynamic batch and sequence, one timing cache per device profile.
 TensorRT 11 dropped the FP16 builder flag: there the ONNX graph itself is exported in fp16 and
 the network is strongly typed. `tensorrt` is imported only inside this backend's methods.
 
@@ -11,18 +11,27 @@ Verified only where TensorRT is importable (tests/devices/test_tensorrt.py skips
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipeline.artifacts import write_atomic
 from pipeline.devices.base import Backend, Runner
 from pipeline.devices.torch_cuda import gpu_fingerprint, require_cuda
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.export import export_onnx
 
 WORKSPACE_BYTES = 4 << 30  # enough for every tactic of a BERT-base-sized student at seq 512
+
+
+def timing_cache_path(profile_name: str) -> Path:
+    """One timing cache per device profile, shared by every engine built for it (a profile builds
+    dozens, all from the same few layer shapes). PIPELINE_CACHE moves it."""
+    root = Path(os.environ.get("PIPELINE_CACHE", "~/.cache/pipeline")).expanduser()
+    return root / f"tensorrt-{profile_name}.timing-cache"
 
 
 def _trt():
@@ -129,7 +138,8 @@ class TensorRT(Backend):
         engine = builder.build_serialized_network(network, config)
         if engine is None:
             raise PipelineError(f"TensorRT failed to build an engine from {onnx_path}")
-        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        data = bytes(config.get_timing_cache().serialize())
+        write_atomic(cache_path, lambda tmp: tmp.write_bytes(data))
         return bytes(engine)
 
     def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
@@ -141,7 +151,7 @@ class TensorRT(Backend):
             export_module = copy.deepcopy(module).half()
             export_inputs = {k: v.half() if v.is_floating_point() else v for k, v in inputs.items()}
         onnx_path = export_onnx(export_module, export_inputs, workdir / "model.onnx")
-        serialized = self.build_engine(onnx_path, inputs, workdir / "timing.cache")
+        serialized = self.build_engine(onnx_path, inputs, timing_cache_path(self.profile.name))
         (workdir / "model.engine").write_bytes(serialized)
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
         return TensorRTRunner(engine, inputs)
