@@ -66,6 +66,7 @@ class TensorRTRunner(Runner):
                 self.output = name
         for name, t in self.tensors.items():
             self.context.set_tensor_address(name, t.data_ptr())
+        torch.cuda.synchronize()  # inputs were copied on the default stream; the engine runs on self.stream
         self.start = torch.cuda.Event(enable_timing=True)
         self.end = torch.cuda.Event(enable_timing=True)
 
