@@ -134,11 +134,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     open_table(path, backend.fingerprint(), args.force)  # refuse a corrupt or foreign table before any work
     _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
           f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")
+    before = 0 if args.force or not path.exists() else len(LatencyTable.load(path).df)
     try:
         table = profile_device(backend, space, path, force=args.force, progress=not args.quiet)
     except KeyboardInterrupt:
         _note(f"interrupted: the rounds measured so far are saved beside {path}; run the same command to resume")
         return 130
+    if len(table.df) == before:
+        print(f"{path} already holds every part of this space ({before} rows); --force measures it anew")
+        return 0
     for seq in profile.seq_lens:
         cal = Predictor(table, profile.batch, seq).calibration
         coefs = ", ".join(f"{k} {v:.3f}" for k, v in cal.as_dict()["coefs"].items())
@@ -163,6 +167,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "fingerprint": predictor.table.fingerprint_hash, "fingerprint_match": matched,
             "calibration": cal.as_dict(),
             "params": count_params(arch), "flops": count_flops(arch, seq, profile.batch), "arch_key": arch.key,
+            "parts_ms": [[name, ms] for name, ms in predictor.parts(arch)],
         }))
     else:
         calib = f"calibrated on {cal.archs} students" if cal.archs else "uncalibrated sum of parts"
@@ -226,3 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -53,6 +53,10 @@ def test_profile_predict_benchmark(capsys, tmp_path, tiny_teacher, tiny_profile_
     assert bench["p50_ms"] >= bench["measured_ms"] and bench["params"] == pred["params"]
     code, out, _ = run(capsys, "predict", "--profile", str(tiny_profile_path), "--table", table, "--arch", arch_file)
     assert code == 0 and "predicted" in out and "ms" in out
+    assert {name for name, _ in pred["parts_ms"]} >= {"call", "embedding", "linear 128->128"}
+    code, out, _ = run(capsys, "profile", "--profile", str(tiny_profile_path), "--teacher", str(tiny_teacher),
+                       "--table", table, "--quiet")
+    assert code == 0 and "already holds every part" in out  # complete: nothing measured again
 
 
 def test_benchmark_without_a_table_says_so(capsys, tmp_path, tiny_profile_path, arch_file, monkeypatch):
