@@ -33,3 +33,28 @@ def test_check_close_refuses_a_mismatch():
     with pytest.raises(ExportMismatch, match="shape"):
         check_close(ref[:1], ref, "fp32", "x")
     assert check_close(ref + 0.005, ref, "fp16", "x") == pytest.approx(0.005, rel=1e-3)
+
+
+def test_fp16_students_pass_the_fp16_check():
+    """What GPU runners face on load: a half-precision student against the fp32 one (CPU half here)."""
+    from pipeline.space import Architecture, Block
+
+    deepest = Architecture(384, 128, tuple(Block(384, ("ffn", "mha", "ffn", "mha")) for _ in range(3)), 1000, 128)
+    torch.manual_seed(0)
+    model = Student(deepest).eval()
+    inputs = example_inputs(2, 64, 1000)
+    with torch.no_grad():
+        ref = model(**inputs).numpy()
+        half = model.half()(**inputs).float().numpy()
+    check_close(half, ref, "fp16", "fp16 student")
+
+
+def test_fp16_graph_export_for_strongly_typed_tensorrt(tmp_path):
+    import onnx
+
+    space = SearchSpace.from_teacher(256, 4, vocab_size=1000, max_positions=64)
+    model = Student(space.sample(random.Random(0))).eval().half()
+    path = export_onnx(model, example_inputs(1, 16, 1000), tmp_path / "half.onnx")
+    graph = onnx.load(str(path)).graph
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
