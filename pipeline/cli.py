@@ -96,7 +96,7 @@ def load_predictor(profile: DeviceProfile, backend: Backend, table_path: Path, s
     """Load the table and refuse one measured elsewhere; returns (predictor, fingerprint matched?)."""
     table = LatencyTable.load(table_path)
     for key in ("backend", "precision"):
-        if table.fingerprint.get(key) != (profile.backend if key == "backend" else profile.precision):
+        if table.fingerprint.get(key) != getattr(profile, key):
             raise PipelineError(f"{table_path} was measured for {key} {table.fingerprint.get(key)!r}, "
                                 f"but device '{profile.name}' is {getattr(profile, key)!r}")
     try:
@@ -131,10 +131,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     backend = get_backend(profile)
     space = space_for_teacher(args.teacher)
     path = Path(args.table) if args.table else default_table(profile)
-    open_table(path, backend.fingerprint(), args.force)  # refuse a corrupt or foreign table before any work
+    # Refuse a corrupt or foreign table before any work; what it holds already is not measured again.
+    before = len(open_table(path, backend.fingerprint(), args.force).df)
     _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
           f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")
-    before = 0 if args.force or not path.exists() else len(LatencyTable.load(path).df)
     try:
         table = profile_device(backend, space, path, force=args.force, progress=not args.quiet)
     except KeyboardInterrupt:
