@@ -117,9 +117,6 @@ class LatencyTable:
     def keys(self) -> set[tuple]:
         return set(map(tuple, self.df[KEY].astype(str).values.tolist()))
 
-    def has(self, key: tuple) -> bool:
-        return tuple(str(k) for k in key) in self.keys()
-
     def add(self, key: tuple, stats: dict[str, Any], extra: dict[str, Any]) -> None:
         row = dict(zip(KEY, key, strict=True))
         row.update({k: stats[k] for k in STATS})

@@ -226,11 +226,11 @@ def profile_device(backend: Backend, space: SearchSpace, path: str | Path, force
                 on_round(r)
 
         lats = measure([r.timed_run for r in runners], p.warmup, p.rounds, p.runs_per_round,
-                       seed=len(done), on_round=saved, samples=samples)
+                       on_round=saved, samples=samples)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     by_key = {pr.key: part_stats(lat, None, 1) for pr, lat in zip(todo, lats, strict=True) if pr.kind == "call"}
     for pr, lat in zip(todo, lats, strict=True):
-        if table.has(pr.key):
+        if tuple(map(str, pr.key)) in done:  # an empty model re-timed only as a base
             continue
         w = base_width(pr, space)
         base = by_key[("call", "call", w, w, pr.batch, pr.seq)] if w is not None else None
