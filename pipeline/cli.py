@@ -21,7 +21,7 @@ from pipeline.timing import STATISTIC
 STAGES = """\
 stages (DESIGN.md), each a subcommand once built:
   1 profile    device profile -> latency table of every candidate op     [built]
-  2 train      teacher + corpus -> block-wise distilled supernet         [not built yet]
+  2 train      teacher + corpus -> block-wise distilled supernet, pools  [built]
   3 search     supernet + latency table + budget -> architecture         [not built yet]
   4 export     architecture -> ONNX / ONNX Runtime / TensorRT artifacts  [not built yet]
   5 benchmark  measure an architecture on the device, beside `predict`   [built: one architecture]
@@ -78,6 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
     p.add_argument("--foreign-table", action="store_true", help="as for predict")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("train", help="train the supernet by block-wise distillation, with progressive shrinking",
+                       description="NAS-BERT stage 2: split the teacher into blocks, train a weight-sharing supernet "
+                       "block per teacher block to reproduce its output states (one random path per step), prune "
+                       "the candidates by progressive shrinking in bins of similar latency and size, and write a "
+                       "pool of candidates per block with their validation losses to OUT/train_summary.json. "
+                       "A killed run resumes from its checkpoints; finished blocks are reused. "
+                       "Several processes: torchrun --nproc_per_node N -m pipeline train ... (each rank trains "
+                       "its share of the blocks).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--corpus", help="plain text (documents separated by blank lines) or .jsonl with a 'text' "
+                   "field (default: the English text shipped with CPython, pydoc_data.topics)")
+    g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG, with a 'text' column")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--block", type=int, action="append", metavar="N",
+                   help="train only block N (1-based; repeatable); blocks are independent")
+    p.add_argument("--quick", action="store_true", help="scaled-down schedule for a CPU (a few minutes)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where training runs (not the target)")
+    p.add_argument("--target", default="cpu", help="device whose latency table bins the candidates")
+    p.add_argument("--tables", default="latency_tables", help="folder of latency tables; every one that covers "
+                   "the space adds a predicted latency to the pool entries")
+    p.add_argument("--epochs", type=int, help="override the schedule's epochs")
+    p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="discard checkpoints and results in OUT and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
@@ -217,7 +245,34 @@ def cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"profile": cmd_profile, "predict": cmd_predict, "benchmark": cmd_benchmark, "space": cmd_space}
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline.train import TrainConfig
+    from pipeline.train_job import SUMMARY, run_train
+
+    cfg = TrainConfig(seed=args.seed)
+    cfg = cfg.quick() if args.quick else cfg
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, max(0, args.epochs - 1)))
+    if args.batch_size is not None:
+        cfg = replace(cfg, batch_size=args.batch_size)
+    out = Path(args.out)
+    try:
+        summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,
+                            Path(args.tables), args.target, args.force, progress=not args.quiet, log=_note)
+    except KeyboardInterrupt:
+        _note(f"interrupted: checkpoints are in {out}/block_*/; run the same command to resume")
+        return 130
+    if summary:
+        missing = summary["missing_blocks"]
+        print(f"wrote {out / SUMMARY}: {len(summary['blocks'])} block(s) trained"
+              + (f", blocks {missing} not yet (train them with --block)" if missing else ""))
+    return 0
+
+
+COMMANDS = {"profile": cmd_profile, "train": cmd_train, "predict": cmd_predict, "benchmark": cmd_benchmark,
+            "space": cmd_space}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipeline.artifacts import short_hash, write_atomic
 from pipeline.errors import PipelineError
-from pipeline.space import Architecture, adapter_shapes, architecture_from_dict, count_params
+from pipeline.space import Architecture, Block, adapter_shapes, architecture_from_dict, count_params
 
 KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
 STATS = ["latency_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "n"]
@@ -216,6 +216,16 @@ class Predictor:
     def __call__(self, arch: Architecture) -> float:
         """Predicted latency in ms (the table's statistic): what the search calls."""
         return self.calibration.apply(self.features(arch))
+
+    def block_ms(self, block: Block) -> float:
+        """Calibrated latency of one block's ops alone, for ranking candidates of the same block.
+
+        Adapters, embedding and call overhead depend on the neighbouring blocks and are left to the
+        whole-model prediction; the cache term (not additive over blocks) is left out too.
+        """
+        t, b, s, coefs = self.table, self.batch, self.seq, self.calibration.coefs
+        return sum(coefs[FAMILIES.index(family(op))] * t.lookup("op", op, block.hidden, block.hidden, b, s)
+                   for op in block.layers if op != "identity")
 
     def _fit(self) -> Calibration:
         rows = self.table.calibration_rows(self.batch, self.seq)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.ops import Sublayer, masks
-from pipeline.space import Architecture
+from pipeline.space import Architecture, Block
 
 
 class Embeddings(nn.Module):
@@ -47,6 +47,28 @@ class Student(nn.Module):
                 x = self.adapters[i - 1](x)  # [B, S, H_i]
             for layer in block:
                 x = layer(x, keep, bias)
+        return self.out_proj(x)  # [B, S, teacher_hidden]
+
+
+class BlockNet(nn.Module):
+    """One standalone block as the supernet trains it: teacher width -> H, the block's layers, -> teacher width.
+
+    x [B, S, teacher_hidden], attention_mask [B, S] -> [B, S, teacher_hidden]. In a whole Student the
+    out_proj of block i and the in_proj of block i+1 become one adapter matrix.
+    """
+
+    def __init__(self, teacher_hidden: int, block: Block, dropout: float = 0.0):
+        super().__init__()
+        self.block = block
+        self.in_proj = nn.Linear(teacher_hidden, block.hidden)
+        self.layers = nn.ModuleList(Sublayer(op, block.hidden, dropout) for op in block.layers)
+        self.out_proj = nn.Linear(block.hidden, teacher_hidden)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keep, bias = masks(attention_mask, x.dtype)
+        x = self.in_proj(x)  # [B, S, H]
+        for layer in self.layers:
+            x = layer(x, keep, bias)
         return self.out_proj(x)  # [B, S, teacher_hidden]
 
 

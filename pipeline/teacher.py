@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline.errors import PipelineError
 from pipeline.space import SearchSpace
 
@@ -56,3 +58,37 @@ def load_teacher(name: str | None = None):  # -> transformers.BertModel
 def space_for_teacher(name: str | None = None) -> SearchSpace:
     c = load_teacher_config(name)
     return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+
+
+def load_tokenizer(name: str | None = None):  # -> transformers.PreTrainedTokenizerBase
+    from transformers import AutoTokenizer
+
+    path = resolve_teacher(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise PipelineError(f"teacher {path!r} has no usable tokenizer files: {str(e).splitlines()[0]}") from None
+
+
+def block_boundaries(space: SearchSpace) -> list[int]:
+    """Teacher layer indices at the block boundaries: hidden_states[b] is Y[n] (0 = embedding output)."""
+    per_block = space.layers_per_block // 2
+    return [n * per_block for n in range(space.num_blocks + 1)]
+
+
+@torch.no_grad()
+def teacher_states(model, ids: torch.Tensor, layers: list[int], batch_size: int = 32,
+                   progress: bool = False) -> dict[int, torch.Tensor]:
+    """The teacher's hidden states after each of `layers` (0 = embeddings) for token chunks
+    ids [N, S] without padding -> {layer: [N, S, hidden]} on the CPU, computed on the model's device."""
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for start in tqdm(range(0, ids.shape[0], batch_size), desc="teacher states", unit="batch",
+                      disable=not progress, leave=False):
+        batch = ids[start:start + batch_size].to(device)
+        hidden = model(input_ids=batch, attention_mask=torch.ones_like(batch), output_hidden_states=True).hidden_states
+        for layer in layers:
+            out[layer].append(hidden[layer].float().cpu())
+    return {layer: torch.cat(chunks) for layer, chunks in out.items()}

@@ -1,0 +1,163 @@
+"""The `train` command as a job: teacher, corpus and teacher states in; one trained block per
+block out (resumed or reused when already there); train_summary.json at the end.
+
+Several processes share the work when started by torchrun (RANK / WORLD_SIZE in the environment):
+each trains its share of the blocks, they meet at a barrier, and rank 0 writes the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.artifacts import write_json_atomic
+from pipeline.data import load_corpus
+from pipeline.errors import PipelineError
+from pipeline.teacher import block_boundaries, load_teacher, load_tokenizer, resolve_teacher
+from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictors, train_block
+
+SUMMARY = "train_summary.json"
+
+
+def training_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "gpu":
+        if not torch.cuda.is_available():
+            raise PipelineError(f"--device gpu needs a CUDA GPU, but torch.cuda.is_available() is False "
+                                f"(torch {torch.__version__})")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    raise PipelineError(f"unknown training device {name!r}; use cpu or gpu")
+
+
+def _teacher_id(model, path: str) -> dict[str, Any]:
+    """The teacher's config plus a checksum of its weights (a retrained copy at the same path differs)."""
+    with torch.no_grad():
+        checksum = float(sum(p.double().abs().sum() for p in model.parameters()))
+    return {"path": path, "config": model.config.to_diff_dict(), "checksum": round(checksum, 3)}
+
+
+def _dist() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: str | None = None,
+              dataset: str | None = None, blocks: list[int] | None = None, device: str = "cpu",
+              tables_dir: Path = Path("latency_tables"), target: str | None = "cpu", force: bool = False,
+              progress: bool = True, log=print) -> dict[str, Any]:
+    """Train (or resume, or reuse) the requested blocks and return the summary written to OUT."""
+    cfg.check()
+    rank, world, local_rank = _dist()
+    dev = training_device(device, local_rank)
+    path = resolve_teacher(teacher)
+    tokenizer = load_tokenizer(teacher)
+    model = load_teacher(teacher).to(dev)
+    from pipeline.space import SearchSpace
+
+    c = model.config
+    space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+    wanted = blocks or list(range(1, space.num_blocks + 1))
+    for b in wanted:
+        if not 1 <= b <= space.num_blocks:
+            raise PipelineError(f"--block {b} is out of range: the teacher has blocks 1..{space.num_blocks}")
+    mine = [b for b in wanted if (b - 1) % world == rank]
+    data = load_corpus(tokenizer, cfg.seq_len, corpus, dataset)
+    predictors = table_predictors(space, tables_dir, cfg.seq_len)
+    if target and target not in predictors:
+        log(f"note: no latency table for '{target}' in {tables_dir} covers this teacher's space at seq "
+            f"{cfg.seq_len}; bins use parameters only" + (f" (tables: {', '.join(predictors)})" if predictors else ""))
+        target = None
+    tables = {name: p.table.fingerprint_hash for name, p in predictors.items()}
+    teacher_id = _teacher_id(model, path)
+    corpus_id = {**data.describe(), "train_sum": int(data.train.sum()), "val_sum": int(data.validation.sum())}
+    log(f"teacher {path}: {c.num_hidden_layers} layers, hidden {c.hidden_size} -> {space.num_blocks} blocks of "
+        f"{space.layers_per_block} layers, widths {list(space.hidden_sizes)}")
+    log(f"corpus {data.source}: {data.train.shape[0]} training / {data.validation.shape[0]} validation chunks of "
+        f"{cfg.seq_len} tokens (test split of {data.test.shape[0]} held out); training on {dev}"
+        + (f", rank {rank} of {world}: blocks {mine}" if world > 1 else ""))
+    bounds = block_boundaries(space)
+    todo = []
+    for b in mine:
+        settings = settings_hash(teacher_id, corpus_id, cfg, b, tables, target)
+        block_dir = out / f"block_{b}"
+        if force:
+            for name in ("checkpoint.pt", "result.json", "supernet.pt"):
+                (block_dir / name).unlink(missing_ok=True)
+        done = _result(block_dir)
+        if done is not None and done.get("settings") == settings:
+            log(f"block {b}: already trained with these settings ({block_dir / 'result.json'}), reused")
+            continue
+        if done is not None:
+            (block_dir / "result.json").unlink()
+        todo.append((b, settings))
+    if todo:
+        layers = sorted({bounds[b - 1] for b, _ in todo} | {bounds[b] for b, _ in todo})
+        from pipeline.teacher import teacher_states
+
+        train_states = teacher_states(model, data.train, layers, progress=progress)
+        val_states = teacher_states(model, data.validation, layers, progress=progress)
+        del model
+        for b, settings in todo:
+            lo, hi = bounds[b - 1], bounds[b]
+            block_data = BlockData(train_states[lo], train_states[hi], val_states[lo], val_states[hi])
+            log(f"block {b}: teacher layers {lo + 1}-{hi}, training {cfg.epochs} epochs "
+                f"({cfg.warmup_epochs} before shrinking)")
+            r = train_block(b, space, block_data, cfg, out / f"block_{b}", settings, predictors, target, dev,
+                            progress)
+            log(f"block {b}: val loss {r['val_loss_untrained']:.4f} -> {r['val_loss_trained']:.4f}, pool "
+                f"{len(r['pool'])}, kendall tau {r['kendall_tau']:.2f}, {r['tokens_per_s']:.0f} tokens/s")
+    if world > 1:
+        _barrier(dev)
+    if rank != 0:
+        return {}
+    return _write_summary(out, path, data.describe(), cfg, space, device, predictors, target, world)
+
+
+def _barrier(dev: torch.device) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _result(block_dir: Path) -> dict[str, Any] | None:
+    path = block_dir / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # an unreadable result is retrained, from the checkpoint if there is one
+
+
+def _write_summary(out, teacher_path, corpus, cfg, space, device, predictors, target, world) -> dict[str, Any]:
+    blocks, missing = [], []
+    for b in range(1, space.num_blocks + 1):
+        r = _result(out / f"block_{b}")
+        (blocks if r is not None else missing).append(r if r is not None else b)
+    summary = {
+        "teacher": teacher_path,
+        "corpus": corpus,
+        "config": asdict(cfg),
+        "training_device": device,
+        "processes": world,
+        "space": {"teacher_hidden": space.teacher_hidden, "hidden_sizes": list(space.hidden_sizes),
+                  "num_blocks": space.num_blocks, "layers_per_block": space.layers_per_block,
+                  "embed_dim": space.embed_dim},
+        "latency_tables": {name: str(p.table.path) for name, p in predictors.items()},
+        "bins_by": f"latency on {target} and parameters" if target else "parameters",
+        "loss": "mean squared error against the teacher's hidden states at the block's output",
+        "blocks": blocks,
+        "missing_blocks": missing,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json_atomic(out / SUMMARY, summary)
+    return summary
