@@ -73,6 +73,9 @@ class TrainConfig:
             raise PipelineError(f"warmup-epochs must be between 0 and epochs ({self.epochs})")
         if self.tau_paths < 10:
             raise PipelineError("tau-paths must be at least 10 for a meaningful rank correlation")
+        if self.bins * self.keep_per_bin < self.tau_paths:
+            raise PipelineError(f"bins x keep-per-bin ({self.bins * self.keep_per_bin}) must be at least "
+                                f"tau-paths ({self.tau_paths}): the tau paths come from the pool")
 
 
 @dataclass
@@ -265,8 +268,7 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
                          "val_loss": val_loss(c)})
     eval_paths = [candidates[i] for i in state["eval_paths"]]
     trained = [val_loss(b) for b in eval_paths]
-    tau_rng = random.Random(cfg.seed * 1000 + n + 900)
-    tau_entries = sorted(tau_rng.sample(range(len(pool)), min(cfg.tau_paths, len(pool))))
+    tau_entries = tau_selection(pool, cfg.tau_paths, random.Random(cfg.seed * 1000 + n + 900))
     for k in tqdm(tau_entries[len(state["tau"]):], desc=f"block {n} tau", unit="path", disable=not progress,
                   leave=False):
         entry = pool[k]
@@ -299,6 +301,21 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
     }
     write_json_atomic(out_dir / "result.json", result)
     return result
+
+
+def tau_selection(pool: list[dict[str, Any]], k: int, rng: random.Random) -> list[int]:
+    """k pool indices spread over the bins (round robin, a random member each time), so that the
+    rank correlation covers the whole cost range the search chooses from."""
+    by_bin: dict[int, list[int]] = {}
+    for i, e in enumerate(pool):
+        by_bin.setdefault(e["bin"], []).append(i)
+    queues = [rng.sample(members, len(members)) for _, members in sorted(by_bin.items())]
+    picked: list[int] = []
+    while len(picked) < min(k, len(pool)):
+        for q in queues:
+            if q and len(picked) < k:
+                picked.append(q.pop())
+    return sorted(picked)
 
 
 def _finetune(block_net: torch.nn.Module, data: BlockData, cfg: TrainConfig, seed: int) -> float:

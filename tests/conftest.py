@@ -60,3 +60,44 @@ def tiny_table(tmp_path_factory, cpu_backend, tiny_space) -> Path:
     path = tmp_path_factory.mktemp("tables") / "tiny-cpu.csv"
     profile_device(cpu_backend, tiny_space, path, progress=False)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tokenised corpora and timing caches go to a temp folder, not the user's ~/.cache."""
+    import os
+
+    old = os.environ.get("PIPELINE_CACHE")
+    os.environ["PIPELINE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("PIPELINE_CACHE", None)
+    else:
+        os.environ["PIPELINE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_tok(tmp_path_factory) -> Path:
+    """A 4-layer, hidden-128 BERT with random weights and the real MiniLM tokenizer (for training)."""
+    from transformers import BertConfig, BertModel
+
+    from pipeline.teacher import load_tokenizer
+
+    tokenizer = load_tokenizer(None)
+    path = tmp_path_factory.mktemp("tiny-bert-tok")
+    torch.manual_seed(0)
+    config = BertConfig(**{**TINY, "vocab_size": len(tokenizer)})
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """About 4k tokens of real English (the start of 40 pydoc topics), documents split by blank lines."""
+    from pydoc_data.topics import topics
+
+    docs = [" ".join(topics[k].split()[:60]) for k in sorted(topics)[:40]]
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text("\n\n".join(docs))
+    return path

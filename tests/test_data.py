@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from pipeline.data import chunk, load_corpus, load_documents, split_documents
+from pipeline.errors import PipelineError
+from pipeline.teacher import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(None)
+
+
+def test_default_corpus_is_offline_english():
+    source, docs = load_documents()
+    assert source == "pydoc_data.topics"
+    assert len(docs) > 50 and sum(len(d.split()) for d in docs) > 50_000
+
+
+def test_split_is_by_document_and_covers_everything():
+    counts = [10 * (i % 7 + 1) for i in range(40)]
+    s = split_documents([""] * 40, counts)
+    everything = s["train"] + s["validation"] + s["test"]
+    assert sorted(everything) == list(range(40))  # disjoint and complete
+    for held in ("validation", "test"):
+        share = sum(counts[i] for i in s[held]) / sum(counts)
+        assert 0.1 <= share < 0.2
+    assert split_documents(["a", "b"], [5, 5])["train"]  # training always keeps a document
+
+
+def test_chunks_are_cls_body_sep():
+    x = chunk([[5, 6, 7], [8, 9]], seq_len=4, cls_id=1, sep_id=2)
+    # stream 5 6 7 2 8 9 2 -> bodies of 2: (5 6) (7 2) (8 9); the trailing 2 is dropped
+    assert x.tolist() == [[1, 5, 6, 2], [1, 7, 2, 2], [1, 8, 9, 2]]
+
+
+def test_corpus_splits_do_not_overlap_and_are_cached(tokenizer, tiny_corpus):
+    c = load_corpus(tokenizer, 32, corpus=str(tiny_corpus))
+    assert c.train.shape[1] == 32 and c.validation.shape[0] > 0 and c.test.shape[0] > 0
+    assert (c.train[:, 0] == tokenizer.cls_token_id).all() and (c.train[:, -1] == tokenizer.sep_token_id).all()
+    rows = lambda t: {tuple(r.tolist()) for r in t}  # noqa: E731
+    assert not rows(c.train) & rows(c.validation) and not rows(c.train) & rows(c.test)
+    again = load_corpus(tokenizer, 32, corpus=str(tiny_corpus))
+    assert torch.equal(again.train, c.train) and torch.equal(again.test, c.test)
+
+
+def test_jsonl_corpus(tokenizer, tmp_path, tiny_corpus):
+    docs = tiny_corpus.read_text().split("\n\n")
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)))
+    c = load_corpus(tokenizer, 32, corpus=str(path))
+    assert c.train.shape[0] > 0
+
+
+@pytest.mark.parametrize("content, match", [
+    ("", "is empty"),
+    ("\n\n   \n\n", "is empty"),
+    ("just a few words", "too short"),
+])
+def test_bad_text_corpus(tokenizer, tmp_path, content, match):
+    path = tmp_path / "c.txt"
+    path.write_text(content)
+    with pytest.raises(PipelineError, match=match):
+        load_corpus(tokenizer, 32, corpus=str(path))
+
+
+def test_bad_jsonl_and_missing_file(tokenizer, tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(PipelineError, match="line 2 is not JSON"):
+        load_corpus(tokenizer, 32, corpus=str(path))
+    path.write_text('{"body": "no text field"}\n')
+    with pytest.raises(PipelineError, match="no string field 'text'"):
+        load_corpus(tokenizer, 32, corpus=str(path))
+    with pytest.raises(PipelineError, match="not found"):
+        load_corpus(tokenizer, 32, corpus=str(tmp_path / "missing.txt"))

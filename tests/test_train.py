@@ -1,0 +1,145 @@
+"""Training on a tiny 4-layer teacher (hidden 128, the real MiniLM tokenizer) and ~4k tokens of English."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.errors import PipelineError
+from pipeline.train import TrainConfig, lr_at
+from pipeline.train_job import SUMMARY, run_train
+
+# seq 16 matches the tiny latency table, so the bins are hardware-aware; 5 bins x 2 = 10 tau paths.
+CFG = TrainConfig(seq_len=16, batch_size=8, lr=3e-3, warmup_steps=5, epochs=4, warmup_epochs=1, bins=5,
+                  samples_per_bin=12, keep_per_bin=2, score_batches=1, eval_paths=4, tau_paths=10, tau_steps=3,
+                  checkpoint_every=4)
+
+
+def train(tmp, teacher, corpus, table, cfg=CFG, **kw):
+    logs = []
+    summary = run_train(tmp, cfg, str(teacher), corpus=str(corpus), tables_dir=table.parent, target="tiny-cpu",
+                        progress=False, log=logs.append, **kw)
+    return summary, logs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
+    out = tmp_path_factory.mktemp("train")
+    summary, logs = train(out, tiny_teacher_tok, tiny_corpus, tiny_table)
+    return out, summary, logs
+
+
+def test_summary_fields(trained):
+    out, summary, _ = trained
+    assert json.loads((out / SUMMARY).read_text()) == summary
+    assert summary["missing_blocks"] == [] and len(summary["blocks"]) == 2
+    assert summary["bins_by"] == "latency on tiny-cpu and parameters"
+    for b in summary["blocks"]:
+        for key in ("val_loss_untrained", "val_loss_trained", "pool", "kendall_tau"):
+            assert key in b
+        assert -1.0 <= b["kendall_tau"] <= 1.0 and len(b["tau_paths"]) == 10
+        assert (out / f"block_{b['block']}" / "supernet.pt").is_file()
+
+
+def test_loss_falls_in_every_block(trained):
+    for b in trained[1]["blocks"]:
+        assert b["val_loss_trained"] < 0.8 * b["val_loss_untrained"], b["block"]
+        assert b["history"][-1]["train_loss"] < b["history"][0]["train_loss"]
+
+
+def test_shrinking_keeps_exactly_m_per_bin(trained):
+    for b in trained[1]["blocks"]:
+        per_bin = [sum(e["bin"] == i for e in b["pool"]) for i in range(CFG.bins)]
+        assert per_bin == [CFG.keep_per_bin] * CFG.bins
+        assert b["shrink"][-1]["alive"] == CFG.bins * CFG.keep_per_bin
+        for e in b["pool"]:
+            assert e["params"] > 0 or e["layers"] == ["identity"] * 4
+            assert set(e["latency_ms"]) == {"tiny-cpu"} and e["val_loss"] > 0
+        # bins run from cheap to dear on the target device
+        mean_ms = [sum(e["latency_ms"]["tiny-cpu"] for e in b["pool"] if e["bin"] == i) for i in range(CFG.bins)]
+        assert mean_ms[0] < mean_ms[-1]
+
+
+def test_finished_blocks_are_reused(trained, tiny_teacher_tok, tiny_corpus, tiny_table):
+    out, summary, _ = trained
+    again, logs = train(out, tiny_teacher_tok, tiny_corpus, tiny_table)
+    assert sum("reused" in line for line in logs) == 2
+    assert again["blocks"] == summary["blocks"]
+
+
+def test_interrupted_training_resumes_to_the_same_result(trained, tmp_path, tiny_teacher_tok, tiny_corpus,
+                                                         tiny_table, monkeypatch):
+    import pipeline.train as train_mod
+
+    original = train_mod.train_block
+
+    def interrupted(*args, **kw):
+        def stop(step):
+            if step == 7:  # after the checkpoint at step 4, mid-epoch
+                raise KeyboardInterrupt
+        return original(*args, **kw, on_step=stop)
+
+    monkeypatch.setattr("pipeline.train_job.train_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
+    ckpt = torch.load(tmp_path / "block_1" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    monkeypatch.setattr("pipeline.train_job.train_block", original)
+    summary, _ = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
+    assert summary["missing_blocks"] == [2]
+    resumed, full = summary["blocks"][0], trained[1]["blocks"][0]
+    assert resumed["steps"] == full["steps"]
+    assert [(e["hidden"], e["layers"]) for e in resumed["pool"]] == [(e["hidden"], e["layers"]) for e in full["pool"]]
+    for a, b in zip(resumed["pool"], full["pool"], strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_checkpoint_problems_are_one_line_errors(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table):
+    (tmp_path / "block_1").mkdir()
+    (tmp_path / "block_1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PipelineError, match="corrupt"):
+        train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
+    (tmp_path / "block_1" / "checkpoint.pt").unlink()
+    cfg = replace(CFG, epochs=1, warmup_epochs=0)
+
+    def stop(*args, **kw):
+        raise KeyboardInterrupt
+
+    import pipeline.train as train_mod
+
+    original = train_mod._finish
+    train_mod._finish = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=cfg, blocks=[1])
+    finally:
+        train_mod._finish = original
+    with pytest.raises(PipelineError, match="other settings"):
+        train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=replace(cfg, lr=1e-4), blocks=[1])
+
+
+def test_config_checks():
+    with pytest.raises(PipelineError, match="tau-paths"):
+        replace(CFG, tau_paths=5).check()
+    with pytest.raises(PipelineError, match="bins x keep"):
+        replace(CFG, bins=2, keep_per_bin=2).check()
+    with pytest.raises(PipelineError, match="warmup-epochs"):
+        replace(CFG, warmup_epochs=9).check()
+    assert lr_at(0, 100, CFG) < lr_at(5, 100, CFG) == pytest.approx(CFG.lr)
+    assert lr_at(100, 100, CFG) == pytest.approx(0.1 * CFG.lr)
+
+
+def test_cli_errors(tmp_path, capsys, tiny_corpus):
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert main(["train", "--teacher", str(tmp_path / "gpt"), "--out", str(tmp_path / "o")]) == 1
+    assert "not a BERT" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    assert main(["train", "--corpus", str(empty), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "is empty" in err and "Traceback" not in err
+    assert main(["train", "--block", "9", "--out", str(tmp_path / "o")]) == 1
+    assert "out of range" in capsys.readouterr().err
