@@ -4,7 +4,7 @@ Block n learns MSE(student_block(Y[n-1]), Y[n]), Y being the teacher's hidden st
 boundaries (Y[0] the embedding output), one uniformly drawn path per step. Blocks are
 independent, so each one is trained, checkpointed and written on its own:
 
-    OUT/block_N/checkpoint.pt   everything needed to resume (weights, optimiser, RNG, bins, history)
+    OUT/block_N/checkpoint.pt   everything to resume (weights, optimiser, RNG, bins); gone once done
     OUT/block_N/supernet.pt     the trained SuperBlock's weights
     OUT/block_N/result.json     losses, pool, Kendall tau, timings
     OUT/train_summary.json      every finished block, the settings, the corpus
@@ -16,7 +16,6 @@ the summary, so a 3-block teacher trains on 3 GPUs at once.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -61,7 +60,7 @@ class TrainConfig:
 
     def quick(self) -> TrainConfig:
         """Scaled down to finish the offline defaults in a few minutes on a 2-core CPU."""
-        return replace(self, epochs=8, warmup_epochs=3, samples_per_bin=48, keep_per_bin=4, score_batches=1,
+        return replace(self, epochs=16, warmup_epochs=3, samples_per_bin=48, keep_per_bin=4, score_batches=1,
                        eval_paths=12, tau_steps=40)
 
     def check(self) -> None:
@@ -278,8 +277,7 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
                              "standalone_loss": standalone})
         save()
     tau = shrinking.kendall_tau([t["shared_loss"] for t in state["tau"]], [t["standalone_loss"] for t in state["tau"]])
-    torch.save(net.state_dict(), out_dir / ".supernet.tmp")
-    os.replace(out_dir / ".supernet.tmp", out_dir / "supernet.pt")
+    write_atomic(out_dir / "supernet.pt", lambda tmp: torch.save(net.state_dict(), tmp))
     result = {
         "block": n,
         "candidates": len(candidates),
@@ -300,6 +298,7 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
         "settings": state["settings"],
     }
     write_json_atomic(out_dir / "result.json", result)
+    (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # the result supersedes it (and it is ~3x the weights)
     return result
 
 

@@ -143,3 +143,22 @@ def test_cli_errors(tmp_path, capsys, tiny_corpus):
     assert "is empty" in err and "Traceback" not in err
     assert main(["train", "--block", "9", "--out", str(tmp_path / "o")]) == 1
     assert "out of range" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_shares_blocks_between_processes(tmp_path, tiny_teacher_tok, tiny_corpus):
+    """Two CPU processes under torchrun (gloo): each trains one block, rank 0 writes the summary."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "pipeline", "train", "--teacher", str(tiny_teacher_tok), "--corpus", str(tiny_corpus),
+           "--quick", "--epochs", "2", "--out", str(out), "--quiet", "--tables", str(tmp_path / "no-tables")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rank 0 of 2: blocks [1]" in done.stderr and "rank 1 of 2: blocks [2]" in done.stderr
+    summary = json.loads((out / SUMMARY).read_text())
+    assert [b["block"] for b in summary["blocks"]] == [1, 2] and summary["processes"] == 2
