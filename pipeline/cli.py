@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the space adds a predicted latency to the pool entries")
     p.add_argument("--epochs", type=int, help="override the schedule's epochs")
     p.add_argument("--batch-size", type=int, help="override the batch size")
+    p.add_argument("--seq-len", type=int, help="override the chunk length (default 128, as the latency tables)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="discard checkpoints and results in OUT and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -257,6 +258,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, max(0, args.epochs - 1)))
     if args.batch_size is not None:
         cfg = replace(cfg, batch_size=args.batch_size)
+    if args.seq_len is not None:
+        cfg = replace(cfg, seq_len=args.seq_len)
     out = Path(args.out)
     try:
         summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,

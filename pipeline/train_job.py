@@ -62,6 +62,10 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
 
     c = model.config
     space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+    if cfg.seq_len > c.max_position_embeddings:
+        n = c.max_position_embeddings
+        raise PipelineError(f"sequence length {cfg.seq_len} is longer than the teacher's {n} positions; "
+                            f"pass --seq-len {n} or less")
     wanted = blocks or list(range(1, space.num_blocks + 1))
     for b in wanted:
         if not 1 <= b <= space.num_blocks:

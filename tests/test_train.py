@@ -143,6 +143,8 @@ def test_cli_errors(tmp_path, capsys, tiny_corpus):
     assert "is empty" in err and "Traceback" not in err
     assert main(["train", "--block", "9", "--out", str(tmp_path / "o")]) == 1
     assert "out of range" in capsys.readouterr().err
+    assert main(["train", "--seq-len", "1024", "--out", str(tmp_path / "o")]) == 1
+    assert "longer than the teacher's 512 positions" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -155,7 +157,8 @@ def test_torchrun_shares_blocks_between_processes(tmp_path, tiny_teacher_tok, ti
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pipeline", "train", "--teacher", str(tiny_teacher_tok), "--corpus", str(tiny_corpus),
-           "--quick", "--epochs", "2", "--out", str(out), "--quiet", "--tables", str(tmp_path / "no-tables")]
+           "--quick", "--epochs", "2", "--seq-len", "32", "--out", str(out), "--quiet",
+           "--tables", str(tmp_path / "no-tables")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
