@@ -31,7 +31,15 @@ import pandas as pd
 
 from pipeline.artifacts import short_hash, write_atomic
 from pipeline.errors import PipelineError
-from pipeline.space import Architecture, Block, adapter_shapes, architecture_from_dict, count_params
+from pipeline.space import (
+    Architecture,
+    Block,
+    adapter_shapes,
+    architecture_from_dict,
+    count_params,
+    linear_params,
+    op_params,
+)
 
 KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
 STATS = ["latency_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "n"]
@@ -149,6 +157,7 @@ class LatencyTable:
 
 FAMILIES = ("mha", "ffn", "sepconv", "fixed")
 FEATURES = (*FAMILIES, "cache")
+TERMS = (*FAMILIES, "streamed_mparams", "params")
 
 
 def family(part: str) -> str:
@@ -226,6 +235,46 @@ class Predictor:
         t, b, s, coefs = self.table, self.batch, self.seq, self.calibration.coefs
         return sum(coefs[FAMILIES.index(family(op))] * t.lookup("op", op, block.hidden, block.hidden, b, s)
                    for op in block.layers if op != "identity")
+
+    # ---- the prediction as a sum of terms, for the search to score millions of combinations at once ----
+    # A term vector holds the family sums of FAMILIES (ms), then streamed Mparams and total params. Terms
+    # of the parts of a student add up to the student's, and predict_terms() of that sum is exactly
+    # __call__ of the student (tested), because both family sums and Mparams are additive.
+
+    def block_terms(self, block: Block) -> np.ndarray:
+        """The ops of one block (width block.hidden)."""
+        t = np.zeros(len(TERMS))
+        for op in block.layers:
+            if op != "identity":
+                t[FAMILIES.index(family(op))] += self.table.lookup("op", op, block.hidden, block.hidden,
+                                                                   self.batch, self.seq)
+                t[4] += op_params(op, block.hidden) / 1e6
+        t[5] = t[4] * 1e6
+        return t
+
+    def link_terms(self, d_in: int, d_out: int) -> np.ndarray:
+        """One adapter d_in -> d_out (embedding -> H1, H_i -> H_i+1, H_last -> teacher)."""
+        t = np.zeros(len(TERMS))
+        t[FAMILIES.index("fixed")] = self.table.lookup("linear", "linear", d_in, d_out, self.batch, self.seq)
+        t[5] = linear_params(d_in, d_out)
+        t[4] = t[5] / 1e6
+        return t
+
+    def base_terms(self, teacher_hidden: int, vocab_size: int, embed_dim: int, max_positions: int) -> np.ndarray:
+        """The runtime's call and the embeddings: in every student."""
+        t = np.zeros(len(TERMS))
+        t[FAMILIES.index("fixed")] = (
+            self.table.lookup("call", "call", teacher_hidden, teacher_hidden, self.batch, self.seq)
+            + self.table.lookup("embedding", "embedding", vocab_size, embed_dim, self.batch, self.seq))
+        t[5] = vocab_size * embed_dim + max_positions * embed_dim + 2 * embed_dim
+        t[4] = (t[5] - vocab_size * embed_dim) / 1e6
+        return t
+
+    def predict_terms(self, terms: np.ndarray) -> np.ndarray:
+        """terms [..., len(TERMS)] -> predicted ms [...]: __call__ for whole students' summed terms."""
+        c = np.asarray(self.calibration.coefs)
+        fam = terms[..., : len(FAMILIES)]
+        return fam @ c[: len(FAMILIES)] + c[len(FAMILIES)] * fam.sum(-1) * terms[..., 4] + self.calibration.offset_ms
 
     def _fit(self) -> Calibration:
         rows = self.table.calibration_rows(self.batch, self.seq)

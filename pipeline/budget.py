@@ -1,0 +1,35 @@
+"""Latency budgets as users write them: `5ms`, `500us`, `0.01s`, or several: `5ms,8ms,12ms`."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pipeline.errors import PipelineError
+
+UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s)\s*$")
+HOW = "a budget is a positive number with a unit: 5ms, 500us or 0.01s (several: 5ms,8ms)"
+
+
+def parse_budget(text: str) -> float:
+    """One budget in milliseconds; anything else is a one-line error that shows the form."""
+    m = _BUDGET.match(text or "")
+    if not m:
+        raise PipelineError(f"bad budget {text!r}: {HOW}")
+    ms = float(m.group(1)) * UNITS_MS[m.group(2)]
+    if not math.isfinite(ms) or ms <= 0:
+        raise PipelineError(f"bad budget {text!r}: it must be above zero; {HOW}")
+    return ms
+
+
+def parse_budgets(text: str) -> list[float]:
+    """Comma-separated budgets in milliseconds, sorted and without duplicates."""
+    parts = [p for p in (text or "").split(",")]
+    if not any(p.strip() for p in parts):
+        raise PipelineError(f"no budget given: {HOW}")
+    return sorted({parse_budget(p) for p in parts})
+
+
+def format_ms(ms: float) -> str:
+    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:g}ms"

@@ -1,0 +1,167 @@
+"""Stage 3: the best combination of per-block candidates under latency budgets (exact, not sampled).
+
+The search never knows the hardware (once-for-all's rule): it receives a latency model that turns
+parts of a student into additive term vectors and term sums into milliseconds (`Predictor` is
+one), a quality estimator (by default the sum of the blocks' validation losses, NAS-BERT's), and
+optionally a re-ranker that measures the true validation loss of a chained student.
+
+Exact: every combination of the (Pareto-pruned) pools is scored, vectorised over all blocks but
+the first, so 100 candidates in each of 3 blocks (10^6 students) take a fraction of a second.
+Pruning is exact too: within a block and width, a candidate no better in loss and no cheaper in
+any latency term than another can never be the answer, because the prediction is monotone in
+every term when the calibration's coefficients are non-negative (checked; otherwise no pruning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.budget import format_ms
+from pipeline.errors import PipelineError
+from pipeline.space import Architecture, Block
+
+
+class LatencyModel(Protocol):
+    """What the search needs from a predictor (pipeline.latency.Predictor implements it)."""
+
+    def block_terms(self, block: Block) -> np.ndarray: ...
+    def link_terms(self, d_in: int, d_out: int) -> np.ndarray: ...
+    def base_terms(self, teacher_hidden: int, vocab_size: int, embed_dim: int, max_positions: int) -> np.ndarray: ...
+    def predict_terms(self, terms: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The fixed parts of every student of the space."""
+
+    teacher_hidden: int
+    embed_dim: int
+    vocab_size: int
+    max_positions: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    budget_ms: float
+    arch: Architecture
+    predicted_ms: float
+    est_loss: float             # the quality estimator's value (sum of block losses)
+    params: int
+    true_loss: float | None     # the re-ranker's value, when there is one
+    candidates_ranked: int      # how many of the top-T the re-ranker compared
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"budget_ms": self.budget_ms, "predicted_ms": self.predicted_ms, "est_loss": self.est_loss,
+                "true_loss": self.true_loss, "params": self.params, "candidates_ranked": self.candidates_ranked,
+                "arch": self.arch.to_dict(), "describe": self.arch.describe()}
+
+
+def block_loss(n: int, entry: dict[str, Any]) -> float:
+    """The default quality estimator: the candidate's validation loss in its supernet block."""
+    return float(entry["val_loss"])
+
+
+def _prune(terms: np.ndarray, loss: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Indices of candidates not dominated by another of the same width (terms and loss all <=)."""
+    keep = []
+    for i in range(len(loss)):
+        same = hidden == hidden[i]
+        no_worse = same & (loss <= loss[i]) & (terms <= terms[i]).all(1)
+        better = no_worse & ((loss < loss[i]) | (terms < terms[i]).any(1))
+        # Exact duplicates: keep the first of them.
+        dup = same & (loss == loss[i]) & (terms == terms[i]).all(1) & (np.arange(len(loss)) < i)
+        if not better.any() and not dup.any():
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: LatencyModel,
+           budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
+           max_params: int | None = None, top_t: int = 5,
+           rerank: Callable[[Architecture], float] | None = None) -> list[Choice]:
+    """The best student for each budget (ascending budgets in, one Choice each out)."""
+    if not pools or any(len(p) == 0 for p in pools):
+        raise PipelineError("every block needs a non-empty candidate pool; train the supernet first")
+    blocks = [[Block(int(e["hidden"]), tuple(e["layers"])) for e in pool] for pool in pools]
+    terms = [np.array([latency.block_terms(b) for b in bl]) for bl in blocks]  # [P_n, TERMS] per block
+    losses = [np.array([quality(n, e) for e in pool], dtype=float) for n, pool in enumerate(pools)]
+    widths = [np.array([b.hidden for b in bl]) for bl in blocks]
+    monotone = bool((np.asarray(getattr(getattr(latency, "calibration", None), "coefs", (1.0,))) >= 0).all())
+    keep = [_prune(t, lo, w) if monotone else np.arange(len(lo)) for t, lo, w in zip(terms, losses, widths,
+                                                                                        strict=True)]
+    terms = [t[k] for t, k in zip(terms, keep, strict=True)]
+    losses = [lo[k] for lo, k in zip(losses, keep, strict=True)]
+    widths = [w[k] for w, k in zip(widths, keep, strict=True)]
+    blocks = [[bl[i] for i in k] for bl, k in zip(blocks, keep, strict=True)]
+
+    sizes = sorted({int(h) for w in widths for h in w})
+    wi = [np.searchsorted(sizes, w) for w in widths]  # width -> index into sizes
+    link = np.array([[latency.link_terms(a, b) for b in sizes] for a in sizes])  # [S, S, TERMS]
+    first = np.array([latency.link_terms(frame.embed_dim, h) for h in sizes])  # [S, TERMS]
+    last = np.array([latency.link_terms(h, frame.teacher_hidden) for h in sizes])  # [S, TERMS]
+    base = latency.base_terms(frame.teacher_hidden, frame.vocab_size, frame.embed_dim, frame.max_positions)
+
+    # Terms and losses of every combination of blocks 2..N: [P_2 * ... * P_N, TERMS] and [...].
+    rest_terms, rest_loss, rest_first = _combine(terms[1:], losses[1:], wi[1:], link, last)
+    budgets = sorted(budgets_ms)
+    best: list[list[tuple[float, float, tuple[int, ...], float]]] = [[] for _ in budgets]
+    fastest = np.inf
+    for i in range(len(blocks[0])):
+        s1 = int(wi[0][i])
+        head = base + first[s1] + terms[0][i]
+        t = (head + last[s1])[None] if rest_first is None else head + rest_terms + link[s1][rest_first]
+        loss = losses[0][i] + rest_loss
+        ms = latency.predict_terms(t)
+        ok_params = t[:, 5] <= max_params if max_params else np.ones(len(ms), bool)
+        if ok_params.any():
+            fastest = min(fastest, float(ms[ok_params].min()))
+        for b, budget in enumerate(budgets):
+            feasible = np.flatnonzero((ms <= budget) & ok_params)
+            if feasible.size == 0:
+                continue
+            top = feasible[np.lexsort((feasible, loss[feasible]))[:top_t]]
+            merged = best[b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5])) for j in top]
+            best[b] = sorted(merged)[:top_t]
+    choices, cache = [], {}
+    for budget, top in zip(budgets, best, strict=True):
+        if not top:
+            cap = f" and at most {max_params / 1e6:g}M parameters" if max_params else ""
+            raise PipelineError(f"no architecture in the pools meets {format_ms(budget)}{cap}: the fastest is "
+                                f"predicted at {fastest:.3f} ms" if np.isfinite(fastest) else
+                                f"no architecture in the pools has at most {max_params / 1e6:g}M parameters")
+        ranked = []
+        for est, ms, (i, j), params in top:
+            arch = _arch(frame, blocks, [i, *_unravel(j, [len(b) for b in blocks[1:]])])
+            if rerank is not None and arch.key not in cache:
+                cache[arch.key] = float(rerank(arch))
+            ranked.append((cache.get(arch.key, est), est, ms, params, arch))
+        true, est, ms, params, arch = min(ranked, key=lambda r: (r[0], r[1]))
+        choices.append(Choice(budget, arch, ms, est, int(params), true if rerank else None, len(ranked)))
+    return choices
+
+
+def _combine(terms, losses, wi, link, last):
+    """Terms, losses and first-width indices of every combination of the given blocks (C order)."""
+    if not terms:
+        return None, np.zeros(1), None
+    t, lo, w_first, w_last = terms[0], losses[0], wi[0], wi[0]
+    for tn, ln, wn in zip(terms[1:], losses[1:], wi[1:], strict=True):
+        links = link[w_last[:, None], wn[None, :]]  # [combos so far, P_n, TERMS]
+        t = (t[:, None] + tn[None] + links).reshape(-1, t.shape[-1])
+        lo = (lo[:, None] + ln[None]).reshape(-1)
+        w_first = np.repeat(w_first, len(wn))
+        w_last = np.tile(wn, len(w_last))
+    return t + last[w_last], lo, w_first
+
+
+def _unravel(j: int, sizes: list[int]) -> list[int]:
+    return [int(x) for x in np.unravel_index(j, sizes)] if sizes else []
+
+
+def _arch(frame: Frame, blocks: list[list[Block]], idx: list[int]) -> Architecture:
+    return Architecture(frame.teacher_hidden, frame.embed_dim, tuple(bl[i] for bl, i in zip(blocks, idx, strict=True)),
+                        frame.vocab_size, frame.max_positions)

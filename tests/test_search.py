@@ -1,0 +1,107 @@
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.latency import LatencyTable, Predictor
+from pipeline.search import Frame, search
+from pipeline.space import Architecture, Block
+
+ID = ("identity",)
+
+
+class ToyLatency:
+    """Latency = 1 ms per op + 0.1 ms per adapter + 0.5 ms fixed; additive, so the optimum is easy to see."""
+
+    class calibration:  # noqa: N801 - mimics Predictor.calibration
+        coefs = (1.0, 1.0, 1.0, 1.0, 0.0)
+
+    def block_terms(self, block):
+        n = sum(op != "identity" for op in block.layers)
+        return np.array([n * 1.0, 0, 0, 0, 0, n * block.hidden])
+
+    def link_terms(self, d_in, d_out):
+        return np.array([0, 0, 0, 0.1, 0, d_in * d_out])
+
+    def base_terms(self, teacher_hidden, vocab_size, embed_dim, max_positions):
+        return np.array([0, 0, 0, 0.5, 0, 1000])
+
+    def predict_terms(self, terms):
+        return terms[..., :4].sum(-1)
+
+
+def entry(hidden, n_ops, loss):
+    return {"hidden": hidden, "layers": ["ffn"] * n_ops + ["identity"] * (2 - n_ops), "val_loss": loss}
+
+
+FRAME = Frame(teacher_hidden=256, embed_dim=128, vocab_size=1000, max_positions=64)
+# Two blocks; more ops -> lower loss. Fixed 0.5 + 3 adapters 0.3 = 0.8 ms in every student.
+POOLS = [[entry(128, 0, 1.0), entry(128, 1, 0.6), entry(128, 2, 0.5)],
+         [entry(128, 0, 2.0), entry(128, 1, 1.0), entry(128, 2, 0.2)]]
+
+
+def test_known_optimum_for_each_budget():
+    choices = search(POOLS, FRAME, ToyLatency(), [0.8, 1.8, 2.8, 4.8])
+    ops = [[sum(op == "ffn" for op in b.layers) for b in c.arch.blocks] for c in choices]
+    # 0.8: nothing fits but identities; 1.8: one op, best in block 2 (2.0 -> 1.0 beats 1.0 -> 0.6);
+    # 2.8: two ops, both in block 2 (loss 1.2) beats one each (1.6); 4.8: everything.
+    assert ops == [[0, 0], [0, 1], [0, 2], [2, 2]]
+    assert [c.est_loss for c in choices] == pytest.approx([3.0, 2.0, 1.2, 0.7])
+    for c in choices:
+        assert c.predicted_ms <= c.budget_ms + 1e-9
+
+
+def test_infeasible_budget_names_the_fastest():
+    with pytest.raises(PipelineError, match="meets 500us: the fastest is predicted at 0.800 ms"):
+        search(POOLS, FRAME, ToyLatency(), [0.5, 5.0])
+
+
+def test_parameter_cap():
+    choices = search(POOLS, FRAME, ToyLatency(), [10.0], max_params=1000 + 128 * 128 * 3 + 128 * 128 + 256)
+    assert [sum(op == "ffn" for op in b.layers) for b in choices[0].arch.blocks] == [0, 2]
+    with pytest.raises(PipelineError, match="parameters"):
+        search(POOLS, FRAME, ToyLatency(), [10.0], max_params=10)
+
+
+def test_rerank_uses_the_true_loss_among_the_top_t():
+    seen = []
+
+    def true_loss(arch: Architecture) -> float:
+        seen.append(arch)
+        return -sum(b.hidden for b in arch.blocks) - sum(op == "ffn" for op in arch.blocks[0].layers)
+
+    c = search(POOLS, FRAME, ToyLatency(), [4.8], top_t=3, rerank=true_loss)[0]
+    assert len(seen) == 3 and c.candidates_ranked == 3 and c.true_loss is not None
+    # The top 3 by estimate are [2,2] 0.7, [1,2] 0.8, [0,2] 1.2; the re-ranker prefers more ops in block 1.
+    assert [sum(op == "ffn" for op in b.layers) for b in c.arch.blocks] == [2, 2]
+
+
+def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space):
+    """Random pools, the real calibrated predictor of the tiny profile: the exact optimum, every budget."""
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    rng = random.Random(3)
+    pools = []
+    for _ in range(tiny_space.num_blocks):
+        pool = []
+        for _ in range(15):
+            arch = tiny_space.sample(rng)
+            pool.append({"hidden": arch.blocks[0].hidden, "layers": list(arch.blocks[0].layers),
+                         "val_loss": rng.random()})
+        pools.append(pool)
+    frame = Frame(tiny_space.teacher_hidden, tiny_space.embed_dim, tiny_space.vocab_size, tiny_space.max_positions)
+    everything = []
+    for combo in itertools.product(*pools):
+        arch = Architecture(frame.teacher_hidden, frame.embed_dim,
+                            tuple(Block(e["hidden"], tuple(e["layers"])) for e in combo),
+                            frame.vocab_size, frame.max_positions)
+        everything.append((sum(e["val_loss"] for e in combo), p(arch), arch))
+    lo, hi = min(x[1] for x in everything), max(x[1] for x in everything)
+    budgets = list(np.linspace(lo, hi, 6)[1:])
+    choices = search(pools, frame, p, budgets)
+    for budget, c in zip(sorted(budgets), choices, strict=True):
+        best = min((x for x in everything if x[1] <= budget), key=lambda x: x[0])
+        assert c.est_loss == pytest.approx(best[0])
+        assert c.predicted_ms == pytest.approx(p(c.arch)) and c.predicted_ms <= budget
+
