@@ -33,3 +33,15 @@ def parse_budgets(text: str) -> list[float]:
 
 def format_ms(ms: float) -> str:
     return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:g}ms"
+
+
+_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMbB]?)\s*$")
+
+
+def parse_count(text: str) -> int:
+    """A parameter count: 10M, 500k, 1.5B or a plain integer."""
+    m = _COUNT.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise PipelineError(f"bad parameter count {text!r}: write a positive number, optionally with k, M or B "
+                            "(10M, 500k)")
+    return int(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[m.group(2).lower()])

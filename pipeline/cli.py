@@ -22,7 +22,7 @@ STAGES = """\
 stages (DESIGN.md), each a subcommand once built:
   1 profile    device profile -> latency table of every candidate op     [built]
   2 train      teacher + corpus -> block-wise distilled supernet, pools  [built]
-  3 search     supernet + latency table + budget -> architecture         [not built yet]
+  3 search     supernet + latency table + budget -> architecture         [built]
   4 export     architecture -> ONNX / ONNX Runtime / TensorRT artifacts  [not built yet]
   5 benchmark  measure an architecture on the device, beside `predict`   [built: one architecture]
 helpers:
@@ -107,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="discard checkpoints and results in OUT and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("search", help="the best architecture under each latency budget, from the trained pools",
+                       description="Combine the per-block candidate pools of a trained supernet into the student "
+                       "with the lowest estimated loss (sum of block losses) whose latency, predicted from the "
+                       "device's latency table, fits each budget (exact search), then re-rank the top T by the "
+                       "true validation loss of the chained student. Writes OUT/arch_<budget>.json and "
+                       "OUT/search.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_device_args(p)
+    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 5ms,8ms,12ms")
+    p.add_argument("--max-params", help="parameter cap, e.g. 10M or 500k")
+    p.add_argument("--train-dir", default="runs/train", help="output folder of `train`")
+    p.add_argument("--out", default="runs/search", help="output folder")
+    p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
+    p.add_argument("--no-rerank", action="store_true", help="keep the estimate's best (no teacher needed)")
+    p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
+    p.add_argument("--foreign-table", action="store_true", help="as for predict")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
@@ -274,8 +290,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"profile": cmd_profile, "train": cmd_train, "predict": cmd_predict, "benchmark": cmd_benchmark,
-            "space": cmd_space}
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline.budget import parse_budgets, parse_count
+    from pipeline.search_job import SEARCH, run_search
+
+    budgets = parse_budgets(args.budget)
+    max_params = parse_count(args.max_params) if args.max_params else None
+    if args.top < 1:
+        raise PipelineError(f"--top must be at least 1, got {args.top}")
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile, require_present=False)
+    path = Path(args.table) if args.table else default_table(profile)
+    predictor, _ = load_predictor(profile, backend, path, _seq(profile, args.seq), args.foreign_table)
+    out = Path(args.out)
+    choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
+                         rerank=not args.no_rerank, log=_note)
+    for c in choices:
+        loss = f", chained loss {c.true_loss:.4f}" if c.true_loss is not None else ""
+        print(f"budget {c.budget_ms:g} ms: predicted {c.predicted_ms:.3f} ms, {c.params / 1e6:.2f}M params, "
+              f"block losses {c.est_loss:.4f}{loss}: {c.arch.describe()}")
+    print(f"wrote {out / SEARCH} and {len(choices)} architecture(s) in {out}")
+    return 0
+
+
+COMMANDS = {"profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
+            "benchmark": cmd_benchmark, "space": cmd_space}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,9 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
         _barrier(dev)
     if rank != 0:
         return {}
-    return _write_summary(out, path, data.describe(), cfg, space, device, predictors, target, world)
+    corpus_args = {"corpus": str(Path(corpus).resolve()) if corpus else None, "dataset": dataset}
+    return _write_summary(out, path, {**data.describe(), **corpus_args}, cfg, space, device, predictors, target,
+                          world)
 
 
 def _barrier(dev: torch.device) -> None:
@@ -155,7 +157,8 @@ def _write_summary(out, teacher_path, corpus, cfg, space, device, predictors, ta
         "processes": world,
         "space": {"teacher_hidden": space.teacher_hidden, "hidden_sizes": list(space.hidden_sizes),
                   "num_blocks": space.num_blocks, "layers_per_block": space.layers_per_block,
-                  "embed_dim": space.embed_dim},
+                  "embed_dim": space.embed_dim, "vocab_size": space.vocab_size,
+                  "max_positions": space.max_positions, "teacher_layers": space.teacher_layers},
         "latency_tables": {name: str(p.table.path) for name, p in predictors.items()},
         "bins_by": f"latency on {target} and parameters" if target else "parameters",
         "loss": "mean squared error against the teacher's hidden states at the block's output",

@@ -23,3 +23,12 @@ def test_several_budgets():
     with pytest.raises(PipelineError, match="bad budget 'x'"):
         parse_budgets("5ms,x")
     assert format_ms(0.5) == "500us" and format_ms(5.0) == "5ms"
+
+
+def test_parameter_counts():
+    from pipeline.budget import parse_count
+
+    assert parse_count("10M") == 10_000_000 and parse_count("500k") == 500_000 and parse_count("1234") == 1234
+    for bad in ("", "ten", "-5M", "0", "5G"):
+        with pytest.raises(PipelineError, match="parameter count"):
+            parse_count(bad)
