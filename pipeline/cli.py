@@ -317,9 +317,27 @@ COMMANDS = {"profile": cmd_profile, "train": cmd_train, "search": cmd_search, "p
             "benchmark": cmd_benchmark, "space": cmd_space}
 
 
+def _glue_negative_budgets(argv: list[str]) -> list[str]:
+    """`--budget -3ms` would be read by argparse as a missing value plus an unknown option; glue it into
+    `--budget=-3ms` so that the budget check answers with what a budget looks like."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "--budget" and nxt.startswith("-") and not nxt.startswith("--"):
+            out.append(f"--budget={nxt}")
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_budgets(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 0

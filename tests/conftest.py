@@ -11,6 +11,8 @@ import yaml
 from pipeline.config import load_profile
 from pipeline.devices import get_backend
 from pipeline.space import SearchSpace
+from pipeline.train import TrainConfig
+from pipeline.train_job import run_train
 
 TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=256,
             vocab_size=1000, max_position_embeddings=64)
@@ -78,15 +80,19 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_teacher_tok(tmp_path_factory) -> Path:
-    """A 4-layer, hidden-128 BERT with random weights and the real MiniLM tokenizer (for training)."""
+    """The tiny BERT with a real WordPiece tokenizer of its 1000-token vocabulary, trained on pydoc text
+    (same vocabulary size as the tiny latency table's embedding)."""
+    from pydoc_data.topics import topics
+
     from transformers import BertConfig, BertModel
 
     from pipeline.teacher import load_tokenizer
 
-    tokenizer = load_tokenizer(None)
+    tokenizer = load_tokenizer(None).train_new_from_iterator([topics[k] for k in sorted(topics)], TINY["vocab_size"])
+    assert len(tokenizer) == TINY["vocab_size"]
     path = tmp_path_factory.mktemp("tiny-bert-tok")
     torch.manual_seed(0)
-    config = BertConfig(**{**TINY, "vocab_size": len(tokenizer)})
+    config = BertConfig(**TINY)
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -101,3 +107,24 @@ def tiny_corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
     path.write_text("\n\n".join(docs))
     return path
+
+
+# seq 16 matches the tiny latency table, so the bins are hardware-aware; 5 bins x 2 = 10 tau paths.
+TINY_TRAIN = TrainConfig(seq_len=16, batch_size=8, lr=3e-3, warmup_steps=5, epochs=4, warmup_epochs=1, bins=5,
+                         samples_per_bin=12, keep_per_bin=2, score_batches=1, eval_paths=4, tau_paths=10,
+                         tau_steps=3, checkpoint_every=4)
+
+
+def tiny_train(out, teacher, corpus, table, cfg=TINY_TRAIN, **kw):
+    logs = []
+    summary = run_train(out, cfg, str(teacher), corpus=str(corpus), tables_dir=table.parent, target="tiny-cpu",
+                        progress=False, log=logs.append, **kw)
+    return summary, logs
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
+    """A supernet of the tiny teacher trained once per session: (folder, summary, log lines)."""
+    out = tmp_path_factory.mktemp("train")
+    summary, logs = tiny_train(out, tiny_teacher_tok, tiny_corpus, tiny_table)
+    return out, summary, logs

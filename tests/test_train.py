@@ -5,30 +5,18 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import TINY_TRAIN as CFG
+from conftest import tiny_train as train
 
 from pipeline.cli import main
 from pipeline.errors import PipelineError
-from pipeline.train import TrainConfig, lr_at
-from pipeline.train_job import SUMMARY, run_train
-
-# seq 16 matches the tiny latency table, so the bins are hardware-aware; 5 bins x 2 = 10 tau paths.
-CFG = TrainConfig(seq_len=16, batch_size=8, lr=3e-3, warmup_steps=5, epochs=4, warmup_epochs=1, bins=5,
-                  samples_per_bin=12, keep_per_bin=2, score_batches=1, eval_paths=4, tau_paths=10, tau_steps=3,
-                  checkpoint_every=4)
-
-
-def train(tmp, teacher, corpus, table, cfg=CFG, **kw):
-    logs = []
-    summary = run_train(tmp, cfg, str(teacher), corpus=str(corpus), tables_dir=table.parent, target="tiny-cpu",
-                        progress=False, log=logs.append, **kw)
-    return summary, logs
+from pipeline.train import lr_at
+from pipeline.train_job import SUMMARY
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
-    out = tmp_path_factory.mktemp("train")
-    summary, logs = train(out, tiny_teacher_tok, tiny_corpus, tiny_table)
-    return out, summary, logs
+def trained(tiny_trained):
+    return tiny_trained
 
 
 def test_summary_fields(trained):

@@ -1,0 +1,68 @@
+"""The search stage on the tiny trained supernet: chained students, the command, its artifacts."""
+
+import json
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.latency import LatencyTable, Predictor
+from pipeline.search_job import SEARCH, run_search
+from pipeline.space import load_architecture
+from pipeline.trained import TrainedSupernet
+
+
+def test_chain_is_the_blocks_in_sequence(tiny_trained):
+    out, summary, _ = tiny_trained
+    trained = TrainedSupernet(out)
+    assert [len(p) for p in trained.pools] == [10, 10]
+    from pipeline.space import Architecture, Block
+
+    picked = (trained.pools[0][0], trained.pools[1][-1])
+    arch = Architecture(128, trained.frame.embed_dim, tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked),
+                        trained.frame.vocab_size, trained.frame.max_positions)
+    x = torch.randn(2, 16, 128)
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    with torch.no_grad():
+        expected = x
+        for n, block in enumerate(arch.blocks, 1):
+            sb = trained.supernet_block(n)
+            sb.set(block)
+            expected = sb(expected, mask)
+        torch.testing.assert_close(trained.chain(arch)(x, mask), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp_path):
+    out, _, _ = tiny_trained
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    trained = TrainedSupernet(out)
+    from pipeline.search import search
+
+    fastest = min(c.predicted_ms for c in search(trained.pools, trained.frame, p, [1e9]))
+    slowest_best = search(trained.pools, trained.frame, p, [1e9])[0].predicted_ms
+    budgets = sorted({fastest * 1.001, (fastest + slowest_best) / 2, slowest_best * 1.5})
+    choices = run_search(out, p, "tiny-cpu", budgets, tmp_path, top_t=3, log=lambda *_: None)
+    record = json.loads((tmp_path / SEARCH).read_text())
+    assert record["budgets_ms"] == budgets and len(record["choices"]) == len(budgets)
+    for c, r in zip(choices, record["choices"], strict=True):
+        assert c.predicted_ms <= c.budget_ms and c.true_loss is not None and c.candidates_ranked <= 3
+        assert load_architecture(r["arch_path"]) == c.arch
+        assert c.predicted_ms == pytest.approx(p(c.arch))
+    # a larger budget never gives a worse estimated student
+    losses = [c.est_loss for c in search(trained.pools, trained.frame, p, budgets)]
+    assert losses == sorted(losses, reverse=True)
+
+
+def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_path, capsys):
+    out, _, _ = tiny_trained
+    common = ["search", "--profile", str(tiny_profile_path), "--table", str(tiny_table), "--train-dir", str(out),
+              "--out", str(tmp_path / "s"), "--no-rerank"]
+    for bad in ("fast", "10", "-3ms", "0ms"):
+        assert main([*common, "--budget", bad]) == 1
+        assert "5ms, 500us or 0.01s" in capsys.readouterr().err
+    assert main([*common, "--budget", "1us"]) == 1
+    assert "meets 1us: the fastest is predicted at" in capsys.readouterr().err
+    assert main([*common, "--budget", "1s"]) == 0
+    assert "budget 1000 ms: predicted" in capsys.readouterr().out
+    assert main(["search", "--budget", "1s", "--train-dir", str(tmp_path / "none"), "--device", "cpu"]) == 1
+    assert "run `train` first" in capsys.readouterr().err
