@@ -1,0 +1,37 @@
+"""A searched architecture as a standalone student with the supernet's weights and folded adapters."""
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.extract import assemble, fit_embedding, svd_init
+from pipeline.space import Architecture, Block
+from pipeline.teacher import load_teacher
+from pipeline.trained import TrainedSupernet
+
+
+def test_embedding_fit_and_folded_student_match_the_chain(tiny_trained, tiny_teacher_tok):
+    out, _, _ = tiny_trained
+    trained = TrainedSupernet(out)
+    teacher = load_teacher(str(tiny_teacher_tok))
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (64, 16))
+    f = svd_init(teacher, trained.frame.embed_dim)
+    with torch.no_grad():
+        before = F.mse_loss(f(ids), teacher.embeddings(input_ids=ids)).item()
+    fit_embedding(f, teacher, ids, steps=60, batch_size=16)
+    with torch.no_grad():
+        after = F.mse_loss(f(ids), teacher.embeddings(input_ids=ids)).item()
+    assert after < 0.5 * before
+
+    picked = (trained.pools[0][3], trained.pools[1][7])
+    arch = Architecture(128, trained.frame.embed_dim, tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked),
+                        trained.frame.vocab_size, trained.frame.max_positions)
+    student = assemble(arch, trained, f.eval())
+    mask = torch.ones(4, 16, dtype=torch.int64)
+    mask[1, 12:] = 0
+    with torch.no_grad():
+        expected = trained.chain(arch)(f(ids[:4]), mask)
+        got = student(ids[:4], mask)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    # the adapters between blocks are one matrix each
+    assert len(student.adapters) == 1 and student.adapters[0].weight.shape == (picked[1]["hidden"], picked[0]["hidden"])
