@@ -37,6 +37,12 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def cache_dir() -> Path:
+    """Where reusable derived data lives (tokenised corpora, TensorRT timing caches): $PIPELINE_CACHE,
+    default ~/.cache/pipeline."""
+    return Path(os.environ.get("PIPELINE_CACHE", "~/.cache/pipeline")).expanduser()
+
+
 def short_hash(obj: Any, length: int = 12) -> str:
     """Stable hash of a JSON-serialisable object (sorted keys), for fingerprints and cache keys."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()

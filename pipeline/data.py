@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipeline.artifacts import short_hash, write_atomic
+from pipeline.artifacts import cache_dir, short_hash, write_atomic
 from pipeline.errors import PipelineError
 
 DEFAULT_CORPUS = "pydoc_data.topics"
@@ -41,10 +40,6 @@ class Corpus:
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "seq_len": self.seq_len,
                 **{f"{s}_chunks": int(getattr(self, s).shape[0]) for s in SPLITS}}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PIPELINE_CACHE", "~/.cache/pipeline")).expanduser()
 
 
 def _read_file(path: Path) -> list[str]:

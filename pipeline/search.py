@@ -16,22 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from pipeline.budget import format_ms
 from pipeline.errors import PipelineError
+from pipeline.latency import Predictor
 from pipeline.space import Architecture, Block
-
-
-class LatencyModel(Protocol):
-    """What the search needs from a predictor (pipeline.latency.Predictor implements it)."""
-
-    def block_terms(self, block: Block) -> np.ndarray: ...
-    def link_terms(self, d_in: int, d_out: int) -> np.ndarray: ...
-    def base_terms(self, teacher_hidden: int, vocab_size: int, embed_dim: int, max_positions: int) -> np.ndarray: ...
-    def predict_terms(self, terms: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -79,11 +71,15 @@ def _prune(terms: np.ndarray, loss: np.ndarray, hidden: np.ndarray) -> np.ndarra
     return np.array(keep, dtype=int)
 
 
-def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: LatencyModel,
+def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Predictor,
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
            rerank: Callable[[Architecture], float] | None = None) -> list[Choice]:
-    """The best student for each budget (ascending budgets in, one Choice each out)."""
+    """The best student for each budget (ascending budgets in, one Choice each out).
+
+    `latency` is anything with Predictor's four term methods (block_terms, link_terms, base_terms,
+    predict_terms) and optionally `calibration.coefs`; the tests pass a toy one.
+    """
     if not pools or any(len(p) == 0 for p in pools):
         raise PipelineError("every block needs a non-empty candidate pool; train the supernet first")
     blocks = [[Block(int(e["hidden"]), tuple(e["layers"])) for e in pool] for pool in pools]

@@ -29,9 +29,9 @@ def training_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name == "gpu":
-        if not torch.cuda.is_available():
-            raise PipelineError(f"--device gpu needs a CUDA GPU, but torch.cuda.is_available() is False "
-                                f"(torch {torch.__version__})")
+        from pipeline.devices.torch_cuda import require_cuda
+
+        require_cuda("gpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     raise PipelineError(f"unknown training device {name!r}; use cpu or gpu")
 

@@ -131,6 +131,9 @@ def test_cli_errors(tmp_path, capsys, tiny_corpus):
     assert "is empty" in err and "Traceback" not in err
     assert main(["train", "--block", "9", "--out", str(tmp_path / "o")]) == 1
     assert "out of range" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--device", "gpu", "--out", str(tmp_path / "o")]) == 1
+        assert "needs a CUDA GPU" in capsys.readouterr().err
     assert main(["train", "--seq-len", "1024", "--out", str(tmp_path / "o")]) == 1
     assert "longer than the teacher's 512 positions" in capsys.readouterr().err
 
