@@ -32,7 +32,8 @@ def parse_budgets(text: str) -> list[float]:
 
 
 def format_ms(ms: float) -> str:
-    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:g}ms"
+    """A budget as users write it, to 4 significant digits: 0.5 -> 500us, 2.25 -> 2.25ms."""
+    return f"{ms * 1000:.4g}us" if ms < 1 else f"{ms:.4g}ms"
 
 
 _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmMbB]?)\s*$")

@@ -65,8 +65,12 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         log(f"re-ranked the top {top_t} of each budget by the chained student's validation loss "
             f"in {rerank_s:.1f} s")
     records: list[dict[str, Any]] = []
+    names: set[str] = set()
     for c in choices:
-        path = save_architecture(c.arch, out / f"arch_{format_ms(c.budget_ms)}.json")
+        name = f"arch_{format_ms(c.budget_ms)}"
+        name = name if name not in names else f"{name}_{len(names)}"  # budgets equal to 4 digits
+        names.add(name)
+        path = save_architecture(c.arch, out / f"{name}.json")
         records.append({**c.as_dict(), "arch_path": str(path)})
     write_json_atomic(out / SEARCH, {
         "device": device, "train_dir": str(train_dir), "budgets_ms": budgets_ms, "max_params": max_params,

@@ -22,7 +22,7 @@ def test_several_budgets():
         parse_budgets(" , ")
     with pytest.raises(PipelineError, match="bad budget 'x'"):
         parse_budgets("5ms,x")
-    assert format_ms(0.5) == "500us" and format_ms(5.0) == "5ms"
+    assert format_ms(0.5) == "500us" and format_ms(5.0) == "5ms" and format_ms(0.0051234) == "5.123us"
 
 
 def test_parameter_counts():
