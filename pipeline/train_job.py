@@ -19,7 +19,8 @@ import torch
 from pipeline.artifacts import write_json_atomic
 from pipeline.data import load_corpus
 from pipeline.errors import PipelineError
-from pipeline.teacher import block_boundaries, load_teacher, load_tokenizer, resolve_teacher
+from pipeline.space import SearchSpace
+from pipeline.teacher import block_boundaries, load_teacher, load_tokenizer, resolve_teacher, teacher_states
 from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictors, train_block
 
 SUMMARY = "train_summary.json"
@@ -58,8 +59,6 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     path = resolve_teacher(teacher)
     tokenizer = load_tokenizer(teacher)
     model = load_teacher(teacher).to(dev)
-    from pipeline.space import SearchSpace
-
     c = model.config
     space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
     if cfg.seq_len > c.max_position_embeddings:
@@ -102,8 +101,6 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
         todo.append((b, settings))
     if todo:
         layers = sorted({bounds[b - 1] for b, _ in todo} | {bounds[b] for b, _ in todo})
-        from pipeline.teacher import teacher_states
-
         train_states = teacher_states(model, data.train, layers, progress=progress)
         val_states = teacher_states(model, data.validation, layers, progress=progress)
         del model
