@@ -23,8 +23,9 @@ stages (DESIGN.md), each a subcommand once built:
   1 profile    device profile -> latency table of every candidate op     [built]
   2 train      teacher + corpus -> block-wise distilled supernet, pools  [built]
   3 search     supernet + latency table + budget -> architecture         [built]
-  4 export     architecture -> ONNX / ONNX Runtime / TensorRT artifacts  [not built yet]
-  5 benchmark  measure an architecture on the device, beside `predict`   [built: one architecture]
+  4 export     architecture -> HF folder, ONNX, ORT-optimised, int8, TensorRT engine [built]
+  5 benchmark  teacher vs students vs hand-designed baselines -> report  [built]
+  run          all five in a row, reusing what is already done          [built]
 helpers:
   predict      latency of an architecture JSON from a latency table
   space        the search space a teacher gives; --sample writes random architectures
@@ -72,9 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use a table measured on another fingerprint than this machine's (with a warning)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("benchmark", help="measure an architecture end to end on the device, beside the prediction")
+    p = sub.add_parser("benchmark", help="the report: teacher, exported students and baselines on the device",
+                       description="With --export-dir: load the teacher (exported and optimised by ONNX Runtime "
+                       "at its best), the exported students and hand-designed baselines of similar latency on the "
+                       "device's runtime, time them together, measure their fidelity to the teacher on held-out "
+                       "text, and write OUT/report.md, report.csv, report.json and pareto.png. With --arch: time "
+                       "one architecture (random weights) beside its predicted latency.")
     _add_device_args(p)
-    p.add_argument("--arch", required=True, help="architecture JSON")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--export-dir", help="output folder of `export`: write the full report")
+    g.add_argument("--arch", help="architecture JSON: time it beside the prediction")
+    p.add_argument("--out", default="runs/benchmark", help="report folder (with --export-dir)")
+    p.add_argument("--no-baselines", action="store_true", help="leave out the hand-designed students")
     p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
     p.add_argument("--foreign-table", action="store_true", help="as for predict")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -123,6 +133,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rerank", action="store_true", help="keep the estimate's best (no teacher needed)")
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
     p.add_argument("--foreign-table", action="store_true", help="as for predict")
+
+    p = sub.add_parser("export", help="searched architectures -> deployable students, every artifact checked",
+                       description="Assemble each searched architecture from the supernet (adapters between blocks "
+                       "fused into one matrix), optionally finish it by end-to-end distillation, and write per "
+                       "architecture: a Hugging Face-style folder (config.json, model.safetensors, tokenizer; load "
+                       "it with pipeline.hf.load_student), model.onnx (dynamic batch and sequence), "
+                       "model.opt.onnx (ONNX Runtime-optimised), model.int8.onnx (--int8), and the device's own "
+                       "build (a TensorRT engine for tensorrt). Each is compared with the PyTorch student and the "
+                       "max |diff| is recorded in export.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_device_args(p, table=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--search-dir", default="runs/search", help="output folder of `search`")
+    g.add_argument("--arch", action="append", help="architecture JSON instead (repeatable)")
+    p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
+    p.add_argument("--out", default="runs/export", help="output folder")
+    p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly")
+    p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 ONNX (cpu)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="re-export even what is already exported")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("run", help="profile, train, search, export and benchmark in a row (the main job)",
+                       description="Chain every stage for a device and latency budget(s). A stage whose artifact "
+                       "exists and whose inputs did not change is reused, so a second identical run takes "
+                       "seconds; --force redoes them. Ends with one line per budget: met or not, measured latency, "
+                       "speedup, fidelity, where the model is.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_device_args(p)
+    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 3ms,5ms")
+    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--corpus", help="text or .jsonl corpus (default: CPython's pydoc_data.topics)")
+    g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG")
+    p.add_argument("--out", help="run folder (default runs/<device>)")
+    p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
+    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 1000 full)")
+    p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
+    p.add_argument("--max-params", help="parameter cap, e.g. 10M")
+    p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
+    p.add_argument("--no-baselines", action="store_true", help="leave the hand-designed students out of the report")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="redo every stage (the latency table is kept)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
@@ -226,7 +278,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
-    arch = load_architecture(args.arch)
     seq = _seq(profile, args.seq)
     path = Path(args.table) if args.table else default_table(profile)
     predictor = None
@@ -234,6 +285,20 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         predictor, _ = load_predictor(profile, backend, path, seq, args.foreign_table)
     else:
         _note(f"note: no latency table at {path}; measuring without a prediction (run `profile` first)")
+    if args.export_dir:
+        from pipeline.bench_job import run_benchmark
+        from pipeline.run import summary_lines
+
+        out = Path(args.out)
+        report = run_benchmark(Path(args.export_dir), backend, out, predictor, not args.no_baselines,
+                               progress=not args.json, log=_note)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print("\n".join(summary_lines(report, out)))
+            print(f"wrote {out / 'report.md'}, report.csv, report.json, pareto.png")
+        return 0
+    arch = load_architecture(args.arch)
     _note(f"benchmarking {arch.describe()} on {profile.name} ...")
     result = benchmark_architecture(backend, arch, predictor, seq, progress=not args.json)
     if args.json:
@@ -313,8 +378,57 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.distill import DistillConfig
+    from pipeline.export_job import EXPORT, ExportConfig, Target, run_export, targets_from_search
+
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile)
+    if args.finetune_steps < 0:
+        raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    if args.arch:
+        targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
+    else:
+        targets = targets_from_search(Path(args.search_dir))
+    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed), int8=args.int8,
+                       seed=args.seed)
+    out = Path(args.out)
+    records = run_export(Path(args.train_dir), targets, out, backend, cfg, args.force, progress=not args.quiet,
+                         log=_note)
+    for r in records:
+        diffs = ", ".join(f"{a['kind']} {a['max_abs_diff']:.1e}" for a in r["artifacts"])
+        print(f"{out / r['name']}: {r['describe']} ({r['params'] / 1e6:.2f}M params); max |diff| {diffs}")
+    print(f"wrote {out / EXPORT}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.budget import parse_budgets, parse_count
+    from pipeline.run import RunOptions, run_all, summary_lines
+
+    budgets = parse_budgets(args.budget)  # before anything slow: a bad budget is an instant error
+    max_params = parse_count(args.max_params) if args.max_params else None
+    if args.top < 1:
+        raise PipelineError(f"--top must be at least 1, got {args.top}")
+    if args.finetune_steps is not None and args.finetune_steps < 0:
+        raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    profile = resolve_profile(args.device, args.profile)
+    backend = get_backend(profile)
+    table = Path(args.table) if args.table else default_table(profile)
+    out = Path(args.out) if args.out else Path("runs") / profile.name
+    o = RunOptions(tuple(budgets), args.teacher, args.corpus, args.dataset, args.quick, args.finetune_steps,
+                   args.int8, max_params, args.top, not args.no_baselines, args.force, args.seed)
+    try:
+        report = run_all(backend, table, out, o, progress=not args.quiet, log=_note)
+    except KeyboardInterrupt:
+        _note(f"interrupted: what finished is kept in {out}; run the same command to resume")
+        return 130
+    print("\n".join(summary_lines(report, out)))
+    return 0
+
+
 COMMANDS = {"profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
-            "benchmark": cmd_benchmark, "space": cmd_space}
+            "benchmark": cmd_benchmark, "export": cmd_export, "run": cmd_run, "space": cmd_space}
 
 
 def _glue_negative_budgets(argv: list[str]) -> list[str]:

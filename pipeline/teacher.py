@@ -92,3 +92,30 @@ def teacher_states(model, ids: torch.Tensor, layers: list[int], batch_size: int 
         for layer in layers:
             out[layer].append(hidden[layer].float().cpu())
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
+
+
+class Encoder(torch.nn.Module):
+    """A Hugging Face BERT with the student's interface: (input_ids, attention_mask) [B, S] ->
+    last_hidden_state [B, S, hidden]. What the teacher and the PKD baseline are exported as."""
+
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def truncated_teacher(teacher, layers: int):  # -> transformers.BertModel
+    """The teacher's embeddings and first `layers` layers, weights copied (PKD's student initialisation)."""
+    import copy
+
+    from transformers import BertModel
+
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = layers
+    model = BertModel(config, add_pooling_layer=False)
+    missing, _ = model.load_state_dict(teacher.state_dict(), strict=False)
+    if missing:
+        raise PipelineError(f"could not copy the teacher's first {layers} layers: missing {missing[:3]}")
+    return model.eval()

@@ -23,6 +23,8 @@ from pipeline.export import check_close
 class Runner(ABC):
     """One model loaded on a device, with inputs bound. Use as `with backend.load(...) as r:`."""
 
+    max_abs_diff: float | None = None  # against the fp32 PyTorch model, set by Backend.load
+
     def __enter__(self) -> Runner:
         return self
 
@@ -45,6 +47,10 @@ class Runner(ABC):
 class Backend(ABC):
     name: ClassVar[str]
     requires: ClassVar[str]  # what must be present, for messages
+    # Which ONNX files the runtime deploys: "onnxruntime" (ONNX Runtime-optimised graphs, contrib ops
+    # and int8 included), "plain" (a standard-ops export the runtime optimises itself), or None (it
+    # runs the PyTorch module).
+    onnx: ClassVar[str | None] = None
 
     def __init__(self, profile: DeviceProfile):
         self.profile = profile
@@ -58,22 +64,34 @@ class Backend(ABC):
         """Hardware and software that latencies depend on; tables from different ones never mix."""
 
     @abstractmethod
-    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
-        """Turn the module into this runtime's model, with `inputs` bound for every run."""
+    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+              onnx_path: Path | None = None) -> Runner:
+        """Turn the module into this runtime's model, with `inputs` bound for every run. Backends
+        that eat ONNX use `onnx_path` when given (an exported, optimised or quantised file) instead
+        of exporting the module themselves; the others ignore it."""
 
     def load(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
-             what: str = "model") -> Runner:
-        """Open a runner and check its output against the fp32 PyTorch module on the same inputs."""
+             what: str = "model", onnx_path: Path | None = None, precision: str | None = None) -> Runner:
+        """Open a runner and check its output against the fp32 PyTorch module on the same inputs;
+        the runner's `max_abs_diff` keeps the difference. `precision` overrides the profile's
+        tolerance (an int8 file on an fp32 device)."""
         module = module.eval()
         with torch.inference_mode():
             ref = module(*inputs.values()).float().numpy()
-        runner = self._open(module, inputs, workdir)
+        runner = self._open(module, inputs, workdir, onnx_path)
         try:
-            check_close(runner.run(), ref, self.profile.precision, f"{what} on {self.name}")
+            runner.max_abs_diff = check_close(runner.run(), ref, precision or self.profile.precision,
+                                              f"{what} on {self.name}")
         except BaseException:
             runner.close()
             raise
         return runner
+
+    def peak_memory_mb(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+                       onnx_path: Path | None = None) -> float | None:
+        """Memory the model takes to load and run once on this runtime (MiB), or None where the
+        backend cannot tell."""
+        return None
 
     def base_fingerprint(self) -> dict[str, str]:
         return {

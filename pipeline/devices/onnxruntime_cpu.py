@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +16,35 @@ from torch import nn
 from pipeline.devices.base import Backend, Runner, cpu_model
 from pipeline.errors import DeviceUnavailable
 from pipeline.export import export_onnx
+
+_MEMORY_PROBE = """
+import json, resource, sys
+import numpy as np, onnxruntime as ort
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+path, threads, shapes = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+base = rss_mb()
+so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+names = {i.name for i in s.get_inputs()}
+s.run(None, {k: np.ones(v, dtype=np.int64) for k, v in shapes.items() if k in names})
+print(json.dumps({"base_mb": base, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def onnx_peak_memory_mb(path: Path, inputs: dict[str, torch.Tensor], threads: int) -> float | None:
+    """Peak RSS growth of a fresh process that opens `path` and runs it once (Linux; None elsewhere)."""
+    if not Path("/proc/self/status").exists():
+        return None
+    shapes = json.dumps({k: list(v.shape) for k, v in inputs.items()})
+    try:
+        out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(path), str(threads), shapes],
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+        probe = json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    return probe["peak_mb"] - probe["base_mb"]
 
 
 class OrtRunner(Runner):
@@ -38,6 +70,7 @@ class OrtRunner(Runner):
 class OnnxRuntimeCPU(Backend):
     name = "onnxruntime-cpu"
     requires = "onnxruntime with CPUExecutionProvider"
+    onnx = "onnxruntime"
 
     def check_available(self) -> None:
         try:
@@ -79,5 +112,17 @@ class OnnxRuntimeCPU(Backend):
         session = ort.InferenceSession(str(path), self.session_options(), providers=["CPUExecutionProvider"])
         return OrtRunner(session, {k: v.numpy() for k, v in inputs.items()})
 
-    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
-        return self.open_onnx(export_onnx(module, inputs, Path(workdir) / "model.onnx"), inputs)
+    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+              onnx_path: Path | None = None) -> Runner:
+        if onnx_path is None:
+            onnx_path = export_onnx(module, inputs, Path(workdir) / "model.onnx")
+        return self.open_onnx(onnx_path, inputs)
+
+    def peak_memory_mb(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+                       onnx_path: Path | None = None) -> float | None:
+        """Resident memory a fresh process gains by opening the session and running once (its peak
+        RSS minus its RSS with onnxruntime imported): ONNX Runtime allocates outside Python, so only
+        the operating system sees it, and only a process of its own gives a clean peak."""
+        if onnx_path is None:
+            onnx_path = export_onnx(module, inputs, Path(workdir) / "model.onnx")
+        return onnx_peak_memory_mb(onnx_path, inputs, self.profile.resolved_threads)

@@ -96,6 +96,7 @@ def _torch_dtype(trt, dt) -> torch.dtype:
 class TensorRT(Backend):
     name = "tensorrt"
     requires = "the TensorRT Python package (10.x) and a CUDA GPU"
+    onnx = "plain"
 
     def check_available(self) -> None:
         trt = _trt()
@@ -141,15 +142,18 @@ class TensorRT(Backend):
         write_atomic(cache_path, lambda tmp: tmp.write_bytes(data))
         return bytes(engine)
 
-    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
+    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+              onnx_path: Path | None = None) -> Runner:
         trt = _trt()
         workdir = Path(workdir)
         export_module, export_inputs = module, inputs
-        if self.profile.precision == "fp16" and _fp16_flag(trt) is None:
-            # Strongly typed networks take their precision from the graph.
+        strongly_typed = self.profile.precision == "fp16" and _fp16_flag(trt) is None
+        if strongly_typed:
+            # Strongly typed networks take their precision from the graph: an fp32 file will not do.
             export_module = copy.deepcopy(module).half()
             export_inputs = {k: v.half() if v.is_floating_point() else v for k, v in inputs.items()}
-        onnx_path = export_onnx(export_module, export_inputs, workdir / "model.onnx")
+        if onnx_path is None or strongly_typed:
+            onnx_path = export_onnx(export_module, export_inputs, workdir / "model.onnx")
         serialized = self.build_engine(onnx_path, inputs, timing_cache_path(self.profile.name))
         (workdir / "model.engine").write_bytes(serialized)
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)

@@ -76,9 +76,22 @@ class TorchCUDA(Backend):
     def fingerprint(self) -> dict[str, str]:
         return {**self.base_fingerprint(), **gpu_fingerprint()}
 
-    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path) -> Runner:
+    def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+              onnx_path: Path | None = None) -> Runner:
         dtype = DTYPES[self.profile.precision]
         gpu_module = copy.deepcopy(module).to("cuda", dtype).eval()
         # Float inputs follow the precision; token ids and masks stay integer.
         gpu_inputs = {k: (v.to("cuda", dtype) if v.is_floating_point() else v.to("cuda")) for k, v in inputs.items()}
         return CudaRunner(gpu_module, gpu_inputs)
+
+    def peak_memory_mb(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
+                       onnx_path: Path | None = None) -> float | None:
+        """Peak CUDA memory allocated by torch while the model is loaded and run once."""
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        with self._open(module, inputs, workdir) as runner:
+            runner.run()
+            peak = torch.cuda.max_memory_allocated()
+        return (peak - before) / 2**20

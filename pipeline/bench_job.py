@@ -1,0 +1,301 @@
+"""Stage 5: the teacher, the exported students and hand-designed baselines on the device's runtime.
+
+Every model is loaded on the device (checked against its PyTorch original), then all are timed
+together, round-robin (timing.measure), on the same inputs with the same settings, so that a noisy
+stretch of the machine hits them alike. The teacher is exported the way a user would deploy it
+at ONNX Runtime's best: the plain export optimised by ONNX Runtime, and the export fused by its
+transformer optimizer (optimum's engine); the faster of the two on this machine is the baseline.
+Fidelity is the cosine similarity to the teacher on the corpus's test split, which neither
+training nor search ever read, computed by the deployed artifact (ONNX Runtime for ONNX files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.devices import Backend
+from pipeline.distill import DistillConfig, distill, fidelity
+from pipeline.errors import PipelineError
+from pipeline.export import export_onnx, optimize_bert, optimize_onnx
+from pipeline.export_job import EXPORT, ExportConfig, Exporter
+from pipeline.latency import Predictor
+from pipeline.space import count_flops, count_params
+from pipeline.student import example_inputs
+from pipeline.timing import STATISTIC, measure
+from pipeline.trained import TrainedSupernet
+
+
+@dataclass
+class Model:
+    name: str
+    kind: str                         # teacher | searched | searched-int8 | narrow | pkd
+    module: nn.Module                 # the fp32 PyTorch original every artifact is checked against
+    onnx_path: Path | None = None     # the deployed file, for backends that run ONNX
+    precision: str | None = None      # tolerance override (int8 on an fp32 device)
+    info: dict[str, Any] = field(default_factory=dict)  # budget, prediction, params, FLOPs, ...
+
+
+def _ort_outputs(path: Path, ids: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    out = []
+    for b in ids.split(batch_size):
+        feeds = {"input_ids": b.numpy(), "attention_mask": np.ones_like(b.numpy())}
+        out.append(torch.from_numpy(session.run(None, {k: v for k, v in feeds.items() if k in names})[0]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def model_outputs(m: Model, ids: torch.Tensor) -> torch.Tensor:
+    """Final states [N, S, T] of the deployed artifact (the ONNX file where there is one)."""
+    if m.onnx_path is not None:
+        return _ort_outputs(m.onnx_path, ids).float()
+    from pipeline.distill import outputs
+
+    return outputs(m.module, ids).float()
+
+
+class Bench:
+    """Loads the teacher, the exported students and the baselines; measures them all together."""
+
+    def __init__(self, export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
+                 progress: bool = False, log: Callable[[str], None] = print):
+        from pipeline.teacher import Encoder, load_teacher
+
+        self.export_dir, self.backend, self.out, self.predictor = Path(export_dir), backend, Path(out), predictor
+        self.progress, self.log = progress, log
+        path = self.export_dir / EXPORT
+        try:
+            self.export = json.loads(path.read_text())
+            self.records = self.export["models"]
+            self.trained = TrainedSupernet(self.export["train_dir"])
+        except FileNotFoundError:
+            raise PipelineError(f"no exported students in {export_dir} ({EXPORT} is missing); run `export` first") \
+                from None
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise PipelineError(f"{path} is corrupt ({type(e).__name__}); run `export` again") from None
+        p = backend.profile
+        self.seq = p.seq_lens[0]
+        self.teacher = load_teacher(self.trained.teacher)
+        self.encoder = Encoder(self.teacher).eval()
+        self.inputs = example_inputs(p.batch, self.seq, self.trained.frame.vocab_size)
+        self.teacher_layers = self.teacher.config.num_hidden_layers
+
+    # -- the teacher ------------------------------------------------------------------------------
+    def teacher_variants(self) -> list[Model]:
+        """The teacher as deployed: for backends that run ONNX, its optimised exports."""
+        folder = self.out / "teacher"
+        base = {"kind": "teacher", "params": sum(p.numel() for p in self.teacher.parameters())}
+        if self.backend.onnx is None:
+            return [Model("teacher", "teacher", self.encoder, info=base)]
+        plain = export_onnx(self.encoder, self.inputs, folder / "teacher.onnx")
+        if self.backend.onnx == "plain":  # the runtime fuses on its own (TensorRT)
+            return [Model("teacher", "teacher", self.encoder, plain, info={**base, "optimisation": self.backend.name})]
+        variants = [Model("teacher", "teacher", self.encoder, optimize_onnx(plain, folder / "teacher.opt.onnx"),
+                          info={**base, "optimisation": "onnxruntime graph optimisations (extended offline, all "
+                                                        "at load)"})]
+        try:
+            # The transformer optimizer recognises BERT's eager attention, not the SDPA export.
+            from transformers import BertModel
+
+            eager = BertModel.from_pretrained(self.teacher.name_or_path, attn_implementation="eager").eval()
+            from pipeline.teacher import Encoder
+
+            raw = export_onnx(Encoder(eager), self.inputs, folder / "teacher.eager.onnx")
+            c = self.teacher.config
+            fused_path, fused = optimize_bert(raw, folder / "teacher.fused.onnx", c.num_attention_heads,
+                                              c.hidden_size)
+            variants.append(Model("teacher", "teacher", self.encoder, fused_path,
+                                  info={**base, "optimisation": f"onnxruntime transformer optimizer: {fused}"}))
+        except Exception as e:  # an optimizer that cannot fuse this BERT leaves the plain baseline
+            self.log(f"note: the transformer optimizer failed on the teacher ({type(e).__name__}: {e}); "
+                     "using the plain optimised export")
+        return variants
+
+    def pick_teacher(self, variants: list[Model]) -> tuple[Model, float, list[dict[str, Any]]]:
+        """The fastest teacher variant on a short interleaved measurement: (it, its ms, all tried)."""
+        if len(variants) == 1:
+            lat = self.measure(variants, rounds=5)[0]
+            return variants[0], lat.robust_ms, []
+        lats = self.measure(variants, rounds=8)
+        tried = [{"optimisation": v.info["optimisation"], "onnx_path": str(v.onnx_path), "latency_ms": lat.robust_ms}
+                 for v, lat in zip(variants, lats, strict=True)]
+        best = min(range(len(variants)), key=lambda i: lats[i].robust_ms)
+        return variants[best], lats[best].robust_ms, tried
+
+    # -- students ---------------------------------------------------------------------------------
+    def students(self) -> list[Model]:
+        from pipeline.hf import load_student
+
+        models = []
+        for r in self.records:
+            student, _ = load_student(r["model_dir"], with_tokenizer=False)
+            info = {"budget_ms": r["search"].get("budget_ms"), "predicted_ms": r["search"].get("predicted_ms"),
+                    "arch": r["describe"], "params": r["params"], "flops": r["flops"],
+                    "finetune_steps": r["finetune"]["steps"], "model_dir": r["model_dir"],
+                    "onnx_path": r["onnx_path"]}
+            onnx = {"onnxruntime": r["onnx_path"], "plain": r["onnx_plain_path"]}.get(self.backend.onnx)
+            models.append(Model(r["name"], "searched", student, Path(onnx) if onnx else None, info=info))
+            int8 = [a for a in r["artifacts"] if a["kind"] == "onnx-int8"]
+            if int8 and self.backend.onnx == "onnxruntime":
+                models.append(Model(f"{r['name']}-int8", "searched-int8", student, Path(int8[0]["path"]), "int8",
+                                    info={**info, "predicted_ms": None, "onnx_path": int8[0]["path"]}))
+        return models
+
+    def baselines(self, searched: list[Model], teacher_ms: float) -> list[Model]:
+        """A narrowed BERT and a PKD-style truncated teacher per searched student, of similar latency,
+        distilled as many steps as it was fine-tuned (deduplicated across budgets)."""
+        from pipeline import baselines as bl
+
+        steps = max((m.info["finetune_steps"] for m in searched), default=0)
+        frame = next(m.module.arch for m in searched)
+        cands = bl.narrow_candidates(frame, self.trained.hidden_sizes, self.trained.layers_per_block)
+        predict = self.predictor if self.predictor is not None else (lambda a: count_flops(a) / 1e9)
+        wanted: dict[str, bl.Baseline] = {}
+        for m in searched:
+            target = m.info["predicted_ms"] or teacher_ms / 4
+            for b in (bl.pick_narrow(target, cands, predict), bl.pick_pkd(target, teacher_ms, self.teacher_layers)):
+                wanted.setdefault(b.name, b)
+        if not wanted:
+            return []
+        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps)), self.progress, self.log)
+        models = []
+        for b in wanted.values():
+            module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
+            record = {"steps": 0}
+            if ex.targets is not None:
+                record = distill(module, ex.data.train, ex.targets, ex.cfg.finetune, desc=f"distil {b.name}",
+                                 progress=self.progress)
+            module.eval()
+            folder = self.out / "baselines" / b.name
+            onnx = None
+            if self.backend.onnx is not None:
+                onnx = export_onnx(module, self.inputs, folder / "model.onnx")
+                if self.backend.onnx == "onnxruntime":
+                    onnx = optimize_onnx(onnx, folder / "model.opt.onnx")
+            if b.kind == "narrow":
+                info = {"arch": b.arch.describe(), "params": count_params(b.arch),
+                        "flops": count_flops(b.arch, self.seq, self.backend.profile.batch),
+                        "predicted_ms": self.predictor(b.arch) if self.predictor else None}
+            else:
+                c = module.bert.config
+                info = {"arch": f"teacher's first {b.layers} of {self.teacher_layers} layers ({c.hidden_size} wide)",
+                        "params": sum(p.numel() for p in module.parameters()),
+                        "flops": bl.teacher_flops(c.hidden_size, b.layers, self.seq, self.backend.profile.batch),
+                        "predicted_ms": None}
+            info.update(matched_to_ms=b.target_ms, distill_steps=record["steps"],
+                        distill_loss_last=record.get("loss_last"))
+            self.log(f"baseline {b.name}: {info['arch']}, distilled {record['steps']} steps")
+            models.append(Model(b.name, b.kind, module, onnx, info=info))
+        return models
+
+    # -- measuring --------------------------------------------------------------------------------
+    def measure(self, models: list[Model], rounds: int | None = None):
+        from contextlib import ExitStack
+
+        p = self.backend.profile
+        with ExitStack() as stack:
+            runners = []
+            for i, m in enumerate(models):
+                r = self.backend.load(m.module, self.inputs, self.out / "work" / f"{i}-{m.name}", what=m.name,
+                                      onnx_path=m.onnx_path, precision=m.precision)
+                m.info["device_max_abs_diff"] = r.max_abs_diff
+                runners.append(stack.enter_context(r))
+            n = rounds or p.rounds
+            bar = stack.enter_context(tqdm(total=n, desc="measure", unit="round", disable=not self.progress))
+            return measure([r.timed_run for r in runners], p.warmup, n, p.runs_per_round,
+                           min_round_s=p.min_round_s, on_round=lambda r, s: bar.update())
+
+    def run(self, with_baselines: bool = True) -> dict[str, Any]:
+        from pipeline.data import load_corpus
+        from pipeline.teacher import load_tokenizer
+
+        p = self.backend.profile
+        self.log(f"exporting and optimising the teacher for {p.name} ...")
+        teacher, teacher_ms, tried = self.pick_teacher(self.teacher_variants())
+        searched = self.students()
+        models = [teacher, *searched]
+        if with_baselines:
+            models += self.baselines([m for m in searched if m.kind == "searched"], teacher_ms)
+        self.log(f"measuring {len(models)} models together on {p.name} ({p.rounds} rounds x {p.runs_per_round} "
+                 f"runs, batch {p.batch}, seq {self.seq}) ...")
+        lats = self.measure(models)
+        corpus = self.trained.summary["corpus"]
+        data = load_corpus(load_tokenizer(self.trained.teacher), self.trained.seq_len, corpus.get("corpus"),
+                           corpus.get("dataset"))
+        ref = model_outputs(Model("teacher", "teacher", self.encoder), data.test)  # [N, S, T], PyTorch fp32
+        rows = []
+        for m, lat in zip(tqdm(models, desc="fidelity, memory", unit="model", disable=not self.progress), lats,
+                          strict=True):
+            fid = fidelity(model_outputs(m, data.test), ref)
+            mem = self.backend.peak_memory_mb(m.module, self.inputs, self.out / "work" / f"mem-{m.name}", m.onnx_path)
+            rows.append(_row(m, lat, fid, mem, p.batch, self.seq))
+        teacher_row = rows[0]
+        for row in rows:
+            row["speedup"] = teacher_row["latency_ms_p50"] / row["latency_ms_p50"]
+            row["speedup_min"] = teacher_row["latency_ms"] / row["latency_ms"]
+            b = row.get("budget_ms")
+            if b is not None:
+                row["within_budget"] = row["latency_ms"] <= b
+                row["budget_use"] = row["latency_ms"] / b
+        budgets = sorted({r["budget_ms"] for r in rows if r.get("budget_ms") is not None})
+        return {
+            "device": p.name, "backend": self.backend.name, "precision": p.precision,
+            "fingerprint": self.backend.fingerprint(),
+            "budget_ms": budgets[0] if len(budgets) == 1 else budgets, "budgets_ms": budgets,
+            "batch": p.batch, "seq": self.seq, "statistic": STATISTIC,
+            "fidelity_on": f"test split of {data.source}: {data.test.shape[0]} chunks of {data.test.shape[1]} tokens",
+            "teacher": {**teacher_row, "name": self.trained.teacher, "variants_tried": tried},
+            "students": [r for r in rows if r["kind"].startswith("searched")],
+            "baselines": [r for r in rows if r["kind"] in ("narrow", "pkd")],
+            "export_dir": str(self.export_dir), "key": bench_key(self.export_dir, self.backend, with_baselines),
+        }
+
+
+def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, seq: int) -> dict[str, Any]:
+    info = dict(m.info)
+    predicted = info.pop("predicted_ms", None)
+    onnx = info.pop("onnx_path", None) or (str(m.onnx_path) if m.onnx_path else None)
+    return {
+        "name": m.name, "kind": m.kind, **info,
+        "latency_ms": lat.robust_ms, "latency_ms_p50": lat.p50_ms, "latency_ms_p90": lat.p90_ms,
+        "latency_ms_p99": lat.p99_ms, "latency_ms_mean": lat.mean_ms, "runs": lat.n,
+        "throughput_seq_per_s": batch * 1000 / lat.p50_ms, "throughput_tokens_per_s": batch * seq * 1000 / lat.p50_ms,
+        "predicted_ms": predicted,
+        "prediction_error_pct": (predicted / lat.robust_ms - 1) * 100 if predicted else None,
+        "fidelity_cosine": fid["sentence"], "fidelity_token_cosine": fid["token"],
+        "fidelity_sentence_min": fid["sentence_min"], "peak_memory_mb": mem,
+        "onnx_path": onnx,
+    }
+
+
+def bench_key(export_dir: Path, backend: Backend, with_baselines: bool) -> str:
+    """What a report depends on: the exported students and the device (for `run`'s reuse)."""
+    blob = (Path(export_dir) / EXPORT).read_text() if (Path(export_dir) / EXPORT).is_file() else ""
+    return short_hash({"export": short_hash(blob), "device": backend.fingerprint(),
+                       "profile": repr(backend.profile), "baselines": with_baselines, "format": 1})
+
+
+def run_benchmark(export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
+                  with_baselines: bool = True, progress: bool = False,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    from pipeline.report import write_report
+
+    report = Bench(export_dir, backend, out, predictor, progress, log).run(with_baselines)
+    write_report(report, out)
+    write_json_atomic(out / "report.json", report)
+    return report

@@ -1,0 +1,129 @@
+"""The benchmark's report files: report.md (for people), report.csv (one row per model), pareto.png.
+
+report.json (written by bench_job) is the source of all three; this module only formats it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import write_atomic, write_text_atomic
+
+COLUMNS = [
+    ("name", "model"), ("kind", "kind"), ("budget_ms", "budget ms"), ("latency_ms", "latency ms"),
+    ("latency_ms_p50", "p50 ms"), ("latency_ms_p90", "p90 ms"), ("latency_ms_p99", "p99 ms"),
+    ("predicted_ms", "predicted ms"), ("prediction_error_pct", "pred. err %"), ("speedup", "speedup (p50)"),
+    ("fidelity_cosine", "fidelity (sentence cos)"), ("fidelity_token_cosine", "token cos"),
+    ("params", "params"), ("flops", "FLOPs"), ("throughput_seq_per_s", "seq/s"), ("peak_memory_mb", "peak MiB"),
+]
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [report["teacher"], *report["students"], *report["baselines"]]
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if key in ("params", "flops"):
+        return f"{v / 1e9:.2f}G" if v >= 1e9 else f"{v / 1e6:.2f}M"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    t = report["teacher"]
+    lines = [
+        f"# Benchmark on `{report['device']}` ({report['backend']}, {report['precision']})",
+        "",
+        f"Batch {report['batch']}, sequence {report['seq']}. Latency = {report['statistic']} "
+        "(what the latency table stores and `predict` returns); p50/p90/p99 beside it; all models were timed "
+        "together, round-robin, on the same inputs. Speedup = teacher p50 / model p50.",
+        f"Fidelity: cosine similarity to the teacher of mean-pooled sentence embeddings (and of token states) "
+        f"on the {report['fidelity_on']}, never seen by training or search.",
+        "",
+        f"Teacher `{t['name']}`: {_fmt('', t['latency_ms'])} ms (p50 {_fmt('', t['latency_ms_p50'])} ms), "
+        f"{_fmt('params', t['params'])} parameters; deployed as {t.get('optimisation', 'PyTorch')}.",
+    ]
+    for v in t.get("variants_tried", []):
+        lines.append(f"- tried {v['optimisation']}: {v['latency_ms']:.3f} ms")
+    lines += ["", "| " + " | ".join(h for _, h in COLUMNS) + " | within budget |",
+              "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows(report):
+        cells = [_fmt(k, r.get(k)) for k, _ in COLUMNS]
+        lines.append("| " + " | ".join(cells) + f" | {_fmt('', r.get('within_budget'))} |")
+    lines += ["", "Architectures:", ""]
+    for r in rows(report)[1:]:
+        lines.append(f"- `{r['name']}`: {r.get('arch', '')}" + (f" (ONNX: `{r['onnx_path']}`)" if r.get("onnx_path")
+                                                                else ""))
+    lines += ["", "Searched students against the hand-designed baselines matched to them "
+              "(same distillation steps):", ""]
+    for s in report["students"]:
+        if s["kind"] != "searched":
+            continue
+        near = [b for b in report["baselines"] if b.get("matched_to_ms") == s.get("predicted_ms")]
+        for b in near:
+            verdict = "better" if s["fidelity_cosine"] > b["fidelity_cosine"] else "NOT better"
+            lines.append(f"- `{s['name']}` ({s['latency_ms']:.3f} ms, cos {s['fidelity_cosine']:.4f}) vs `{b['name']}` "
+                         f"({b['latency_ms']:.3f} ms, cos {b['fidelity_cosine']:.4f}): {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    all_rows = rows(report)
+    keys = list(dict.fromkeys(k for r in all_rows for k in r if not isinstance(r[k], (dict, list))))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for r in all_rows:
+        w.writerow({k: r.get(k) for k in keys})
+    return buf.getvalue()
+
+
+def plot(report: dict[str, Any], path: Path) -> Path | None:
+    """Measured latency (p50) against fidelity, teacher and budgets marked; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = {"teacher": ("*", "black"), "searched": ("o", "tab:blue"), "searched-int8": ("s", "tab:cyan"),
+             "narrow": ("^", "tab:orange"), "pkd": ("v", "tab:red")}
+    for kind, (marker, color) in style.items():
+        pts = [r for r in rows(report) if r["kind"] == kind]
+        if pts:
+            ax.scatter([r["latency_ms_p50"] for r in pts], [r["fidelity_cosine"] for r in pts], marker=marker,
+                       color=color, s=120 if kind == "teacher" else 50, label=kind, zorder=3)
+            for r in pts:
+                ax.annotate(r["name"], (r["latency_ms_p50"], r["fidelity_cosine"]), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
+    for b in report["budgets_ms"]:
+        ax.axvline(b, color="gray", linestyle="--", linewidth=1)
+        ax.annotate(f"budget {b:g} ms", (b, ax.get_ylim()[0]), rotation=90, fontsize=7, color="gray",
+                    textcoords="offset points", xytext=(-9, 5))
+    ax.set_xlabel(f"measured latency p50 (ms), {report['device']}, batch {report['batch']}, seq {report['seq']}")
+    ax.set_ylabel("fidelity: sentence cosine to the teacher")
+    ax.set_title("Latency against fidelity")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    out = Path(out)
+    written = [write_text_atomic(out / "report.md", markdown(report)), write_text_atomic(out / "report.csv",
+                                                                                           to_csv(report))]
+    png = plot(report, out / "pareto.png")
+    return written + ([png] if png else [])

@@ -1,0 +1,142 @@
+"""`run`: every stage in a row, each reused when its artifact exists and its inputs did not change.
+
+    OUT/train/     supernet and pools (train_job; blocks reused by their settings hash)
+    OUT/search/    arch_<budget>.json, search.json (reused when pools, table and options match)
+    OUT/export/    students and their artifacts (export_job; reused per architecture)
+    OUT/report.*   the benchmark (reused when the exports and the device are the same)
+    OUT/run.json   what ran, what was reused, how long each stage took
+
+The latency table is the device's shared one (latency_tables/<profile>.csv): `profile` fills in
+only what it lacks, so a table measured before is reused as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.budget import format_ms
+from pipeline.devices import Backend
+from pipeline.distill import DistillConfig
+from pipeline.errors import PipelineError
+from pipeline.export_job import ExportConfig
+from pipeline.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    budgets_ms: tuple[float, ...]
+    teacher: str | None = None
+    corpus: str | None = None
+    dataset: str | None = None
+    quick: bool = False               # the scaled-down training schedule (train --quick)
+    finetune_steps: int | None = None  # None: 200 with --quick, 1000 otherwise (end-to-end distillation)
+    int8: bool = False
+    max_params: int | None = None
+    top_t: int = 5                    # re-ranked candidates per budget
+    baselines: bool = True            # hand-designed students in the report
+    force: bool = False
+    seed: int = 0
+    train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
+
+    @property
+    def steps(self) -> int:
+        if self.finetune_steps is not None:
+            return self.finetune_steps
+        return 200 if self.quick else 1000
+
+
+def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
+    return short_hash({"train": short_hash((train_dir / "train_summary.json").read_text()),
+                       "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
+                       "max_params": o.max_params, "top": o.top_t, "seq": seq, "format": 1})
+
+
+def _stored_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("key")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    from pipeline.bench_job import bench_key, run_benchmark
+    from pipeline.cli import load_predictor
+    from pipeline.export_job import run_export, targets_from_search
+    from pipeline.profiling import profile_device
+    from pipeline.search_job import SEARCH, run_search
+    from pipeline.teacher import space_for_teacher
+    from pipeline.train_job import run_train
+
+    p = backend.profile
+    seq = p.seq_lens[0]
+    stages: list[dict[str, Any]] = []
+
+    def stage(name: str, fn: Callable[[], Any], reused: bool = False) -> Any:
+        log(f"[{len(stages) + 1}/5 {name}] " + ("reusing the existing artifact" if reused else "running"))
+        start = time.perf_counter()
+        result = fn()
+        stages.append({"stage": name, "seconds": round(time.perf_counter() - start, 1), "reused": reused})
+        return result
+
+    # 1 profile: measures only what the table lacks (nothing when it is complete).
+    space = space_for_teacher(o.teacher)
+    stage("profile", lambda: profile_device(backend, space, table, force=False, progress=progress))
+    cfg = o.train or (TrainConfig(seed=o.seed).quick() if o.quick else TrainConfig(seed=o.seed))
+    if cfg.seq_len != seq:
+        raise PipelineError(f"the device profile measures sequence {seq} but training uses {cfg.seq_len}")
+    # 2 train: finished blocks with the same settings are reused inside run_train.
+    train_dir = out / "train"
+    import torch
+
+    where = "gpu" if torch.cuda.is_available() else "cpu"
+    stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table.parent,
+                                     p.name, o.force, progress=progress, log=log))
+    # 3 search
+    search_dir = out / "search"
+    predictor, _ = load_predictor(p, backend, table, seq, foreign=False)
+    key = _search_key(train_dir, table, o, seq)
+    fresh = o.force or _stored_key(search_dir / SEARCH) != key
+
+    def do_search() -> None:
+        run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, log=log)
+        record = json.loads((search_dir / SEARCH).read_text())
+        write_json_atomic(search_dir / SEARCH, {**record, "key": key})
+
+    stage("search", do_search, reused=not fresh)
+    # 4 export (reuses each architecture exported with the same inputs)
+    export_dir = out / "export"
+    ecfg = ExportConfig(finetune=DistillConfig(steps=o.steps, seed=o.seed), int8=o.int8, seed=o.seed)
+    stage("export", lambda: run_export(train_dir, targets_from_search(search_dir), export_dir, backend, ecfg,
+                                       force=o.force, progress=progress, log=log))
+    # 5 benchmark
+    bkey = bench_key(export_dir, backend, o.baselines)
+    fresh = o.force or _stored_key(out / "report.json") != bkey
+    report = stage("benchmark", lambda: run_benchmark(export_dir, backend, out, predictor, o.baselines, progress,
+                                                      log) if fresh else json.loads((out / "report.json").read_text()),
+                   reused=not fresh)
+    write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None},
+                                         "train_config": asdict(cfg), "table": str(table), "stages": stages})
+    return report
+
+
+def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
+    """One line per budget: met or not, measured latency, speedup, fidelity, where the model is."""
+    t = report["teacher"]
+    lines = []
+    for s in report["students"]:
+        if s["kind"] != "searched":
+            continue
+        met = "met" if s["within_budget"] else "NOT met"
+        lines.append(
+            f"budget {format_ms(s['budget_ms'])} ms {met}: measured {s['latency_ms']:.3f} ms "
+            f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), {s['speedup']:.1f}x faster than "
+            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}; "
+            f"model in {Path(s['model_dir']).parent}, report in {out / 'report.md'}")
+    return lines
