@@ -130,8 +130,7 @@ class Exporter:
 
 
 def _key(target: Target, trained: TrainedSupernet, cfg: ExportConfig, backend: Backend) -> str:
-    summary = (trained.dir / "train_summary.json").read_bytes()
-    return short_hash({"arch": target.arch.to_dict(), "train": short_hash(summary.decode()), "cfg": asdict(cfg),
+    return short_hash({"arch": target.arch.to_dict(), "train": trained.content_hash, "cfg": asdict(cfg),
                        "device": [backend.profile.name, backend.profile.backend, backend.profile.precision],
                        "format": FORMAT})
 

@@ -52,7 +52,9 @@ class RunOptions:
 
 
 def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
-    return short_hash({"train": short_hash((train_dir / "train_summary.json").read_text()),
+    from pipeline.trained import TrainedSupernet
+
+    return short_hash({"train": TrainedSupernet(train_dir).content_hash,
                        "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
                        "max_params": o.max_params, "top": o.top_t, "seq": seq, "format": 1})
 
@@ -109,7 +111,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         record = json.loads((search_dir / SEARCH).read_text())
         write_json_atomic(search_dir / SEARCH, {**record, "key": key})
 
-    stage("search", do_search, reused=not fresh)
+    stage("search", do_search if fresh else lambda: None, reused=not fresh)
     # 4 export (reuses each architecture exported with the same inputs)
     export_dir = out / "export"
     ecfg = ExportConfig(finetune=DistillConfig(steps=o.steps, seed=o.seed), int8=o.int8, seed=o.seed)
@@ -135,8 +137,8 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
             continue
         met = "met" if s["within_budget"] else "NOT met"
         lines.append(
-            f"budget {format_ms(s['budget_ms'])} ms {met}: measured {s['latency_ms']:.3f} ms "
-            f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), {s['speedup']:.1f}x faster than "
+            f"budget {format_ms(s['budget_ms'])} {met}: measured {s['latency_ms']:.3f} ms "
+            f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), speedup {s['speedup']:.1f}x over "
             f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}; "
             f"model in {Path(s['model_dir']).parent}, report in {out / 'report.md'}")
     return lines

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.artifacts import short_hash
 from pipeline.errors import PipelineError
 from pipeline.search import Frame
 from pipeline.space import Architecture
@@ -58,6 +59,11 @@ class TrainedSupernet:
             raise PipelineError(f"blocks {self.summary['missing_blocks']} of {self.dir} are not trained yet; "
                                 "run `train` for them (--block N) first")
         self._blocks: dict[int, SuperBlock] = {}
+
+    @property
+    def content_hash(self) -> str:
+        """What the trained supernet is, without when it was written: keys the later stages' reuse."""
+        return short_hash({k: v for k, v in self.summary.items() if k != "written"})
 
     @property
     def teacher(self) -> str:

@@ -128,3 +128,31 @@ def tiny_trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
     out = tmp_path_factory.mktemp("train")
     summary, logs = tiny_train(out, tiny_teacher_tok, tiny_corpus, tiny_table)
     return out, summary, logs
+
+
+def pool_arch(trained, picks):
+    """The architecture made of pool entry picks[n] of each block n."""
+    from pipeline.space import Architecture, Block
+
+    f = trained.frame
+    pairs = zip(trained.pools, picks, strict=True)
+    blocks = tuple(Block(pool[i]["hidden"], tuple(pool[i]["layers"])) for pool, i in pairs)
+    return Architecture(f.teacher_hidden, f.embed_dim, blocks, f.vocab_size, f.max_positions)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_trained, cpu_backend):
+    """Two students of the tiny supernet exported once per session (3 fine-tuning steps, int8 too)."""
+    from pipeline.distill import DistillConfig
+    from pipeline.export_job import ExportConfig, Target, run_export
+    from pipeline.trained import TrainedSupernet
+
+    out_train, _, _ = tiny_trained
+    trained = TrainedSupernet(out_train)
+    targets = [Target("arch_a", pool_arch(trained, (0, 0)), {"budget_ms": 50.0, "predicted_ms": 0.5}),
+               Target("arch_b", pool_arch(trained, (-1, -1)), {"budget_ms": 60.0, "predicted_ms": 0.4})]
+    cfg = ExportConfig(finetune=DistillConfig(steps=3, batch_size=4), embed_steps=20, int8=True)
+    out = tmp_path_factory.mktemp("export")
+    logs = []
+    records = run_export(out_train, targets, out, cpu_backend, cfg, log=logs.append)
+    return out, records, targets, cfg, logs

@@ -55,7 +55,7 @@ class _Wrong(Runner):
 
 
 class _Broken(OnnxRuntimeCPU):
-    def _open(self, module, inputs, workdir: Path) -> Runner:
+    def _open(self, module, inputs, workdir: Path, onnx_path=None) -> Runner:
         return _Wrong()
 
 

@@ -1,0 +1,65 @@
+"""The benchmark report on the tiny exported students: fields, files, baselines, reuse key."""
+
+import csv
+import json
+
+import pytest
+
+from pipeline.bench_job import bench_key, run_benchmark
+from pipeline.errors import PipelineError
+from pipeline.latency import LatencyTable, Predictor
+
+
+@pytest.fixture(scope="module")
+def report(tiny_export, cpu_backend, tiny_table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    predictor = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    logs = []
+    return run_benchmark(tiny_export[0], cpu_backend, out, predictor, log=logs.append), out, logs
+
+
+def test_report_has_the_promised_fields(report):
+    r, out, _ = report
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["device"] == "tiny-cpu" and saved["budgets_ms"] == [50.0, 60.0] and saved["budget_ms"] == [50.0, 60.0]
+    assert saved["teacher"]["latency_ms_p50"] > 0 and saved["teacher"]["fidelity_cosine"] == pytest.approx(1.0)
+    names = [s["name"] for s in saved["students"]]
+    assert names == ["arch_a", "arch_a-int8", "arch_b", "arch_b-int8"]
+    for s in saved["students"]:
+        for key in ("latency_ms_p50", "predicted_ms", "speedup", "fidelity_cosine", "params", "onnx_path",
+                    "latency_ms_p90", "latency_ms_p99", "throughput_seq_per_s", "flops", "fidelity_token_cosine"):
+            assert key in s, key
+        assert s["latency_ms_p50"] > 0 and -1 <= s["fidelity_cosine"] <= 1
+        assert s["speedup"] == pytest.approx(saved["teacher"]["latency_ms_p50"] / s["latency_ms_p50"])
+        assert s["within_budget"] == (s["latency_ms"] <= s["budget_ms"])
+        assert s["peak_memory_mb"] is None or s["peak_memory_mb"] > 0
+    fp32 = [s for s in saved["students"] if s["kind"] == "searched"]
+    assert all(s["predicted_ms"] > 0 and s["prediction_error_pct"] is not None for s in fp32)
+    assert all(s["device_max_abs_diff"] < 1e-3 for s in fp32)
+
+
+def test_report_has_baselines_and_the_teacher_variants(report):
+    r, _, logs = report
+    kinds = sorted({b["kind"] for b in r["baselines"]})
+    assert kinds == ["narrow", "pkd"]
+    for b in r["baselines"]:
+        assert b["distill_steps"] == 3 and b["latency_ms_p50"] > 0
+    tried = r["teacher"]["variants_tried"]
+    assert len(tried) == 2 and "transformer optimizer" in tried[1]["optimisation"]
+    assert r["teacher"]["latency_ms"] == pytest.approx(r["teacher"]["latency_ms"])
+
+
+def test_report_files(report):
+    r, out, _ = report
+    md = (out / "report.md").read_text()
+    assert "arch_a" in md and "pkd_" in md and "narrow_" in md and "speedup" in md
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert [row["name"] for row in rows][1:5] == ["arch_a", "arch_a-int8", "arch_b", "arch_b-int8"]
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_key_follows_the_exports(tiny_export, cpu_backend, tmp_path):
+    k = bench_key(tiny_export[0], cpu_backend, True)
+    assert k == bench_key(tiny_export[0], cpu_backend, True) != bench_key(tiny_export[0], cpu_backend, False)
+    with pytest.raises(PipelineError, match="run `export` first"):
+        run_benchmark(tmp_path, cpu_backend, tmp_path / "r", None)

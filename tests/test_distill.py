@@ -1,0 +1,53 @@
+"""End-to-end distillation and the fidelity measure."""
+
+import math
+
+import pytest
+import torch
+
+from pipeline.distill import DistillConfig, distill, distill_loss, fidelity, lr_at
+from pipeline.errors import PipelineError
+from pipeline.space import Architecture, Block
+from pipeline.student import Student
+
+
+def test_fidelity_is_one_for_the_teacher_and_low_for_noise():
+    torch.manual_seed(0)
+    t = torch.randn(6, 10, 32) + 0.5
+    assert fidelity(t, t)["sentence"] == pytest.approx(1.0) and fidelity(t, t)["token"] == pytest.approx(1.0)
+    noise = fidelity(torch.randn(6, 10, 32), t)
+    assert noise["token"] < 0.3
+    assert fidelity(2 * t, t)["token"] == pytest.approx(1.0)  # a cosine ignores scale
+
+
+def test_loss_is_zero_at_the_target_only():
+    t = torch.randn(2, 5, 8)
+    assert distill_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(torch.zeros_like(t) + 1e-3, t).item() > 0.9
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = DistillConfig(steps=100, lr=1e-3)
+    assert lr_at(0, cfg) < lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(99, cfg) == pytest.approx(1e-4, rel=0.05)
+    assert all(math.isfinite(lr_at(s, cfg)) for s in range(100))
+
+
+def test_distill_brings_a_student_closer_to_its_targets():
+    torch.manual_seed(0)
+    arch = Architecture(32, 16, (Block(128, ("mha", "ffn")),), vocab_size=50, max_positions=16)
+    student = Student(arch, dropout=0.0)
+    ids = torch.randint(0, 50, (32, 8))
+    teacher = Student(arch, dropout=0.0).eval()
+    with torch.no_grad():
+        targets = teacher(ids, torch.ones_like(ids))
+    before = distill_loss(student.eval()(ids, torch.ones_like(ids)), targets).item()
+    record = distill(student, ids, targets, DistillConfig(steps=40, batch_size=8, lr=3e-3))
+    after = distill_loss(student(ids, torch.ones_like(ids)), targets).item()
+    assert record["steps"] == 40 and after < 0.6 * before
+    assert not student.training
+
+
+def test_negative_steps_are_refused():
+    with pytest.raises(PipelineError, match="finetune-steps"):
+        DistillConfig(steps=-1).check()

@@ -1,0 +1,102 @@
+"""Export of searched students: every artifact exists, loads, and matches the PyTorch student."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.export_job import EXPORT, ort_outputs, run_export
+from pipeline.hf import load_student, save_student
+from pipeline.student import example_inputs
+
+
+def test_every_artifact_is_written_and_checked(tiny_export):
+    out, records, targets, _, _ = tiny_export
+    assert [r["name"] for r in records] == ["arch_a", "arch_b"]
+    summary = json.loads((out / EXPORT).read_text())
+    assert [m["name"] for m in summary["models"]] == ["arch_a", "arch_b"]
+    for r, t in zip(records, targets, strict=True):
+        kinds = [a["kind"] for a in r["artifacts"]]
+        assert kinds == ["hf", "onnx", "onnx-optimized", "onnx-int8", "device:onnxruntime-cpu"]
+        for a in r["artifacts"]:
+            assert Path(a["path"]).exists()
+            limit = 0.25 if a["kind"] == "onnx-int8" else 1e-3
+            assert 0 <= a["max_abs_diff"] <= limit, a
+        assert r["finetune"]["steps"] == 3 and r["arch"] == t.arch.to_dict()
+        assert r["search"]["budget_ms"] == t.search["budget_ms"]
+
+
+def test_onnx_files_take_any_batch_and_sequence(tiny_export):
+    out, records, _, _, _ = tiny_export
+    student, _ = load_student(records[0]["model_dir"], with_tokenizer=False)
+    inputs = example_inputs(3, 29, student.arch.vocab_size, seed=5)  # a shape never exported
+    with torch.inference_mode():
+        ref = student(*inputs.values()).numpy()
+    for name in ("model.onnx", "model.opt.onnx"):
+        got = ort_outputs(out / "arch_a" / name, inputs)
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+    got = ort_outputs(out / "arch_a" / "model.int8.onnx", inputs)
+    assert got.shape == ref.shape and np.abs(got - ref).max() < 0.25 * np.abs(ref).max()
+
+
+def test_deployed_student_fuses_the_adapter_pairs(tiny_export):
+    _, records, targets, _, _ = tiny_export
+    student, tokenizer = load_student(records[1]["model_dir"])
+    assert tokenizer is not None and len(tokenizer) == student.arch.vocab_size
+    hs = [b.hidden for b in targets[1].arch.blocks]
+    assert [tuple(a.weight.shape) for a in student.adapters] == [(b, a) for a, b in zip(hs, hs[1:], strict=False)]
+    batch = tokenizer(["A sentence to embed."], return_tensors="pt")
+    assert student(batch["input_ids"], batch["attention_mask"]).shape[-1] == targets[1].arch.teacher_hidden
+
+
+def test_a_second_export_reuses_and_force_redoes(tiny_export, tiny_trained, cpu_backend):
+    out, records, targets, cfg, _ = tiny_export
+    train_dir = tiny_trained[0]
+    stamp = (out / "arch_a" / "model.onnx").stat().st_mtime_ns
+    logs = []
+    again = run_export(train_dir, targets[:1], out, cpu_backend, cfg, log=logs.append)
+    assert any("reusing" in line for line in logs) and again[0]["key"] == records[0]["key"]
+    assert (out / "arch_a" / "model.onnx").stat().st_mtime_ns == stamp
+    logs.clear()
+    run_export(train_dir, targets[:1], out, cpu_backend, cfg, force=True, log=logs.append)
+    assert any(line.startswith("exported arch_a") for line in logs)
+
+
+def test_student_folder_errors_are_one_line(tmp_path, tiny_export):
+    _, records, _, _, _ = tiny_export
+    with pytest.raises(PipelineError, match="not a student folder"):
+        load_student(tmp_path)
+    student, _ = load_student(records[0]["model_dir"], with_tokenizer=False)
+    folder = save_student(student, tmp_path / "s")
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match="corrupt"):
+        load_student(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(PipelineError, match="corrupt"):
+        load_student(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(PipelineError, match="not a nasbert-student"):
+        load_student(folder)
+
+
+def test_export_command(tiny_trained, tiny_profile_path, tmp_path, capsys):
+    from conftest import pool_arch
+
+    from pipeline.cli import main
+    from pipeline.space import save_architecture
+    from pipeline.trained import TrainedSupernet
+
+    train_dir = tiny_trained[0]
+    arch = save_architecture(pool_arch(TrainedSupernet(train_dir), (1, 2)), tmp_path / "mine.json")
+    rc = main(["export", "--profile", str(tiny_profile_path), "--arch", str(arch), "--train-dir", str(train_dir),
+               "--out", str(tmp_path / "exp"), "--quiet"])
+    assert rc == 0
+    assert "max |diff|" in capsys.readouterr().out
+    assert (tmp_path / "exp" / "mine" / "model" / "model.safetensors").is_file()
+    assert main(["export", "--profile", str(tiny_profile_path), "--search-dir", str(tmp_path / "none"),
+                 "--train-dir", str(train_dir)]) == 1
+    assert "run `search` first" in capsys.readouterr().err
+    assert main(["export", "--profile", str(tiny_profile_path), "--arch", str(arch), "--finetune-steps", "-2"]) == 1

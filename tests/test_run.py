@@ -1,0 +1,52 @@
+"""`run` end to end on the tiny teacher: every stage, the summary, and reuse on a second run."""
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.run import RunOptions, run_all, summary_lines
+
+
+@pytest.mark.slow
+def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cpu_backend, tmp_path):
+    from conftest import TINY_TRAIN
+
+    out = tmp_path / "run"
+    o = RunOptions((40.0,), str(tiny_teacher_tok), str(tiny_corpus), finetune_steps=2, top_t=2, train=TINY_TRAIN)
+    logs = []
+    report = run_all(cpu_backend, tiny_table, out, o, progress=False, log=logs.append)
+    for name in ("report.json", "report.md", "report.csv", "pareto.png", "run.json", "search/search.json",
+                 "export/export.json", "train/train_summary.json"):
+        assert (out / name).is_file(), name
+    (student,) = [s for s in report["students"] if s["kind"] == "searched"]
+    assert student["budget_ms"] == 40.0 and student["predicted_ms"] <= 40.0
+    lines = summary_lines(report, out)
+    assert len(lines) == 1 and lines[0].startswith("budget 40ms met: measured ")
+    assert "over the teacher" in lines[0] and "fidelity" in lines[0]
+    first = json.loads((out / "run.json").read_text())["stages"]
+    assert [s["stage"] for s in first] == ["profile", "train", "search", "export", "benchmark"]
+
+    logs.clear()
+    again = run_all(cpu_backend, tiny_table, out, o, progress=False, log=logs.append)
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert [s["reused"] for s in stages if s["stage"] in ("search", "benchmark")] == [True, True]
+    assert any("reusing" in line for line in logs)  # the export
+    assert sum(s["seconds"] for s in stages) < 0.5 * sum(s["seconds"] for s in first)
+    assert again["students"] == report["students"]
+
+
+@pytest.mark.parametrize("budget", ["fast", "10", "-3ms", "0ms", "3 parsecs"])
+def test_run_refuses_bad_budgets_at_once(budget, capsys):
+    assert main(["run", "--budget", budget]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a budget is a positive number with a unit" in err
+
+
+def test_run_refuses_a_device_that_is_not_here(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["run", "--device", "gpu", "--budget", "3ms"]) == 1
+    assert "needs a CUDA GPU" in capsys.readouterr().err
