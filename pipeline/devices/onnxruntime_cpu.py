@@ -18,18 +18,18 @@ from pipeline.errors import DeviceUnavailable
 from pipeline.export import export_onnx
 
 _MEMORY_PROBE = """
-import json, resource, sys
+import json, sys
 import numpy as np, onnxruntime as ort
-def rss_mb():
+def status_mb(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+        return next(int(l.split()[1]) for l in f if l.startswith(key)) / 1024
 path, threads, shapes = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-base = rss_mb()
+base = status_mb("VmRSS")
 so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
 s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 names = {i.name for i in s.get_inputs()}
 s.run(None, {k: np.ones(v, dtype=np.int64) for k, v in shapes.items() if k in names})
-print(json.dumps({"base_mb": base, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"base_mb": base, "peak_mb": status_mb("VmHWM")}))
 """
 
 
@@ -121,8 +121,9 @@ class OnnxRuntimeCPU(Backend):
     def peak_memory_mb(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
                        onnx_path: Path | None = None) -> float | None:
         """Resident memory a fresh process gains by opening the session and running once (its peak
-        RSS minus its RSS with onnxruntime imported): ONNX Runtime allocates outside Python, so only
-        the operating system sees it, and only a process of its own gives a clean peak."""
+        RSS, VmHWM, minus its RSS with onnxruntime imported): ONNX Runtime allocates outside Python,
+        so only the operating system sees it, and only a process of its own gives a clean peak.
+        (Not getrusage's ru_maxrss: a child started by fork + exec inherits the parent's.)"""
         if onnx_path is None:
             onnx_path = export_onnx(module, inputs, Path(workdir) / "model.onnx")
         return onnx_peak_memory_mb(onnx_path, inputs, self.profile.resolved_threads)
