@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/search", help="output folder")
     p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
     p.add_argument("--no-rerank", action="store_true", help="keep the estimate's best (no teacher needed)")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="search under budget x (1 - margin), room for the predictor's error (run uses 0.03)")
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
     p.add_argument("--foreign-table", action="store_true", help="as for predict")
 
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M")
     p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
+    p.add_argument("--margin", type=float, default=0.03,
+                   help="search under budget x (1 - margin), room for the predictor's error")
     p.add_argument("--no-baselines", action="store_true", help="leave the hand-designed students out of the report")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="redo every stage (the latency table is kept)")
@@ -369,7 +373,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     predictor, _ = load_predictor(profile, backend, path, _seq(profile, args.seq), args.foreign_table)
     out = Path(args.out)
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
-                         rerank=not args.no_rerank, log=_note)
+                         rerank=not args.no_rerank, log=_note, margin=args.margin)
     for c in choices:
         loss = f", chained loss {c.true_loss:.4f}" if c.true_loss is not None else ""
         print(f"budget {c.budget_ms:g} ms: predicted {c.predicted_ms:.3f} ms, {c.params / 1e6:.2f}M params, "
@@ -416,8 +420,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = get_backend(profile)
     table = Path(args.table) if args.table else default_table(profile)
     out = Path(args.out) if args.out else Path("runs") / profile.name
-    o = RunOptions(tuple(budgets), args.teacher, args.corpus, args.dataset, args.quick, args.finetune_steps,
-                   args.int8, max_params, args.top, not args.no_baselines, args.force, args.seed)
+    o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
+                   finetune_steps=args.finetune_steps, int8=args.int8, max_params=max_params, top_t=args.top,
+                   margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     try:
         report = run_all(backend, table, out, o, progress=not args.quiet, log=_note)
     except KeyboardInterrupt:

@@ -9,11 +9,13 @@ its pools with; the test split stays unseen for the benchmark.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import write_json_atomic
 from pipeline.budget import format_ms
+from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
 from pipeline.search import Choice, search
 from pipeline.space import Architecture, save_architecture
@@ -44,7 +46,13 @@ def chained_loss_fn(trained: TrainedSupernet, progress: bool = False):
 
 def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
                max_params: int | None = None, top_t: int = 5, rerank: bool = True,
-               log=print) -> list[Choice]:
+               log=print, margin: float = 0.0) -> list[Choice]:
+    """`margin` searches under budget x (1 - margin) and labels the result with the budget: room for
+    the predictor's error, so that the measured latency stays within the budget."""
+    if not 0 <= margin < 0.5:
+        raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
+    user_budgets = list(budgets_ms)
+    budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)
     # The plain search runs first on its own (milliseconds) so that its time is reported apart from
     # the re-ranking, which runs students and dominates.
@@ -66,6 +74,9 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         rerank_s = time.perf_counter() - start
         log(f"re-ranked the top {top_t} of each budget by the chained student's validation loss "
             f"in {rerank_s:.1f} s")
+    # Label each choice with the user's budget (the search ran under the margin-reduced one).
+    by_search = dict(zip(budgets_ms, user_budgets, strict=True))
+    choices = [replace(c, budget_ms=by_search[c.budget_ms]) for c in choices]
     records: list[dict[str, Any]] = []
     names: set[str] = set()
     for c in choices:
@@ -75,7 +86,8 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         path = save_architecture(c.arch, out / f"{name}.json")
         records.append({**c.as_dict(), "arch_path": str(path)})
     write_json_atomic(out / SEARCH, {
-        "device": device, "train_dir": str(train_dir), "budgets_ms": budgets_ms, "max_params": max_params,
+        "device": device, "train_dir": str(train_dir), "budgets_ms": user_budgets, "margin": margin,
+        "searched_under_ms": budgets_ms, "max_params": max_params,
         "top_t": top_t, "latency": f"predicted from {predictor.table.path} ({STATISTIC})",
         "search_s": search_s, "rerank_s": rerank_s, "students_searched": n_students, "choices": records,
     })

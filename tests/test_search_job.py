@@ -51,6 +51,12 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
     # a larger budget never gives a worse estimated student
     losses = [c.est_loss for c in search(trained.pools, trained.frame, p, budgets)]
     assert losses == sorted(losses, reverse=True)
+    # a margin leaves room under each budget, and the choice still carries the user's budget
+    roomy = [slowest_best * 1.5]
+    (c,) = run_search(out, p, "tiny-cpu", roomy, tmp_path / "m", top_t=1, rerank=False, margin=0.2,
+                      log=lambda *_: None)
+    assert c.budget_ms == roomy[0] and c.predicted_ms <= 0.8 * roomy[0]
+    assert json.loads((tmp_path / "m" / SEARCH).read_text())["searched_under_ms"] == [0.8 * roomy[0]]
 
 
 def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_path, capsys):
