@@ -223,14 +223,23 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
         return cached[0]
 
     records = []
+    done: dict[str, dict[str, Any]] = {}  # arch key -> its record: budgets that pick one student export it once
     for target in targets:
+        if target.arch.key in done:
+            first = done[target.arch.key]
+            log(f"{target.name} is the same architecture as {first['name']}: sharing its artifacts")
+            record = {**first, "name": target.name, "search": target.search, "same_as": first["name"]}
+            write_json_atomic(out / target.name / EXPORT, record)
+            records.append(record)
+            continue
         key = _key(target, trained, cfg, backend)
         old = None if force else _reusable(out / target.name, key)
         if old is not None:
             log(f"reusing {out / target.name} (same architecture, supernet and settings; --force re-exports)")
             records.append(old)
-            continue
-        records.append(export_one(target, exporter, backend, out, key, log))
+        else:
+            records.append(export_one(target, exporter, backend, out, key, log))
+        done[target.arch.key] = records[-1]
     write_json_atomic(out / EXPORT, {"device": backend.profile.name, "train_dir": str(train_dir),
                                      "config": asdict(cfg), "models": records})
     return records

@@ -52,8 +52,16 @@ def test_deployed_student_fuses_the_adapter_pairs(tiny_export):
     assert student(batch["input_ids"], batch["attention_mask"]).shape[-1] == targets[1].arch.teacher_hidden
 
 
-def test_a_second_export_reuses_and_force_redoes(tiny_export, tiny_trained, cpu_backend):
+def _own_copy(out, tmp_path):
+    """The session's export folder copied, so that a test that writes does not change it for others."""
+    import shutil
+
+    return Path(shutil.copytree(out, tmp_path / "export"))
+
+
+def test_a_second_export_reuses_and_force_redoes(tiny_export, tiny_trained, cpu_backend, tmp_path):
     out, records, targets, cfg, _ = tiny_export
+    out = _own_copy(out, tmp_path)
     train_dir = tiny_trained[0]
     stamp = (out / "arch_a" / "model.onnx").stat().st_mtime_ns
     logs = []
@@ -100,3 +108,16 @@ def test_export_command(tiny_trained, tiny_profile_path, tmp_path, capsys):
                  "--train-dir", str(train_dir)]) == 1
     assert "run `search` first" in capsys.readouterr().err
     assert main(["export", "--profile", str(tiny_profile_path), "--arch", str(arch), "--finetune-steps", "-2"]) == 1
+
+
+def test_budgets_that_pick_one_architecture_share_its_export(tiny_export, tiny_trained, cpu_backend, tmp_path):
+    from pipeline.export_job import Target
+
+    out, records, targets, cfg, _ = tiny_export
+    out = _own_copy(out, tmp_path)
+    twin = Target("arch_a_twin", targets[0].arch, {"budget_ms": 70.0, "predicted_ms": 0.5})
+    logs = []
+    got = run_export(tiny_trained[0], [targets[0], twin], out, cpu_backend, cfg, log=logs.append)
+    assert any("same architecture as arch_a" in line for line in logs)
+    assert got[1]["model_dir"] == got[0]["model_dir"] and got[1]["search"]["budget_ms"] == 70.0
+    assert json.loads((out / "arch_a_twin" / EXPORT).read_text())["same_as"] == "arch_a"
