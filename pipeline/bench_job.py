@@ -17,21 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.benchmark import measure_runners
 from pipeline.devices import Backend
 from pipeline.distill import DistillConfig, distill, fidelity
 from pipeline.errors import PipelineError
 from pipeline.export import export_onnx, optimize_bert, optimize_onnx
-from pipeline.export_job import EXPORT, ExportConfig, Exporter
+from pipeline.export_job import EXPORT, ExportConfig, Exporter, ort_session
 from pipeline.latency import Predictor
 from pipeline.space import count_flops, count_params
 from pipeline.student import example_inputs
-from pipeline.timing import STATISTIC, measure
+from pipeline.teacher import Encoder
+from pipeline.timing import STATISTIC
 from pipeline.trained import TrainedSupernet
 
 
@@ -45,25 +46,13 @@ class Model:
     info: dict[str, Any] = field(default_factory=dict)  # budget, prediction, params, FLOPs, ...
 
 
-def _ort_outputs(path: Path, ids: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-    out = []
-    for b in ids.split(batch_size):
-        feeds = {"input_ids": b.numpy(), "attention_mask": np.ones_like(b.numpy())}
-        out.append(torch.from_numpy(session.run(None, {k: v for k, v in feeds.items() if k in names})[0]))
-    return torch.cat(out)
-
-
 @torch.no_grad()
 def model_outputs(m: Model, ids: torch.Tensor) -> torch.Tensor:
     """Final states [N, S, T] of the deployed artifact (the ONNX file where there is one)."""
     if m.onnx_path is not None:
-        return _ort_outputs(m.onnx_path, ids).float()
+        run = ort_session(m.onnx_path)
+        return torch.cat([torch.from_numpy(run({"input_ids": b, "attention_mask": torch.ones_like(b)}))
+                          for b in ids.split(16)]).float()
     from pipeline.distill import outputs
 
     return outputs(m.module, ids).float()
@@ -74,7 +63,7 @@ class Bench:
 
     def __init__(self, export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
                  progress: bool = False, log: Callable[[str], None] = print):
-        from pipeline.teacher import Encoder, load_teacher
+        from pipeline.teacher import load_teacher
 
         self.export_dir, self.backend, self.out, self.predictor = Path(export_dir), backend, Path(out), predictor
         self.progress, self.log = progress, log
@@ -113,8 +102,6 @@ class Bench:
             from transformers import BertModel
 
             eager = BertModel.from_pretrained(self.teacher.name_or_path, attn_implementation="eager").eval()
-            from pipeline.teacher import Encoder
-
             raw = export_onnx(Encoder(eager), self.inputs, folder / "teacher.eager.onnx")
             c = self.teacher.config
             fused_path, fused = optimize_bert(raw, folder / "teacher.fused.onnx", c.num_attention_heads,
@@ -172,7 +159,8 @@ class Bench:
                 wanted.setdefault(b.name, b)
         if not wanted:
             return []
-        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps)), self.progress, self.log)
+        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps)), self.progress, self.log,
+                      teacher=self.teacher)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
@@ -215,10 +203,7 @@ class Bench:
                                       onnx_path=m.onnx_path, precision=m.precision)
                 m.info["device_max_abs_diff"] = r.max_abs_diff
                 runners.append(stack.enter_context(r))
-            n = rounds or p.rounds
-            bar = stack.enter_context(tqdm(total=n, desc="measure", unit="round", disable=not self.progress))
-            return measure([r.timed_run for r in runners], p.warmup, n, p.runs_per_round,
-                           min_round_s=p.min_round_s, on_round=lambda r, s: bar.update())
+            return measure_runners(runners, p, rounds, self.progress)
 
     def run(self, with_baselines: bool = True) -> dict[str, Any]:
         from pipeline.data import load_corpus

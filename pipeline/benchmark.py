@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.devices import Backend
+from pipeline.config import DeviceProfile
+from pipeline.devices import Backend, Runner
 from pipeline.latency import Predictor
 from pipeline.space import Architecture, count_flops, count_params
 from pipeline.student import Student, example_inputs
@@ -60,9 +61,16 @@ def measure_architectures(backend: Backend, archs: list[Architecture], seq: int,
             inputs = example_inputs(p.batch, seq, arch.vocab_size)
             runner = backend.load(Student(arch), inputs, Path(tmp) / str(i), what=f"student {arch.key}")
             runners.append(stack.enter_context(runner))
-        bar = stack.enter_context(tqdm(total=p.rounds, desc="measure", unit="round", disable=not progress))
-        return measure([r.timed_run for r in runners], p.warmup, p.rounds, p.runs_per_round,
-                       min_round_s=p.min_round_s, on_round=lambda r, s: bar.update())
+        return measure_runners(runners, p, progress=progress)
+
+
+def measure_runners(runners: list[Runner], p: DeviceProfile, rounds: int | None = None,
+                    progress: bool = False) -> list[Latency]:
+    """Time loaded runners together with the profile's protocol (timing.measure), a bar per round."""
+    n = rounds or p.rounds
+    with tqdm(total=n, desc="measure", unit="round", disable=not progress) as bar:
+        return measure([r.timed_run for r in runners], p.warmup, n, p.runs_per_round, min_round_s=p.min_round_s,
+                       on_round=lambda r, s: bar.update())
 
 
 def benchmark_architecture(backend: Backend, arch: Architecture, predictor: Predictor | None,

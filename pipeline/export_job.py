@@ -31,6 +31,7 @@ from pipeline.devices import Backend
 from pipeline.distill import DistillConfig, distill
 from pipeline.errors import PipelineError
 from pipeline.export import check_close, export_onnx, optimize_onnx, quantize_int8
+from pipeline.hf import load_student, save_student
 from pipeline.space import Architecture, count_flops, count_params, load_architecture
 from pipeline.student import Student, example_inputs
 from pipeline.trained import TrainedSupernet
@@ -68,15 +69,20 @@ def targets_from_search(search_dir: Path) -> list[Target]:
         raise PipelineError(f"{path} is corrupt ({type(e).__name__}: {e}); run `search` again") from None
 
 
-def ort_outputs(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    """Run an ONNX file once on ONNX Runtime CPU (whatever the device) with default settings."""
+def ort_session(path: Path) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
+    """An ONNX file on ONNX Runtime CPU (whatever the device), default settings: inputs -> output."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-    return session.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})[0]
+    names = {i.name for i in session.get_inputs()}  # export drops inputs a graph does not use
+    return lambda inputs: session.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})[0]
+
+
+def ort_outputs(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    """Run an ONNX file once on ONNX Runtime CPU."""
+    return ort_session(path)(inputs)
 
 
 def check_onnx(path: Path, student: Student, shapes: list[tuple[int, int]], precision: str) -> float:
@@ -95,7 +101,7 @@ class Exporter:
     """What every architecture of one export shares: teacher, corpus, fitted embeddings, targets."""
 
     def __init__(self, trained: TrainedSupernet, cfg: ExportConfig, progress: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, teacher=None):
         from pipeline.data import load_corpus
         from pipeline.extract import fit_embedding, svd_init
         from pipeline.teacher import load_teacher, load_tokenizer, teacher_states
@@ -104,7 +110,7 @@ class Exporter:
         corpus = trained.summary["corpus"]
         self.tokenizer = load_tokenizer(trained.teacher)
         self.data = load_corpus(self.tokenizer, trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
-        teacher = load_teacher(trained.teacher)
+        teacher = teacher if teacher is not None else load_teacher(trained.teacher)
         torch.manual_seed(cfg.seed)
         self.embedding = svd_init(teacher, trained.frame.embed_dim)
         self.embed_loss = fit_embedding(self.embedding, teacher, self.data.train, steps=cfg.embed_steps,
@@ -153,17 +159,13 @@ def export_one(target: Target, exporter: Exporter | Callable[[], Exporter], back
     p = backend.profile
     seq = p.seq_lens[0]
     student, finetune = ex.student(target.arch, target.name)
-    from pipeline.hf import save_student
-
     meta = {"pipeline": {"teacher": ex.trained.teacher, "train_dir": str(ex.trained.dir), "search": target.search,
                          "finetune": finetune}}
     save_student(student, folder / "model", ex.tokenizer, meta)
-    artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"), "max_abs_diff": 0.0,
-                                        "checked": "reloaded with pipeline.hf.load_student"}]
-    from pipeline.hf import load_student
-
     reloaded, _ = load_student(folder / "model", with_tokenizer=False)
-    artifacts[0]["max_abs_diff"] = check_onnx_free(reloaded, student)
+    artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"),
+                                        "max_abs_diff": _compare_students(reloaded, student),
+                                        "checked": "reloaded with pipeline.hf.load_student"}]
     shapes = [(p.batch, seq), (2, 37)]
     inputs = example_inputs(p.batch, seq, target.arch.vocab_size)
     onnx = export_onnx(student, inputs, folder / "model.onnx")
@@ -200,7 +202,7 @@ def export_one(target: Target, exporter: Exporter | Callable[[], Exporter], back
 
 
 @torch.inference_mode()
-def check_onnx_free(a: Student, b: Student) -> float:
+def _compare_students(a: Student, b: Student) -> float:
     """Largest |diff| between two PyTorch students on the same padded batch."""
     inputs = example_inputs(2, 24, a.arch.vocab_size)
     diff = (a(*inputs.values()) - b(*inputs.values())).abs().max().item()

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.artifacts import write_atomic, write_json_atomic
@@ -81,10 +80,3 @@ def load_student(folder: str | Path, with_tokenizer: bool = True) -> tuple[Stude
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return student.eval(), tokenizer
 
-
-def student_module_for_training(folder: str | Path) -> torch.nn.Module:
-    """The student with dropout back on (0.1, BERT's), for downstream fine-tuning."""
-    student, _ = load_student(folder, with_tokenizer=False)
-    trainable = Student(student.arch, dropout=0.1)
-    trainable.load_state_dict(student.state_dict())
-    return trainable.train()
