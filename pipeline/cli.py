@@ -416,6 +416,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     if args.finetune_steps is not None and args.finetune_steps < 0:
         raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
+        raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     table = Path(args.table) if args.table else default_table(profile)
