@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--corpus", help="plain text (documents separated by blank lines) or .jsonl with a 'text' "
-                   "field (default: the English text shipped with CPython, pydoc_data.topics)")
+                   "field (default: the English text shipped with CPython: pydoc_data.topics, and the standard "
+                   "library's docstrings for training only)")
     g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG, with a 'text' column")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.add_argument("--block", type=int, action="append", metavar="N",
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", default="latency_tables", help="folder of latency tables; every one that covers "
                    "the space adds a predicted latency to the pool entries")
     p.add_argument("--epochs", type=int, help="override the schedule's epochs")
+    p.add_argument("--epoch-steps", type=int, help="override the steps per epoch (each a random sample of chunks)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
     p.add_argument("--seq-len", type=int, help="override the chunk length (default 128, as the latency tables)")
     p.add_argument("--seed", type=int, default=0)
@@ -165,11 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 3ms,5ms")
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--corpus", help="text or .jsonl corpus (default: CPython's pydoc_data.topics)")
+    g.add_argument("--corpus", help="text or .jsonl corpus (default: CPython's pydoc_data.topics + stdlib "
+                   "docstrings)")
     g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG")
     p.add_argument("--out", help="run folder (default runs/<device>)")
     p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
-    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 1000 full)")
+    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full)")
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M")
     p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
@@ -341,6 +344,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = cfg.quick() if args.quick else cfg
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, max(0, args.epochs - 1)))
+    if args.epoch_steps is not None:
+        cfg = replace(cfg, epoch_steps=args.epoch_steps)
     if args.batch_size is not None:
         cfg = replace(cfg, batch_size=args.batch_size)
     if args.seq_len is not None:

@@ -1,7 +1,12 @@
 """Corpus loading, document-level train/validation/test split, tokenisation into fixed-length chunks.
 
 The default corpus is the English reference text that ships with CPython (`pydoc_data.topics`,
-79 documents, about 65k words), so that training works offline. `--corpus FILE` reads plain text
+79 documents, about 65k words), so that training works offline. Its training split is joined by
+the docstrings of CPython's own standard library (about 2,900 of 20+ words, 190k words in all,
+read from the sources with `ast`, nothing imported): 65k words were too few, a student
+fine-tuned on them alone reached 0.90 sentence cosine on training text and 0.77 on held-out text.
+The docstrings only ever train; validation and test stay pydoc topics, so fidelity numbers keep
+their meaning. `--corpus FILE` reads plain text
 (documents separated by blank lines) or JSONL (a "text" field per line); `--dataset NAME[:CONFIG]`
 goes through the `datasets` library. Documents, not chunks, are split, so no text of the test
 split (kept for the benchmark's fidelity check) or the validation split is ever trained on.
@@ -10,9 +15,11 @@ Tokenised chunks are cached under $PIPELINE_CACHE/corpus (default ~/.cache/pipel
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import random
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +29,10 @@ from pipeline.artifacts import cache_dir, short_hash, write_atomic
 from pipeline.errors import PipelineError
 
 DEFAULT_CORPUS = "pydoc_data.topics"
+DEFAULT_EXTRA = "CPython stdlib docstrings"
+# Left out of the docstrings: tests (terse, repetitive) and GUI/tooling packages that are not the library.
+SKIP_STDLIB = frozenset({"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "site-packages",
+                         "dist-packages"})
 SPLITS = ("train", "validation", "test")
 HELD_OUT = {"validation": 0.1, "test": 0.1}  # fractions of tokens; the rest trains
 SPLIT_SEED = 0  # fixed, so every stage and every run sees the same split
@@ -98,6 +109,28 @@ def load_documents(corpus: str | None = None, dataset: str | None = None) -> tup
     return source, docs
 
 
+def stdlib_docstrings(min_words: int = 20) -> list[str]:
+    """Module, class and function docstrings of the standard library's .py sources, each once, in
+    path order. Parsed, never imported: no side effects, and the same text on every run."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs: list[str] = []
+    seen: set[str] = set()
+    for path in sorted(root.rglob("*.py")):
+        if SKIP_STDLIB.intersection(path.relative_to(root).parts[:-1]):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue  # a few stdlib files are deliberately broken or not UTF-8
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc.split()) >= min_words and doc not in seen:
+                    seen.add(doc)
+                    docs.append(doc)
+    return docs
+
+
 def split_documents(docs: list[str], token_counts: list[int]) -> dict[str, list[int]]:
     """Document indices per split: shuffled once with a fixed seed, held-out splits filled to their
     share of tokens first; the training split always keeps at least one document."""
@@ -142,7 +175,10 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
     if seq_len < 8:
         raise PipelineError(f"sequence length must be at least 8, got {seq_len}")
     source, docs = load_documents(corpus, dataset)
-    content = hashlib.sha256("\x00".join(docs).encode()).hexdigest()[:16]
+    extra = stdlib_docstrings() if not (corpus or dataset) else []  # training-only text of the default
+    if extra:
+        source = f"{source} + {DEFAULT_EXTRA} (training only)"
+    content = hashlib.sha256("\x00".join(docs + ["\x01"] + extra).encode()).hexdigest()[:16]
     key = short_hash({"content": content, "tokenizer": _tokenizer_id(tokenizer), "seq": seq_len,
                       "held_out": HELD_OUT, "seed": SPLIT_SEED, "format": 1})
     path = cache_dir() / "corpus" / f"{key}.pt"
@@ -154,10 +190,12 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
             path.unlink(missing_ok=True)
     tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs]
     splits = split_documents(docs, [len(t) for t in tokens])
+    extra_tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in extra]
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
         raise PipelineError("the teacher's tokenizer has no [CLS]/[SEP] tokens; is it a BERT tokenizer?")
-    parts = {s: chunk([tokens[i] for i in sorted(splits[s])], seq_len, cls_id, sep_id) for s in SPLITS}
+    parts = {s: chunk([tokens[i] for i in sorted(splits[s])] + (extra_tokens if s == "train" else []),
+                      seq_len, cls_id, sep_id) for s in SPLITS}
     for s in ("train", "validation"):
         if parts[s].shape[0] == 0:
             raise PipelineError(f"corpus {source} is too short: its {s} split has no full chunk of {seq_len} "

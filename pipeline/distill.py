@@ -9,6 +9,10 @@ The loss is the MSE of the final states relative to their mean square, plus one 
 cosine similarity. MSE alone is what block-wise training and the re-ranking use, but users read a
 student by the direction of its states (fidelity is a cosine): on MiniLM with the pydoc corpus,
 400 steps of this loss took a searched 3.5 ms student from 0.58 to 0.74 sentence cosine.
+
+The rate is BERT-small's 1e-3, not a gentle "finishing" one: the student's blocks have never seen
+each other's outputs, so there is much to relearn. On the same 3.5 ms student (pydoc + docstrings),
+1500 steps reached 0.786 held-out sentence cosine at 3e-4 and 0.825 at 1e-3.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pipeline.errors import PipelineError
 class DistillConfig:
     steps: int = 0                # 0 = keep the supernet's weights as they are
     batch_size: int = 16          # as block-wise training: 2k tokens a step at sequence 128
-    lr: float = 3e-4              # below training's 1e-3: the weights are already close, this only finishes
+    lr: float = 1e-3              # as block-wise training; 3e-4 was slower (module docstring)
     weight_decay: float = 0.01    # BERT's
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
     seed: int = 0

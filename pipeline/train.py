@@ -44,7 +44,9 @@ class TrainConfig:
     lr: float = 1e-3              # AdamW peak; shallow blocks regressing hidden states tolerate BERT-small rates
     weight_decay: float = 0.01    # BERT's
     warmup_steps: int = 50        # linear lr warm-up, then cosine decay to 10% over all steps
-    epochs: int = 20              # passes over the training chunks (MiniLM + pydoc: 48 steps each)
+    epochs: int = 20              # NAS-BERT's schedule is in epochs: warm-up, then shrinking after each one
+    epoch_steps: int = 60         # steps per epoch at most: a fresh random sample of the chunks each time, so
+                                  # training time does not grow with the corpus (default corpus: 168 to see all)
     warmup_epochs: int = 4        # NAS-BERT starts shrinking after epoch 4 (its Figure 4)
     bins: int = 10                # B, NAS-BERT's
     samples_per_bin: int = 2000   # E, NAS-BERT's; larger than a MiniLM bin (~312), so every candidate is scored
@@ -64,7 +66,7 @@ class TrainConfig:
                        eval_paths=12, tau_steps=40)
 
     def check(self) -> None:
-        for name in ("seq_len", "batch_size", "epochs", "bins", "samples_per_bin", "keep_per_bin",
+        for name in ("seq_len", "batch_size", "epochs", "epoch_steps", "bins", "samples_per_bin", "keep_per_bin",
                      "score_batches", "eval_paths", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise PipelineError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -156,7 +158,7 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
     params = [block_params(c) for c in candidates]
     latency = {name: [p.block_ms(c) for c in candidates] for name, p in predictors.items()}
     n_train = data.x_train.shape[0]
-    steps_per_epoch = max(1, n_train // cfg.batch_size)
+    steps_per_epoch = max(1, min(n_train // cfg.batch_size, cfg.epoch_steps))
     total_steps = cfg.epochs * steps_per_epoch
     val_bs = cfg.batch_size
     score_x, score_y = data.x_val[: cfg.score_batches * val_bs], data.y_val[: cfg.score_batches * val_bs]

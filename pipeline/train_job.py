@@ -107,8 +107,8 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
         for b, settings in todo:
             lo, hi = bounds[b - 1], bounds[b]
             block_data = BlockData(train_states[lo], train_states[hi], val_states[lo], val_states[hi])
-            log(f"block {b}: teacher layers {lo + 1}-{hi}, training {cfg.epochs} epochs "
-                f"({cfg.warmup_epochs} before shrinking)")
+            log(f"block {b}: teacher layers {lo + 1}-{hi}, training {cfg.epochs} epochs of up to "
+                f"{cfg.epoch_steps} steps ({cfg.warmup_epochs} before shrinking)")
             r = train_block(b, space, block_data, cfg, out / f"block_{b}", settings, predictors, target, dev,
                             progress)
             log(f"block {b}: val loss {r['val_loss_untrained']:.4f} -> {r['val_loss_trained']:.4f}, pool "

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from pipeline.data import chunk, load_corpus, load_documents, split_documents
+from pipeline.data import chunk, load_corpus, load_documents, split_documents, stdlib_docstrings
 from pipeline.errors import PipelineError
 from pipeline.teacher import load_tokenizer
 
@@ -17,6 +17,24 @@ def test_default_corpus_is_offline_english():
     source, docs = load_documents()
     assert source == "pydoc_data.topics"
     assert len(docs) > 50 and sum(len(d.split()) for d in docs) > 50_000
+
+
+def test_stdlib_docstrings_are_english_and_deterministic():
+    docs = stdlib_docstrings()
+    assert len(docs) > 1000 and sum(len(d.split()) for d in docs) > 100_000
+    assert len(set(docs)) == len(docs) and all(len(d.split()) >= 20 for d in docs)
+    assert docs == stdlib_docstrings()
+
+
+def test_default_corpus_trains_on_docstrings_but_holds_out_only_pydoc(tokenizer, monkeypatch):
+    full = load_corpus(tokenizer, 128)
+    assert "docstrings" in full.source
+    monkeypatch.setattr("pipeline.data.stdlib_docstrings", lambda: [])
+    plain = load_corpus(tokenizer, 128)
+    assert plain.source == "pydoc_data.topics"
+    assert torch.equal(full.validation, plain.validation) and torch.equal(full.test, plain.test)
+    assert full.train.shape[0] > 3 * plain.train.shape[0]
+    assert torch.equal(full.train[:10], plain.train[:10])  # the pydoc part first, then the docstrings
 
 
 def test_split_is_by_document_and_covers_everything():

@@ -113,11 +113,21 @@ def test_checkpoint_problems_are_one_line_errors(tmp_path, tiny_teacher_tok, tin
         train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=replace(cfg, lr=1e-4), blocks=[1])
 
 
+def test_an_epoch_is_at_most_epoch_steps(trained, tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table):
+    full = trained[1]["blocks"][0]["steps"] // CFG.epochs  # a whole pass over the tiny corpus
+    assert full > 2
+    summary, _ = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=replace(CFG, epoch_steps=2),
+                       blocks=[1])
+    assert summary["blocks"][0]["steps"] == 2 * CFG.epochs
+
+
 def test_config_checks():
     with pytest.raises(PipelineError, match="tau-paths"):
         replace(CFG, tau_paths=5).check()
     with pytest.raises(PipelineError, match="bins x keep"):
         replace(CFG, bins=2, keep_per_bin=2).check()
+    with pytest.raises(PipelineError, match="epoch-steps"):
+        replace(CFG, epoch_steps=0).check()
     with pytest.raises(PipelineError, match="warmup-epochs"):
         replace(CFG, warmup_epochs=9).check()
     assert lr_at(0, 100, CFG) < lr_at(5, 100, CFG) == pytest.approx(CFG.lr)
