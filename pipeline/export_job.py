@@ -104,7 +104,7 @@ class Exporter:
                  log: Callable[[str], None] = print, teacher=None):
         from pipeline.data import load_corpus
         from pipeline.extract import fit_embedding, svd_init
-        from pipeline.teacher import load_teacher, load_tokenizer, teacher_states
+        from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer
 
         self.trained, self.cfg, self.progress = trained, cfg, progress
         corpus = trained.summary["corpus"]
@@ -121,7 +121,7 @@ class Exporter:
         self.targets = None
         if cfg.finetune.steps:
             last = trained.summary["space"]["teacher_layers"]
-            self.targets = teacher_states(teacher, self.data.train, [last], progress=progress)[last]  # [N, S, T]
+            self.targets = cached_teacher_states(teacher, self.data.train, last, progress)  # [N, S, T]
 
     def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
         from pipeline.extract import assemble

@@ -25,3 +25,29 @@ def test_not_a_bert(tmp_path):
         load_teacher_config(str(tmp_path))
     with pytest.raises(PipelineError, match="could not load teacher"):
         load_teacher_config(str(tmp_path / "missing"))
+
+
+def test_cached_teacher_states(tiny_teacher, monkeypatch, tmp_path):
+    import torch
+
+    from pipeline import teacher as t
+
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    model = load_teacher(str(tiny_teacher)).eval()
+    ids = torch.randint(0, 100, (5, 12), generator=torch.Generator().manual_seed(0))
+    direct = t.teacher_states(model, ids, [4])[4]
+    first = t.cached_teacher_states(model, ids, 4)
+    assert torch.equal(first, direct)
+    (entry,) = (tmp_path / "states").glob("*.pt")
+
+    def no_compute(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(t, "teacher_states", no_compute)
+    assert torch.equal(t.cached_teacher_states(model, ids, 4), direct)  # read back, not recomputed
+    with pytest.raises(AssertionError):
+        t.cached_teacher_states(model, ids[:4], 4)  # other chunks, another entry
+    entry.write_bytes(b"not a tensor")
+    monkeypatch.undo()
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    assert torch.equal(t.cached_teacher_states(model, ids, 4), direct)  # a corrupt entry is recomputed
