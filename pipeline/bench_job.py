@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -34,6 +35,8 @@ from pipeline.student import example_inputs
 from pipeline.teacher import Encoder
 from pipeline.timing import STATISTIC
 from pipeline.trained import TrainedSupernet
+
+ANCHORS = 4  # calibration students re-timed with every benchmark (a few seconds more)
 
 
 @dataclass
@@ -216,9 +219,12 @@ class Bench:
         models = [teacher, *searched]
         if with_baselines:
             models += self.baselines([m for m in searched if m.kind == "searched"], teacher_ms)
+        anchors = self.anchors()
         self.log(f"measuring {len(models)} models together on {p.name} ({p.rounds} rounds x {p.runs_per_round} "
-                 f"runs, batch {p.batch}, seq {self.seq}) ...")
-        lats = self.measure(models)
+                 f"runs, batch {p.batch}, seq {self.seq}), with {len(anchors)} of the table's calibration students ...")
+        lats = self.measure(models + [m for m, _ in anchors])
+        lats, anchor_lats = lats[:len(models)], lats[len(models):]
+        drift = drift_of([lat.robust_ms for lat in anchor_lats], [ms for _, ms in anchors])
         corpus = self.trained.summary["corpus"]
         data = load_corpus(load_tokenizer(self.trained.teacher), self.trained.seq_len, corpus.get("corpus"),
                            corpus.get("dataset"))
@@ -247,8 +253,31 @@ class Bench:
             "teacher": {**teacher_row, "name": self.trained.teacher, "variants_tried": tried},
             "students": [r for r in rows if r["kind"].startswith("searched")],
             "baselines": [r for r in rows if r["kind"] in ("narrow", "pkd")],
+            "machine_drift": drift,
             "export_dir": str(self.export_dir), "key": bench_key(self.export_dir, self.backend, with_baselines),
         }
+
+    def anchors(self, n: int = ANCHORS) -> list[tuple[Model, float]]:
+        """Up to n of the latency table's calibration students (random weights) with their table latency:
+        timed with the rest, they tell how far the machine has drifted since it was profiled."""
+        if self.predictor is None:
+            return []
+        from pipeline.student import Student
+
+        out = []
+        for i, (arch, ms) in enumerate(self.predictor.table.calibration_rows(self.backend.profile.batch,
+                                                                             self.seq)[:n]):
+            torch.manual_seed(i)
+            out.append((Model(f"anchor-{i}", "anchor", Student(arch).eval()), ms))
+        return out
+
+
+def drift_of(measured_ms: list[float], table_ms: list[float]) -> dict[str, Any] | None:
+    """The median ratio of latencies measured now to the table's for the same students, or None."""
+    if not measured_ms:
+        return None
+    ratio = float(np.median([m / t for m, t in zip(measured_ms, table_ms, strict=True)]))
+    return {"ratio": ratio, "percent": round(100 * (ratio - 1), 2), "students": len(measured_ms)}
 
 
 def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, seq: int) -> dict[str, Any]:

@@ -53,6 +53,11 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for v in t.get("variants_tried", []):
         lines.append(f"- tried {v['optimisation']}: {v['latency_ms']:.3f} ms")
+    drift = report.get("machine_drift")
+    if drift:
+        lines += ["", f"Machine drift since the latency table was profiled: {drift['percent']:+.1f}% (median over "
+                  f"{drift['students']} of its calibration students timed in the same rounds). Predictions and "
+                  "budget margins are off by about as much: a shared host that runs slower now reads late."]
     lines += ["", "| " + " | ".join(h for _, h in COLUMNS) + " | within budget |",
               "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows(report):

@@ -136,6 +136,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
 def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     """One line per budget: met or not, measured latency, speedup, fidelity, where the model is."""
     t = report["teacher"]
+    drift = report.get("machine_drift")
+    note = (f" (the machine ran {drift['percent']:+.1f}% against its latency table)"
+            if drift and abs(drift["percent"]) >= 2 else "")
     lines = []
     for s in report["students"]:
         if s["kind"] != "searched":
@@ -144,6 +147,6 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
         lines.append(
             f"budget {format_ms(s['budget_ms'])} {met}: measured {s['latency_ms']:.3f} ms "
             f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), speedup {s['speedup']:.1f}x over "
-            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}; "
+            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}{note}; "
             f"model in {Path(s['model_dir']).parent}, report in {out / 'report.md'}")
     return lines

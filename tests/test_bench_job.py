@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline.bench_job import bench_key, run_benchmark
+from pipeline.bench_job import ANCHORS, bench_key, drift_of, run_benchmark
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 
@@ -47,6 +47,17 @@ def test_report_has_baselines_and_the_teacher_variants(report):
     tried = r["teacher"]["variants_tried"]
     assert len(tried) == 2 and "transformer optimizer" in tried[1]["optimisation"]
     assert r["teacher"]["latency_ms"] == pytest.approx(r["teacher"]["latency_ms"])
+
+
+def test_report_measures_the_machines_drift(report):
+    r, out, _ = report
+    d = r["machine_drift"]
+    assert 0 < d["students"] <= ANCHORS and d["ratio"] > 0 and d["percent"] == pytest.approx(100 * (d["ratio"] - 1),
+                                                                                           abs=0.01)
+    assert "Machine drift since the latency table was profiled" in (out / "report.md").read_text()
+    assert all(not s["name"].startswith("anchor") for s in r["students"] + r["baselines"])
+    assert drift_of([2.0, 4.0, 3.0], [1.0, 2.0, 3.0]) == {"ratio": 2.0, "percent": 100.0, "students": 3}
+    assert drift_of([], []) is None
 
 
 def test_report_files(report):
