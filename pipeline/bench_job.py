@@ -169,7 +169,7 @@ class Bench:
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
             record = {"steps": 0}
             if ex.targets is not None:
-                record = distill(module, ex.data.train, ex.targets, ex.cfg.finetune, desc=f"distil {b.name}",
+                record = distill(module, ex.train_ids, ex.targets, ex.cfg.finetune, desc=f"distil {b.name}",
                                  progress=self.progress)
             module.eval()
             folder = self.out / "baselines" / b.name

@@ -38,6 +38,7 @@ from pipeline.trained import TrainedSupernet
 
 EXPORT = "export.json"
 FORMAT = 1
+MIN_DISTILL_CHUNKS = 8192  # chunks that fine-tuning draws from even when its steps would read fewer (variety)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,13 @@ class Exporter:
                  log: Callable[[str], None] = print, teacher=None):
         from pipeline.data import load_corpus
         from pipeline.extract import fit_embedding, svd_init
-        from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer
+        from pipeline.teacher import (
+            cached_teacher_states,
+            chunks_for_states,
+            load_teacher,
+            load_tokenizer,
+            sample_chunks,
+        )
 
         self.trained, self.cfg, self.progress = trained, cfg, progress
         corpus = trained.summary["corpus"]
@@ -118,10 +125,14 @@ class Exporter:
         self.embedding.eval()
         log(f"fitted the factorised embeddings (E={trained.frame.embed_dim}) to the teacher's: "
             f"MSE {self.embed_loss:.4f} after {cfg.embed_steps} steps")
-        self.targets = None
+        self.targets, self.train_ids = None, self.data.train
         if cfg.finetune.steps:
             last = trained.summary["space"]["teacher_layers"]
-            self.targets = cached_teacher_states(teacher, self.data.train, last, progress)  # [N, S, T]
+            ft = cfg.finetune
+            n = chunks_for_states(max(ft.steps * ft.batch_size, MIN_DISTILL_CHUNKS), trained.seq_len,
+                                  trained.frame.teacher_hidden, 1)
+            self.train_ids = sample_chunks(self.data.train, n, cfg.seed)
+            self.targets = cached_teacher_states(teacher, self.train_ids, last, progress)  # [N, S, T]
 
     def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
         from pipeline.extract import assemble
@@ -130,7 +141,7 @@ class Exporter:
         record = {"steps": 0}
         if self.targets is not None:
             student.train()
-            record = distill(student, self.data.train, self.targets, self.cfg.finetune, desc=f"finetune {name}",
+            record = distill(student, self.train_ids, self.targets, self.cfg.finetune, desc=f"finetune {name}",
                              progress=self.progress)
         return student.eval(), record
 

@@ -95,6 +95,23 @@ def teacher_states(model, ids: torch.Tensor, layers: list[int], batch_size: int 
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 
+STATES_BUDGET_BYTES = 6 * 2**30  # teacher states held in memory at once (fp32): a third of a 24 GiB machine
+
+
+def chunks_for_states(wanted: int, seq: int, hidden: int, layers: int) -> int:
+    """How many chunks of teacher states to precompute: what a schedule will read (`wanted`),
+    but no more than fit STATES_BUDGET_BYTES, so that a large --corpus never exhausts memory."""
+    return max(1, min(wanted, STATES_BUDGET_BYTES // (seq * hidden * 4 * max(1, layers))))
+
+
+def sample_chunks(ids: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """At most n of the chunks ids [N, S], a seeded random subset kept in corpus order."""
+    if ids.shape[0] <= n:
+        return ids
+    keep = torch.randperm(ids.shape[0], generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return ids[keep]
+
+
 def _weights_hash(model) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):

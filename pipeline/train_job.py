@@ -20,7 +20,15 @@ from pipeline.artifacts import write_json_atomic
 from pipeline.data import load_corpus
 from pipeline.errors import PipelineError
 from pipeline.space import SearchSpace
-from pipeline.teacher import block_boundaries, load_teacher, load_tokenizer, resolve_teacher, teacher_states
+from pipeline.teacher import (
+    block_boundaries,
+    chunks_for_states,
+    load_teacher,
+    load_tokenizer,
+    resolve_teacher,
+    sample_chunks,
+    teacher_states,
+)
 from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictors, train_block
 
 SUMMARY = "train_summary.json"
@@ -101,7 +109,13 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
         todo.append((b, settings))
     if todo:
         layers = sorted({bounds[b - 1] for b, _ in todo} | {bounds[b] for b, _ in todo})
-        train_states = teacher_states(model, data.train, layers, progress=progress)
+        wanted = cfg.epochs * cfg.epoch_steps * cfg.batch_size  # what the schedule reads at most
+        n = chunks_for_states(wanted, cfg.seq_len, space.teacher_hidden, len(layers))
+        train_ids = sample_chunks(data.train, n, cfg.seed)
+        if train_ids.shape[0] < data.train.shape[0]:
+            log(f"training on a random {train_ids.shape[0]} of the {data.train.shape[0]} training chunks "
+                f"(the schedule reads at most {wanted}; the teacher's states must fit in memory)")
+        train_states = teacher_states(model, train_ids, layers, progress=progress)
         val_states = teacher_states(model, data.validation, layers, progress=progress)
         del model
         for b, settings in todo:

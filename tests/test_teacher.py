@@ -51,3 +51,18 @@ def test_cached_teacher_states(tiny_teacher, monkeypatch, tmp_path):
     monkeypatch.undo()
     monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
     assert torch.equal(t.cached_teacher_states(model, ids, 4), direct)  # a corrupt entry is recomputed
+
+
+def test_states_are_capped_by_memory_and_sampled_in_order():
+    import torch
+
+    from pipeline import teacher as t
+
+    assert t.chunks_for_states(100, 128, 384, 4) == 100
+    per_chunk = 128 * 768 * 4 * 7  # bert-base, 7 block boundaries
+    assert t.chunks_for_states(10**9, 128, 768, 7) == t.STATES_BUDGET_BYTES // per_chunk
+    ids = torch.arange(50).view(25, 2)
+    assert t.sample_chunks(ids, 30, 0) is ids
+    sub = t.sample_chunks(ids, 10, 0)
+    assert sub.shape == (10, 2) and torch.equal(sub, t.sample_chunks(ids, 10, 0))
+    assert sub[:, 0].tolist() == sorted(sub[:, 0].tolist()) and len(set(sub[:, 0].tolist())) == 10

@@ -121,6 +121,15 @@ def test_an_epoch_is_at_most_epoch_steps(trained, tmp_path, tiny_teacher_tok, ti
     assert summary["blocks"][0]["steps"] == 2 * CFG.epochs
 
 
+def test_a_large_corpus_trains_on_a_sample_that_fits_in_memory(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table,
+                                                                monkeypatch):
+    # room for the states of 6 chunks (seq 16, hidden 128, block 1's two boundaries: layers 0 and 2)
+    monkeypatch.setattr("pipeline.teacher.STATES_BUDGET_BYTES", 6 * 16 * 128 * 4 * 2)
+    summary, logs = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
+    assert any("training on a random 6 of the" in line for line in logs)
+    assert summary["blocks"][0]["steps"] == CFG.epochs  # one (short) batch per epoch
+
+
 def test_config_checks():
     with pytest.raises(PipelineError, match="tau-paths"):
         replace(CFG, tau_paths=5).check()
