@@ -249,7 +249,8 @@ class Bench:
             "fingerprint": self.backend.fingerprint(),
             "budget_ms": budgets[0] if len(budgets) == 1 else budgets, "budgets_ms": budgets,
             "batch": p.batch, "seq": self.seq, "statistic": STATISTIC,
-            "fidelity_on": f"test split of {data.source}: {data.test.shape[0]} chunks of {data.test.shape[1]} tokens",
+            "fidelity_on": f"test split of {data.held_out_source}: {data.test.shape[0]} chunks of {data.test.shape[1]} "
+                           "tokens",
             "teacher": {**teacher_row, "name": self.trained.teacher, "variants_tried": tried},
             "students": [r for r in rows if r["kind"].startswith("searched")],
             "baselines": [r for r in rows if r["kind"] in ("narrow", "pkd")],

@@ -48,6 +48,11 @@ class Corpus:
     validation: torch.Tensor
     test: torch.Tensor
 
+    @property
+    def held_out_source(self) -> str:
+        """Where validation and test come from: the default corpus's extra text only ever trains."""
+        return self.source.split(" + ")[0]
+
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "seq_len": self.seq_len,
                 **{f"{s}_chunks": int(getattr(self, s).shape[0]) for s in SPLITS}}

@@ -28,7 +28,7 @@ def test_stdlib_docstrings_are_english_and_deterministic():
 
 def test_default_corpus_trains_on_docstrings_but_holds_out_only_pydoc(tokenizer, monkeypatch):
     full = load_corpus(tokenizer, 128)
-    assert "docstrings" in full.source
+    assert "docstrings" in full.source and full.held_out_source == "pydoc_data.topics"
     monkeypatch.setattr("pipeline.data.stdlib_docstrings", lambda: [])
     plain = load_corpus(tokenizer, 128)
     assert plain.source == "pydoc_data.topics"
