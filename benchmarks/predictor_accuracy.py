@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.benchmark import measure_architectures
+from pipeline.benchmark import drift_of, measure_architectures
 from pipeline.cli import default_table, load_predictor
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     anchors = predictor.table.calibration_rows(profile.batch, seq)[: args.anchors]
     lats = measure_architectures(backend, archs + [a for a, _ in anchors], seq, progress=True)
     lats, anchor_lats = lats[: len(archs)], lats[len(archs):]
-    drift = float(np.median([lat.robust_ms / ms for lat, (_, ms) in zip(anchor_lats, anchors, strict=True)])) \
-        if anchors else 1.0
+    measured = drift_of([lat.robust_ms for lat in anchor_lats], [ms for _, ms in anchors])
+    drift = measured["ratio"] if measured else 1.0
     cal = predictor.calibration
     print(f"\ndevice {profile.name} ({backend.name}), batch {profile.batch}, seq {seq}, statistic: {STATISTIC}")
     print(f"table {path}: calibration {cal.as_dict()}\n")

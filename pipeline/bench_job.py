@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import short_hash, write_json_atomic
-from pipeline.benchmark import measure_runners
+from pipeline.benchmark import drift_of, measure_runners
 from pipeline.devices import Backend
 from pipeline.distill import DistillConfig, distill, fidelity
 from pipeline.errors import PipelineError
@@ -271,14 +270,6 @@ class Bench:
             torch.manual_seed(i)
             out.append((Model(f"anchor-{i}", "anchor", Student(arch).eval()), ms))
         return out
-
-
-def drift_of(measured_ms: list[float], table_ms: list[float]) -> dict[str, Any] | None:
-    """The median ratio of latencies measured now to the table's for the same students, or None."""
-    if not measured_ms:
-        return None
-    ratio = float(np.median([m / t for m, t in zip(measured_ms, table_ms, strict=True)]))
-    return {"ratio": ratio, "percent": round(100 * (ratio - 1), 2), "students": len(measured_ms)}
 
 
 def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, seq: int) -> dict[str, Any]:

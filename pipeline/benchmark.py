@@ -9,7 +9,9 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -78,3 +80,11 @@ def benchmark_architecture(backend: Backend, arch: Architecture, predictor: Pred
     latency = measure_architectures(backend, [arch], seq, progress=progress)[0]
     predicted = predictor(arch) if predictor else None
     return ArchBenchmark(arch, latency, predicted, backend.profile.batch, seq)
+
+
+def drift_of(measured_ms: list[float], table_ms: list[float]) -> dict[str, Any] | None:
+    """The median ratio of latencies measured now to the table's for the same students, or None."""
+    if not measured_ms:
+        return None
+    ratio = float(np.median([m / t for m, t in zip(measured_ms, table_ms, strict=True)]))
+    return {"ratio": ratio, "percent": round(100 * (ratio - 1), 2), "students": len(measured_ms)}

@@ -47,11 +47,7 @@ class Corpus:
     train: torch.Tensor
     validation: torch.Tensor
     test: torch.Tensor
-
-    @property
-    def held_out_source(self) -> str:
-        """Where validation and test come from: the default corpus's extra text only ever trains."""
-        return self.source.split(" + ")[0]
+    held_out_source: str          # where validation and test come from (the default's extra text only trains)
 
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "seq_len": self.seq_len,
@@ -180,6 +176,7 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
     if seq_len < 8:
         raise PipelineError(f"sequence length must be at least 8, got {seq_len}")
     source, docs = load_documents(corpus, dataset)
+    held_out = source
     extra = stdlib_docstrings() if not (corpus or dataset) else []  # training-only text of the default
     if extra:
         source = f"{source} + {DEFAULT_EXTRA} (training only)"
@@ -190,7 +187,7 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
     if path.is_file():
         try:
             d = torch.load(path, weights_only=True)
-            return Corpus(source, seq_len, d["train"], d["validation"], d["test"])
+            return Corpus(source, seq_len, d["train"], d["validation"], d["test"], held_out)
         except Exception:  # a corrupt cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs]
@@ -206,4 +203,4 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
             raise PipelineError(f"corpus {source} is too short: its {s} split has no full chunk of {seq_len} "
                                 f"tokens ({sum(map(len, tokens))} tokens in all)")
     write_atomic(path, lambda tmp: torch.save(parts, tmp))
-    return Corpus(source, seq_len, parts["train"], parts["validation"], parts["test"])
+    return Corpus(source, seq_len, parts["train"], parts["validation"], parts["test"], held_out)

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pipeline.bench_job import ANCHORS, bench_key, drift_of, run_benchmark
+from pipeline.bench_job import ANCHORS, bench_key, run_benchmark
+from pipeline.benchmark import drift_of
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 
