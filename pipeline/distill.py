@@ -37,12 +37,25 @@ class DistillConfig:
     weight_decay: float = 0.01    # BERT's
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
     seed: int = 0
+    device: str = "auto"          # where the steps run, not the target: "auto" is CUDA when present (the curve
+                                  # is still rising at 5000 steps, 19 min on 2 CPU cores), else cpu; or cpu, gpu
 
     def check(self) -> None:
         if self.steps < 0:
             raise PipelineError(f"--finetune-steps must be 0 or more, got {self.steps}")
         if self.batch_size <= 0:
             raise PipelineError(f"the distillation batch size must be positive, got {self.batch_size}")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise PipelineError(f"unknown fine-tuning device {self.device!r}; use auto, cpu or gpu")
+
+
+def distill_device(name: str) -> torch.device:
+    """"auto" -> CUDA when present, else the CPU; "cpu"; "gpu" (a one-line error where there is none)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from pipeline.train_job import training_device
+
+    return training_device(name)
 
 
 def lr_at(step: int, cfg: DistillConfig) -> float:
@@ -56,30 +69,34 @@ def lr_at(step: int, cfg: DistillConfig) -> float:
 def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: DistillConfig,
             desc: str = "distil", progress: bool = False) -> dict[str, float]:
     """Train model(input_ids, attention_mask) -> [B, S, T] towards targets [N, S, T] for chunks
-    ids [N, S] (no padding). Returns the mean loss of the first and last tenth of the steps."""
+    ids [N, S] (no padding), both on the CPU; the steps run on cfg.device and the model comes back on
+    the CPU. Returns the mean loss of the first and last tenth of the steps and where they ran."""
     cfg.check()
     if cfg.steps == 0:
         return {"steps": 0, "loss_first": float("nan"), "loss_last": float("nan"), "seconds": 0.0}
-    g = torch.Generator().manual_seed(cfg.seed)
+    dev = distill_device(cfg.device)
+    g = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same batches wherever the steps run
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
     start = time.perf_counter()
     model.train()
     for step in tqdm(range(cfg.steps), desc=desc, unit="step", disable=not progress, leave=False):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = torch.randint(0, ids.shape[0], (cfg.batch_size,), generator=g)
-        batch = ids[rows]                                             # [B, S]
+        batch = ids[rows].to(dev)                                     # [B, S]
         out = model(batch, torch.ones_like(batch))                    # [B, S, T]
-        loss = distill_loss(out, targets[rows])
+        loss = distill_loss(out, targets[rows].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-    model.eval()
+        losses.append(loss.detach())
+    model.eval().to("cpu")
+    curve = torch.stack(losses).float().cpu()
     tenth = max(1, len(losses) // 10)
-    return {"steps": cfg.steps, "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
-            "seconds": time.perf_counter() - start}
+    return {"steps": cfg.steps, "loss_first": float(curve[:tenth].mean()), "loss_last": float(curve[-tenth:].mean()),
+            "seconds": time.perf_counter() - start, "device": dev.type}
 
 
 def distill_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
