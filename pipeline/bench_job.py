@@ -161,8 +161,10 @@ class Bench:
                 wanted.setdefault(b.name, b)
         if not wanted:
             return []
-        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps)), self.progress, self.log,
-                      teacher=self.teacher)
+        # Where the students' steps ran (export --finetune-device); "auto" for exports that predate it.
+        device = self.export.get("config", {}).get("finetune", {}).get("device", "auto")
+        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps, device=device)), self.progress,
+                      self.log, teacher=self.teacher)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
