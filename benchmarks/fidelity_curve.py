@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
-from pipeline.distill import DistillConfig, fidelity, outputs
+from pipeline.distill import DEVICES, DistillConfig, fidelity, outputs
 from pipeline.errors import PipelineError
 from pipeline.export_job import ExportConfig, Exporter
 from pipeline.space import load_architecture
@@ -28,7 +29,7 @@ def main() -> None:
     ap.add_argument("--train-dir", required=True, help="output folder of `train`")
     ap.add_argument("--arch", required=True, help="architecture JSON (a search result)")
     ap.add_argument("--steps", default="0,500,2000", help="comma-separated step counts")
-    ap.add_argument("--finetune-device", choices=("auto", "cpu", "gpu"), default="auto")
+    ap.add_argument("--finetune-device", choices=DEVICES, default="auto")
     ap.add_argument("--lr", type=float, default=DistillConfig.lr)
     args = ap.parse_args()
     try:
@@ -42,14 +43,15 @@ def main() -> None:
         raise SystemExit(f"error: {e}") from None
 
     teacher = load_teacher(trained.teacher)
+    # One Exporter for every count (one corpus load, one embedding fit, one set of targets, drawn for
+    # the largest count); only its fine-tuning steps change between counts.
+    cfg = ExportConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, device=args.finetune_device))
+    ex = Exporter(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
+    last = trained.summary["space"]["teacher_layers"]
+    ref = teacher_states(teacher, ex.data.test, [last])[last]      # [N, S, T]
     rows = []
-    ref = None
     for steps in counts:
-        cfg = ExportConfig(finetune=DistillConfig(steps=steps, lr=args.lr, device=args.finetune_device))
-        ex = Exporter(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
-        if ref is None:
-            last = trained.summary["space"]["teacher_layers"]
-            ref = teacher_states(teacher, ex.data.test, [last])[last]      # [N, S, T]
+        ex.cfg = replace(cfg, finetune=replace(cfg.finetune, steps=steps))
         t0 = time.perf_counter()
         student, record = ex.student(arch, f"{steps} steps")
         fid = fidelity(outputs(student, ex.data.test), ref)

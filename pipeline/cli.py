@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
 from pipeline.devices import Backend, get_backend
+from pipeline.distill import DEVICES as DISTILL_DEVICES
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
     p.add_argument("--out", default="runs/export", help="output folder")
     p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly")
-    p.add_argument("--finetune-device", choices=("auto", "cpu", "gpu"), default="auto",
+    p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where the fine-tuning steps run (not the target): auto is CUDA when present")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 ONNX (cpu)")
     p.add_argument("--seed", type=int, default=0)
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<device>)")
     p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
     p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full)")
-    p.add_argument("--finetune-device", choices=("auto", "cpu", "gpu"), default="auto",
+    p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where fine-tuning runs, the baselines' too (not the target): auto is CUDA when present")
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M")

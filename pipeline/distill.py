@@ -28,6 +28,8 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 
+DEVICES = ("auto", "cpu", "gpu")  # where the steps may run (DistillConfig.device, --finetune-device)
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -45,7 +47,7 @@ class DistillConfig:
             raise PipelineError(f"--finetune-steps must be 0 or more, got {self.steps}")
         if self.batch_size <= 0:
             raise PipelineError(f"the distillation batch size must be positive, got {self.batch_size}")
-        if self.device not in ("auto", "cpu", "gpu"):
+        if self.device not in DEVICES:
             raise PipelineError(f"unknown fine-tuning device {self.device!r}; use auto, cpu or gpu")
 
 
