@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch-steps", type=int, help="override the steps per epoch (each a random sample of chunks)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
     p.add_argument("--seq-len", type=int, help="override the chunk length (default 128, as the latency tables)")
+    p.add_argument("--sandwich-every", type=int, metavar="K", help="every K-th step also trains a path of the "
+                   "dearest bin, so the widest channels learn (0 = never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="discard checkpoints and results in OUT and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -355,6 +357,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, batch_size=args.batch_size)
     if args.seq_len is not None:
         cfg = replace(cfg, seq_len=args.seq_len)
+    if args.sandwich_every is not None:
+        cfg = replace(cfg, sandwich_every=args.sandwich_every)
     out = Path(args.out)
     try:
         summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,

@@ -11,8 +11,9 @@ from conftest import tiny_train as train
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
+from pipeline.shrinking import make_bins
 from pipeline.space import Block
-from pipeline.train import lr_at
+from pipeline.train import block_params, lr_at, table_predictors
 from pipeline.train_job import SUMMARY
 
 
@@ -128,6 +129,40 @@ def test_a_large_corpus_trains_on_a_sample_that_fits_in_memory(tmp_path, tiny_te
     summary, logs = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
     assert any("training on a random 6 of the" in line for line in logs)
     assert summary["blocks"][0]["steps"] == CFG.epochs  # one (short) batch per epoch
+
+
+def test_sandwich_steps_also_train_a_path_of_the_dearest_bin(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table,
+                                                              tiny_space, monkeypatch):
+    from pipeline.supernet import SuperBlock
+
+    drawn = []
+    original = SuperBlock.sample
+
+    def record(self, rng, candidates=None):
+        block = original(self, rng, candidates)
+        drawn.append((block, candidates))
+        return block
+
+    monkeypatch.setattr(SuperBlock, "sample", record)
+    cfg = replace(CFG, sandwich_every=2)
+    summary, _ = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=cfg, blocks=[1])
+    steps = summary["blocks"][0]["steps"]
+    assert len(drawn) == steps + (steps + 1) // 2  # steps 0, 2, 4, ... draw twice
+    extra, i = [], 0
+    for step in range(steps):
+        i += 1
+        if step % 2 == 0:
+            extra.append(drawn[i])
+            i += 1
+    first = {(b.hidden, b.layers) for b in extra[0][1]}
+    assert all({(b.hidden, b.layers) for b in pool} <= first for _, pool in extra)  # bins only ever shrink
+    assert all(b in pool for b, pool in extra)
+    everything = drawn[0][1]  # the first regular draw is from all candidates
+    latency = table_predictors(tiny_space, tiny_table.parent, CFG.seq_len)["tiny-cpu"]
+    bins = make_bins([block_params(b) for b in everything], [latency.block_ms(b) for b in everything], CFG.bins)
+    assert first == {(everything[j].hidden, everything[j].layers) for j in bins[-1]}  # the dearest bin
+    with pytest.raises(PipelineError, match="sandwich-every"):
+        replace(CFG, sandwich_every=-1).check()
 
 
 def test_config_checks():
