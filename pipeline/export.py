@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -87,12 +88,22 @@ def optimize_bert(src: Path, dst: Path, num_heads: int, hidden_size: int) -> tup
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8 quantisation of the weights of MatMul/Gemm (activations quantised at run time)."""
+    """Dynamic int8 quantisation of the weights of MatMul/Gemm (activations quantised at run time).
+
+    Without ONNX Runtime's quantisation pre-processing (quant_pre_process), although the quantiser
+    logs a request for it: measured side by side on two searched students (1 thread, batch 1,
+    seq 128), pre-processed int8 files ran 4.89 and 6.52 ms against 3.59 and 5.29 ms without."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def write(tmp: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the pre-processing request above, once per file
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
 
     return write_atomic(dst, write)
