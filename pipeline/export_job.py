@@ -104,7 +104,7 @@ class Exporter:
     def __init__(self, trained: TrainedSupernet, cfg: ExportConfig, progress: bool = False,
                  log: Callable[[str], None] = print, teacher=None):
         from pipeline.data import load_corpus
-        from pipeline.extract import fit_embedding, svd_init
+        from pipeline.extract import fitted_embedding
         from pipeline.teacher import (
             cached_teacher_states,
             chunks_for_states,
@@ -119,10 +119,8 @@ class Exporter:
         self.data = load_corpus(self.tokenizer, trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
         teacher = teacher if teacher is not None else load_teacher(trained.teacher)
         torch.manual_seed(cfg.seed)
-        self.embedding = svd_init(teacher, trained.frame.embed_dim)
-        self.embed_loss = fit_embedding(self.embedding, teacher, self.data.train, steps=cfg.embed_steps,
-                                        seed=cfg.seed, progress=progress)
-        self.embedding.eval()
+        self.embedding, self.embed_loss = fitted_embedding(teacher, trained.frame.embed_dim, self.data.train,
+                                                           cfg.embed_steps, cfg.seed, progress)
         log(f"fitted the factorised embeddings (E={trained.frame.embed_dim}) to the teacher's: "
             f"MSE {self.embed_loss:.4f} after {cfg.embed_steps} steps")
         self.targets, self.train_ids = None, self.data.train

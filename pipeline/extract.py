@@ -68,6 +68,31 @@ def fit_embedding(f: FactorisedEmbedding, teacher, ids: torch.Tensor, steps: int
     return float(loss.detach())
 
 
+def fitted_embedding(teacher, embed_dim: int, ids: torch.Tensor, steps: int = 300, seed: int = 0,
+                     progress: bool = False) -> tuple[FactorisedEmbedding, float]:
+    """svd_init + fit_embedding, kept in $PIPELINE_CACHE/embeddings under the hash of the teacher's
+    weights, the chunks and the settings: export and the benchmark's baselines need the same fit
+    (~10 s on 2 CPU cores), and the fit is deterministic (seeded batches, no dropout)."""
+    from pipeline.artifacts import cache_dir, short_hash, write_atomic
+    from pipeline.teacher import chunks_hash, weights_hash
+
+    key = short_hash({"teacher": weights_hash(teacher), "ids": chunks_hash(ids), "embed_dim": embed_dim,
+                      "steps": steps, "seed": seed, "format": 1})
+    path = cache_dir() / "embeddings" / f"{key}.pt"
+    f = svd_init(teacher, embed_dim)
+    if path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True)
+            f.load_state_dict(saved["state"])
+            return f.eval(), float(saved["loss"])
+        except Exception:  # a corrupt cache entry is refitted, never trusted
+            path.unlink(missing_ok=True)
+            f = svd_init(teacher, embed_dim)
+    loss = fit_embedding(f, teacher, ids, steps=steps, seed=seed, progress=progress)
+    write_atomic(path, lambda tmp: torch.save({"state": f.state_dict(), "loss": loss}, tmp))
+    return f.eval(), loss
+
+
 @torch.no_grad()
 def assemble(arch: Architecture, trained: TrainedSupernet, embedding: FactorisedEmbedding) -> Student:
     """The deployable student: embeddings, blocks with shared weights, folded adapters."""

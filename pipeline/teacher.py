@@ -112,12 +112,18 @@ def sample_chunks(ids: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return ids[keep]
 
 
-def _weights_hash(model) -> str:
+def weights_hash(model) -> str:
+    """A short hash of a model's weights (what caches of its outputs are keyed by)."""
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def chunks_hash(ids: torch.Tensor) -> str:
+    """A short hash of token chunks [N, S]."""
+    return hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
 
 
 def cached_teacher_states(model, ids: torch.Tensor, layer: int, progress: bool = False) -> torch.Tensor:
@@ -126,8 +132,7 @@ def cached_teacher_states(model, ids: torch.Tensor, layer: int, progress: bool =
     of the whole training split (MiniLM + the default corpus: 650 MB, 2 min to compute on 2 CPU cores)."""
     from pipeline.artifacts import cache_dir, short_hash, write_atomic
 
-    ids_hash = hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
-    key = short_hash({"teacher": _weights_hash(model), "ids": ids_hash, "shape": list(ids.shape), "layer": layer,
+    key = short_hash({"teacher": weights_hash(model), "ids": chunks_hash(ids), "shape": list(ids.shape), "layer": layer,
                       "format": 1})
     path = cache_dir() / "states" / f"{key}.pt"
     if path.is_file():
