@@ -10,8 +10,9 @@ sampling trains the channels beyond width 256 only when a 384-wide path is drawn
 ten once the bins are balanced, so wide paths stayed undertrained and looked no better than narrow
 ones: on MiniLM's block 1 (quick schedule) the dearest bin ended at 0.060 validation loss, the same
 as bins of a third of its latency, and the search never spent a budget above ~4.5 ms. With one
-extra wide path every 4 steps it ends at 0.052, the loss falls with every bin from the fourth on,
-and training steps take ~50% longer (the shrinking's scoring, not the steps, dominates quick runs).
+extra wide path every 4 steps it ends at 0.053 and the bins' mean loss falls with their cost
+(0.063 in bin 2; two neighbours swap by 0.0007), and training steps take ~50% longer (the
+shrinking's scoring, not the steps, dominates quick runs).
 
     OUT/block_N/checkpoint.pt   everything to resume (weights, optimiser, RNG, bins); gone once done
     OUT/block_N/supernet.pt     the trained SuperBlock's weights
