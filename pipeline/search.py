@@ -74,8 +74,12 @@ def _prune(terms: np.ndarray, loss: np.ndarray, hidden: np.ndarray) -> np.ndarra
 def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Predictor,
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
-           rerank: Callable[[Architecture], float] | None = None) -> list[Choice]:
+           rerank: Callable[[Architecture], float] | None = None, diverse: bool = False) -> list[Choice]:
     """The best student for each budget (ascending budgets in, one Choice each out).
+
+    `diverse`: the top T handed to the re-ranker are the best combination of each of T width
+    signatures (the blocks' hidden sizes), not the T best overall, which tend to differ only in
+    the last block's ops and so give a re-ranker nothing to choose between.
 
     `latency` is anything with Predictor's four term methods (block_terms, link_terms, base_terms,
     predict_terms) and optionally `calibration.coefs`; the tests pass a toy one.
@@ -102,9 +106,10 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     base = latency.base_terms(frame.teacher_hidden, frame.vocab_size, frame.embed_dim, frame.max_positions)
 
     # Terms and losses of every combination of blocks 2..N: [P_2 * ... * P_N, TERMS] and [...].
-    rest_terms, rest_loss, rest_first = _combine(terms[1:], losses[1:], wi[1:], link, last)
+    rest_terms, rest_loss, rest_first, rest_sig = _combine(terms[1:], losses[1:], wi[1:], link, last, len(sizes))
     budgets = sorted(budgets_ms)
     best: list[list[tuple[float, float, tuple[int, ...], float]]] = [[] for _ in budgets]
+    by_sig: list[dict[int, tuple[float, float, tuple[int, ...], float]]] = [{} for _ in budgets]
     fastest = np.inf
     for i in range(len(blocks[0])):
         s1 = int(wi[0][i])
@@ -119,8 +124,18 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
             feasible = np.flatnonzero((ms <= budget) & ok_params)
             if feasible.size == 0:
                 continue
-            top = feasible[np.lexsort((feasible, loss[feasible]))[:top_t]]
-            merged = best[b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5])) for j in top]
+            order = feasible[np.lexsort((feasible, loss[feasible]))]
+            if diverse:
+                # Signature of each combination: its widths as digits, block 1's the most significant.
+                sig = s1 * len(sizes) ** (len(blocks) - 1) + rest_sig[order]
+                _, first_of = np.unique(sig, return_index=True)  # the best of each signature
+                for j, g in zip(order[first_of], sig[first_of], strict=True):
+                    entry = (float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5]))
+                    if int(g) not in by_sig[b] or entry < by_sig[b][int(g)]:
+                        by_sig[b][int(g)] = entry
+                best[b] = sorted(by_sig[b].values())[:top_t]
+                continue
+            merged = best[b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5])) for j in order[:top_t]]
             best[b] = sorted(merged)[:top_t]
     choices, cache = [], {}
     for budget, top in zip(budgets, best, strict=True):
@@ -140,18 +155,21 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     return choices
 
 
-def _combine(terms, losses, wi, link, last):
-    """Terms, losses and first-width indices of every combination of the given blocks (C order)."""
+def _combine(terms, losses, wi, link, last, n_sizes):
+    """Terms, losses, first-width indices and width signatures (width indices as base-n_sizes
+    digits) of every combination of the given blocks (C order)."""
     if not terms:
-        return None, np.zeros(1), None
+        return None, np.zeros(1), None, np.zeros(1, dtype=np.int64)
     t, lo, w_first, w_last = terms[0], losses[0], wi[0], wi[0]
+    sig = wi[0].astype(np.int64)
     for tn, ln, wn in zip(terms[1:], losses[1:], wi[1:], strict=True):
         links = link[w_last[:, None], wn[None, :]]  # [combos so far, P_n, TERMS]
         t = (t[:, None] + tn[None] + links).reshape(-1, t.shape[-1])
         lo = (lo[:, None] + ln[None]).reshape(-1)
+        sig = (sig[:, None] * n_sizes + wn[None, :]).reshape(-1)
         w_first = np.repeat(w_first, len(wn))
         w_last = np.tile(wn, len(w_last))
-    return t + last[w_last], lo, w_first
+    return t + last[w_last], lo, w_first, sig
 
 
 def _unravel(j: int, sizes: list[int]) -> list[int]:

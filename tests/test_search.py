@@ -105,3 +105,18 @@ def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space):
         assert c.est_loss == pytest.approx(best[0])
         assert c.predicted_ms == pytest.approx(p(c.arch)) and c.predicted_ms <= budget
 
+
+
+def test_diverse_top_t_is_the_best_of_each_width_signature():
+    # Block 1 offers widths 128 and 64; the 128-wide entries are better, so the plain top 3 are all
+    # 128-wide in block 1. The diverse top 3 are one per signature: (128, 128), (64, 128), (64, 64).
+    pools = [[entry(128, 1, 0.5), entry(128, 2, 0.4), entry(64, 1, 0.9), entry(64, 2, 0.8)],
+             [entry(128, 1, 0.3), entry(128, 2, 0.2), entry(64, 2, 0.7)]]
+    for diverse, expected in ((False, [(128, 128)] * 3), (True, [(128, 128), (64, 128), (128, 64)])):
+        seen: list[Architecture] = []
+        c = search(pools, FRAME, ToyLatency(), [10.0], top_t=3, rerank=lambda a, seen=seen: seen.append(a) or 0.0,
+                   diverse=diverse)[0]
+        assert [tuple(b.hidden for b in a.blocks) for a in seen] == expected
+        assert c.candidates_ranked == 3
+    # each signature's best, in estimate order: 0.4 + 0.2, 0.8 + 0.2, 0.4 + 0.7 (two ops everywhere)
+    assert all(b.layers == ("ffn", "ffn") for a in seen for b in a.blocks)
