@@ -133,10 +133,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
                     entry = (float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5]))
                     if int(g) not in by_sig[b] or entry < by_sig[b][int(g)]:
                         by_sig[b][int(g)] = entry
-                best[b] = sorted(by_sig[b].values())[:top_t]
                 continue
             merged = best[b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5])) for j in order[:top_t]]
             best[b] = sorted(merged)[:top_t]
+    if diverse:
+        best = [sorted(signatures.values())[:top_t] for signatures in by_sig]
     choices, cache = [], {}
     for budget, top in zip(budgets, best, strict=True):
         if not top:

@@ -214,6 +214,7 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
     for epoch in range(state["epoch"], cfg.epochs):
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 10**6 + n * 1000 + epoch))
         alive = [candidates[i] for b in state["bins"] for i in b]
+        dearest = [candidates[i] for i in state["bins"][-1]]  # the sandwich steps' paths: the widest
         bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], disable=not progress, leave=False,
                    desc=f"block {n} epoch {epoch + 1}/{cfg.epochs}", unit="step")
         losses = []
@@ -228,7 +229,7 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
             loss = F.mse_loss(net(x, mask[: x.shape[0]]), y)
             loss.backward()
             if cfg.sandwich_every and state["step"] % cfg.sandwich_every == 0:
-                net.sample(rng, [candidates[i] for i in state["bins"][-1]])  # the dearest bin: widest paths
+                net.sample(rng, dearest)
                 F.mse_loss(net(x, mask[: x.shape[0]]), y).backward()         # gradients add up: one step for both
             opt.step()
             losses.append(loss.item())
