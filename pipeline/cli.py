@@ -16,6 +16,7 @@ from pipeline.devices import Backend, get_backend
 from pipeline.distill import DEVICES as DISTILL_DEVICES
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
+from pipeline.search_job import RERANKERS
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.timing import STATISTIC
 
@@ -46,6 +47,15 @@ def _add_device_args(p: argparse.ArgumentParser, table: bool = True) -> None:
     g.add_argument("--profile", help="path to a device profile YAML (for new hardware)")
     if table:
         p.add_argument("--table", help="latency table CSV (default latency_tables/<profile>.csv)")
+
+
+def _add_rerank_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rerank", choices=RERANKERS, default="finetune",
+                   help="finetune: distil the best student of each attention count end to end for --rerank-steps "
+                   "and keep the closest to the teacher on validation text (~30 s each on 2 CPU cores); chained: "
+                   "the top T's untrained validation loss (seconds); none: the block losses' best")
+    p.add_argument("--rerank-steps", type=int, default=150, metavar="N", help="distillation steps per candidate")
+    p.add_argument("--top", type=int, default=5, help="candidates per budget that the re-ranker compares")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,12 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-params", help="parameter cap, e.g. 10M or 500k")
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train`")
     p.add_argument("--out", default="runs/search", help="output folder")
-    p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
-    p.add_argument("--no-rerank", action="store_true", help="keep the estimate's best (no teacher needed)")
+    _add_rerank_args(p)
     p.add_argument("--margin", type=float, default=0.0,
                    help="search under budget x (1 - margin), room for the predictor's error (run uses 0.03)")
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
     p.add_argument("--foreign-table", action="store_true", help="as for predict")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("export", help="searched architectures -> deployable students, every artifact checked",
                        description="Assemble each searched architecture from the supernet (adapters between blocks "
@@ -182,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where fine-tuning runs, the baselines' too (not the target): auto is CUDA when present")
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M")
-    p.add_argument("--top", type=int, default=5, help="candidates per budget re-ranked by the chained student")
+    _add_rerank_args(p)
     p.add_argument("--margin", type=float, default=0.03,
                    help="search under budget x (1 - margin), room for the predictor's error")
     p.add_argument("--no-baselines", action="store_true", help="leave the hand-designed students out of the report")
@@ -387,9 +397,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     predictor, _ = load_predictor(profile, backend, path, _seq(profile, args.seq), args.foreign_table)
     out = Path(args.out)
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
-                         rerank=not args.no_rerank, log=_note, margin=args.margin)
+                         rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
+                         progress=not args.quiet)
     for c in choices:
-        loss = f", chained loss {c.true_loss:.4f}" if c.true_loss is not None else ""
+        loss = "" if c.true_loss is None else (f", chained loss {c.true_loss:.4f}" if args.rerank == "chained" else
+                                               f", fine-tuned validation cosine {1 - c.true_loss:.4f}")
         print(f"budget {c.budget_ms:g} ms: predicted {c.predicted_ms:.3f} ms, {c.params / 1e6:.2f}M params, "
               f"block losses {c.est_loss:.4f}{loss}: {c.arch.describe()}")
     print(f"wrote {out / SEARCH} and {len(choices)} architecture(s) in {out}")
@@ -440,6 +452,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
                    finetune_steps=args.finetune_steps,
                    finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
+                   rerank=args.rerank, rerank_steps=args.rerank_steps,
                    margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     try:
         report = run_all(backend, table, out, o, progress=not args.quiet, log=_note)

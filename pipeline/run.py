@@ -41,6 +41,9 @@ class RunOptions:
     int8: bool = False
     max_params: int | None = None
     top_t: int = 5                    # re-ranked candidates per budget
+    rerank: str = "finetune"          # search_job.RERANKERS; finetune picked 4 attention layers over 1 at 3.5 ms
+    rerank_steps: int = 150           # per candidate: enough to order them (0.653 .. 0.723 for 0 .. 4 attention
+                                      # layers at 3.5 ms), ~30 s each on 2 CPU cores
     margin: float = 0.03              # search under 97% of each budget: the cpu predictor read 1-3% low on
                                       # searched students (2 ms budget: predicted 1.970, measured 2.007)
     baselines: bool = True            # hand-designed students in the report
@@ -61,7 +64,7 @@ def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
     return short_hash({"train": TrainedSupernet(train_dir).content_hash,
                        "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
                        "max_params": o.max_params, "top": o.top_t, "seq": seq, "margin": o.margin,
-                       "format": 1})
+                       "rerank": [o.rerank, o.rerank_steps, o.seed], "format": 2})
 
 
 def _stored_key(path: Path) -> str | None:
@@ -112,8 +115,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     fresh = o.force or _stored_key(search_dir / SEARCH) != key
 
     def do_search() -> None:
-        run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, log=log,
-                   margin=o.margin)
+        run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
+                   o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress)
         record = json.loads((search_dir / SEARCH).read_text())
         write_json_atomic(search_dir / SEARCH, {**record, "key": key})
 

@@ -13,7 +13,8 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     from conftest import TINY_TRAIN
 
     out = tmp_path / "run"
-    o = RunOptions((40.0,), str(tiny_teacher_tok), str(tiny_corpus), finetune_steps=2, top_t=2, train=TINY_TRAIN)
+    o = RunOptions((40.0,), str(tiny_teacher_tok), str(tiny_corpus), finetune_steps=2, top_t=2, rerank_steps=3,
+                   train=TINY_TRAIN)
     logs = []
     report = run_all(cpu_backend, tiny_table, out, o, progress=False, log=logs.append)
     for name in ("report.json", "report.md", "report.csv", "pareto.png", "run.json", "search/search.json",

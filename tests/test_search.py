@@ -107,16 +107,42 @@ def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space):
 
 
 
-def test_diverse_top_t_is_the_best_of_each_width_signature():
-    # Block 1 offers widths 128 and 64; the 128-wide entries are better, so the plain top 3 are all
-    # 128-wide in block 1. The diverse top 3 are one per signature: (128, 128), (64, 128), (64, 64).
-    pools = [[entry(128, 1, 0.5), entry(128, 2, 0.4), entry(64, 1, 0.9), entry(64, 2, 0.8)],
-             [entry(128, 1, 0.3), entry(128, 2, 0.2), entry(64, 2, 0.7)]]
-    for diverse, expected in ((False, [(128, 128)] * 3), (True, [(128, 128), (64, 128), (128, 64)])):
+def mixed(hidden, layers, loss):
+    return {"hidden": hidden, "layers": list(layers), "val_loss": loss}
+
+
+def test_diverse_hands_the_reranker_the_best_of_each_attention_count():
+    # Attention costs the same as an FFN in the toy latency but scores worse in the block losses, so
+    # the plain top 3 have no attention at all; the diverse ones have 0, 2 and 4 attention layers
+    # (five counts present, three asked for, spread evenly), each the best of its count (brute force).
+    rng = random.Random(0)
+    shapes = [lay + ("identity",) * (2 - n) for n in range(3) for lay in itertools.product(("mha", "ffn"), repeat=n)]
+    pools = [[mixed(h, layers, round(1 + rng.random() + layers.count("mha"), 3))
+              for h in (64, 128) for layers in shapes] for _ in range(2)]
+    budget = 5.0
+    everything = []
+    for a, b in itertools.product(*pools):
+        arch = Architecture(256, 128, (Block(a["hidden"], tuple(a["layers"])), Block(b["hidden"], tuple(b["layers"]))),
+                            1000, 64)
+        ms = ToyLatency().predict_terms(sum(ToyLatency().block_terms(x) for x in arch.blocks) +
+                                        ToyLatency().base_terms(0, 0, 0, 0) + 3 * np.array([0, 0, 0, 0.1, 0, 0]))
+        if ms <= budget:
+            everything.append((a["val_loss"] + b["val_loss"], (a["layers"] + b["layers"]).count("mha"), arch))
+    best_of = {k: min(x[0] for x in everything if x[1] == k) for k in {x[1] for x in everything}}
+    assert sorted(best_of) == [0, 1, 2, 3, 4]
+    for diverse, counts in ((False, [0, 0, 0]), (True, [0, 2, 4])):
         seen: list[Architecture] = []
-        c = search(pools, FRAME, ToyLatency(), [10.0], top_t=3, rerank=lambda a, seen=seen: seen.append(a) or 0.0,
+        c = search(pools, FRAME, ToyLatency(), [budget], top_t=3,
+                   rerank=lambda a, seen=seen: seen.append(a) or -sum(b.layers.count("mha") for b in a.blocks),
                    diverse=diverse)[0]
-        assert [tuple(b.hidden for b in a.blocks) for a in seen] == expected
-        assert c.candidates_ranked == 3
-    # each signature's best, in estimate order: 0.4 + 0.2, 0.8 + 0.2, 0.4 + 0.7 (two ops everywhere)
-    assert all(b.layers == ("ffn", "ffn") for a in seen for b in a.blocks)
+        got = sorted(sum(b.layers.count("mha") for b in a.blocks) for a in seen)
+        assert got == counts and c.candidates_ranked == 3
+    # each is the best of its count, and the re-ranker's favourite (the most attention) wins
+    for a in seen:
+        k = sum(b.layers.count("mha") for b in a.blocks)
+        assert sum(float(e["val_loss"]) for blk, pool in zip(a.blocks, pools, strict=True) for e in pool
+                   if e["hidden"] == blk.hidden and tuple(e["layers"]) == blk.layers) == pytest.approx(best_of[k])
+    assert sum(b.layers.count("mha") for b in c.arch.blocks) == 4
+    # fewer counts than asked for: every one of them
+    assert len(search(pools, FRAME, ToyLatency(), [budget], top_t=9, rerank=lambda a: 0.0,
+                      diverse=True)[0].ranked) == 5

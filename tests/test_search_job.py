@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pipeline.cli import main
+from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.search_job import SEARCH, run_search
 from pipeline.space import load_architecture
@@ -53,7 +54,7 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
     assert losses == sorted(losses, reverse=True)
     # a margin leaves room under each budget, and the choice still carries the user's budget
     roomy = [slowest_best * 1.5]
-    (c,) = run_search(out, p, "tiny-cpu", roomy, tmp_path / "m", top_t=1, rerank=False, margin=0.2,
+    (c,) = run_search(out, p, "tiny-cpu", roomy, tmp_path / "m", top_t=1, rerank="none", margin=0.2,
                       log=lambda *_: None)
     assert c.budget_ms == roomy[0] and c.predicted_ms <= 0.8 * roomy[0]
     assert json.loads((tmp_path / "m" / SEARCH).read_text())["searched_under_ms"] == [0.8 * roomy[0]]
@@ -62,7 +63,7 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
 def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_path, capsys):
     out, _, _ = tiny_trained
     common = ["search", "--profile", str(tiny_profile_path), "--table", str(tiny_table), "--train-dir", str(out),
-              "--out", str(tmp_path / "s"), "--no-rerank"]
+              "--out", str(tmp_path / "s"), "--rerank", "none"]
     for bad in ("fast", "10", "-3ms", "0ms"):
         assert main([*common, "--budget", bad]) == 1
         assert "5ms, 500us or 0.01s" in capsys.readouterr().err
@@ -72,3 +73,29 @@ def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_
     assert "budget 1000 ms: predicted" in capsys.readouterr().out
     assert main(["search", "--budget", "1s", "--train-dir", str(tmp_path / "none"), "--device", "cpu"]) == 1
     assert "run `train` first" in capsys.readouterr().err
+
+
+def test_finetune_reranker_keeps_the_closest_to_the_teacher(tiny_trained, tiny_table, tmp_path):
+    out, _, _ = tiny_trained
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    logs: list[str] = []
+    (c,) = run_search(out, p, "tiny-cpu", [1e9], tmp_path, top_t=3, rerank="finetune", rerank_steps=3,
+                      log=logs.append)
+    record = json.loads((tmp_path / SEARCH).read_text())
+    assert record["rerank"] == "finetune" and record["rerank_steps"] == 3
+    (choice,) = record["choices"]
+    scores = {x["describe"]: x["score"] for x in choice["candidates"]}
+    assert len(scores) == c.candidates_ranked > 1  # distinct attention counts
+    assert len({x["attention"] for x in choice["candidates"]}) == len(scores)
+    assert c.true_loss == min(scores.values()) == scores[c.arch.describe()]
+    assert sum("re-rank candidate" in line for line in logs) == len(scores)
+    # the score is 1 - the validation cosine of the student export would build with those steps
+    from pipeline.search_job import finetune_fidelity_fn
+    from pipeline.trained import TrainedSupernet
+
+    again = finetune_fidelity_fn(TrainedSupernet(out), 3, log=lambda *_: None)(c.arch)
+    assert again == pytest.approx(c.true_loss, abs=1e-6) and 0 < again < 1
+    for kwargs, needle in (({"rerank": "best"}, "unknown re-ranker 'best'"),
+                           ({"rerank_steps": 0}, "--rerank-steps must be at least 1")):
+        with pytest.raises(PipelineError, match=needle):
+            run_search(out, p, "tiny-cpu", [1e9], tmp_path / "bad", **kwargs)
