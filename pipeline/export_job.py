@@ -64,7 +64,7 @@ def targets_from_search(search_dir: Path) -> list[Target]:
     try:
         choices = json.loads(path.read_text())["choices"]
         return [Target(Path(c["arch_path"]).stem, load_architecture(c["arch_path"]),
-                       {k: c[k] for k in ("budget_ms", "predicted_ms", "estimated_loss", "val_loss") if k in c})
+                       {k: c[k] for k in ("budget_ms", "predicted_ms", "est_loss", "true_loss") if k in c})
                 for c in choices]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise PipelineError(f"{path} is corrupt ({type(e).__name__}: {e}); run `search` again") from None

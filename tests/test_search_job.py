@@ -89,6 +89,11 @@ def test_finetune_reranker_keeps_the_closest_to_the_teacher(tiny_trained, tiny_t
     assert len({x["attention"] for x in choice["candidates"]}) == len(scores)
     assert c.true_loss == min(scores.values()) == scores[c.arch.describe()]
     assert sum("re-rank candidate" in line for line in logs) == len(scores)
+    from pipeline.export_job import targets_from_search
+
+    (target,) = targets_from_search(tmp_path)  # what export.json will say of the search
+    assert target.arch == c.arch and target.search["true_loss"] == c.true_loss
+    assert target.search["est_loss"] == c.est_loss
     # the score is 1 - the validation cosine of the student export would build with those steps
     from pipeline.search_job import finetune_fidelity_fn
     from pipeline.trained import TrainedSupernet
