@@ -79,7 +79,8 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
         done[0] += 1
         attention = sum(b.layers.count("mha") for b in arch.blocks)
         log(f"re-rank candidate {done[0]}: validation cosine {cosine:.4f} after {steps} steps "
-            f"({attention} attention layers, {time.perf_counter() - start:.0f} s): {arch.describe()}")
+            f"({attention} attention layer{'' if attention == 1 else 's'}, {time.perf_counter() - start:.0f} s): "
+            f"{arch.describe()}")
         return 1.0 - cosine
 
     return score
