@@ -169,7 +169,7 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
                 cache[arch.key] = float(rerank(arch))
             ranked.append((cache.get(arch.key, est), est, ms, params, arch))
         true, est, ms, params, arch = min(ranked, key=lambda r: (r[0], r[1]))
-        listed = tuple({"describe": a.describe(), "attention": sum(b.layers.count("mha") for b in a.blocks),
+        listed = tuple({"describe": a.describe(), "attention": a.attention_layers,
                         "predicted_ms": m, "est_loss": e, "score": s if rerank else None}
                        for s, e, m, _, a in ranked)
         choices.append(Choice(budget, arch, ms, est, int(params), true if rerank else None, len(ranked), listed))

@@ -18,6 +18,7 @@ split stays unseen for the benchmark:
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -70,20 +71,26 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
     ex = Exporter(trained, cfg, progress=progress, log=lambda _m: None, teacher=teacher)
     last = trained.summary["space"]["teacher_layers"]
     reference = teacher_states(teacher, ex.data.validation, [last])[last]  # [N, S, T]
-    done = [0]
+    numbers = itertools.count(1)
 
     def score(arch: Architecture) -> float:
         start = time.perf_counter()
         student, _ = ex.student(arch, "re-rank")
         cosine = fidelity(outputs(student, ex.data.validation), reference)["sentence"]
-        done[0] += 1
-        attention = sum(b.layers.count("mha") for b in arch.blocks)
-        log(f"re-rank candidate {done[0]}: validation cosine {cosine:.4f} after {steps} steps "
+        attention = arch.attention_layers
+        log(f"re-rank candidate {next(numbers)}: validation cosine {cosine:.4f} after {steps} steps "
             f"({attention} attention layer{'' if attention == 1 else 's'}, {time.perf_counter() - start:.0f} s): "
             f"{arch.describe()}")
         return 1.0 - cosine
 
     return score
+
+
+def check_rerank(rerank: str, steps: int) -> None:
+    if rerank not in RERANKERS:
+        raise PipelineError(f"unknown re-ranker {rerank!r}; use {', '.join(RERANKERS)}")
+    if rerank == "finetune" and steps < 1:
+        raise PipelineError(f"--rerank-steps must be at least 1, got {steps}")
 
 
 def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
@@ -94,10 +101,7 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     RERANKERS (module docstring)."""
     if not 0 <= margin < 0.5:
         raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
-    if rerank not in RERANKERS:
-        raise PipelineError(f"unknown re-ranker {rerank!r}; use {', '.join(RERANKERS)}")
-    if rerank == "finetune" and rerank_steps < 1:
-        raise PipelineError(f"--rerank-steps must be at least 1, got {rerank_steps}")
+    check_rerank(rerank, rerank_steps)
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)

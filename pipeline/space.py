@@ -51,6 +51,11 @@ class Architecture:
         """Short content hash: names artifacts and calibration rows."""
         return short_hash(self.to_dict())
 
+    @property
+    def attention_layers(self) -> int:
+        """How many MHA layers: what the search's block losses cannot see (search.py)."""
+        return sum(b.layers.count("mha") for b in self.blocks)
+
     def describe(self) -> str:
         """One line: `384:mha,ffn | 192:sepconv3 | 128:-`."""
         return " | ".join(

@@ -133,16 +133,16 @@ def test_diverse_hands_the_reranker_the_best_of_each_attention_count():
     for diverse, counts in ((False, [0, 0, 0]), (True, [0, 2, 4])):
         seen: list[Architecture] = []
         c = search(pools, FRAME, ToyLatency(), [budget], top_t=3,
-                   rerank=lambda a, seen=seen: seen.append(a) or -sum(b.layers.count("mha") for b in a.blocks),
+                   rerank=lambda a, seen=seen: seen.append(a) or -a.attention_layers,
                    diverse=diverse)[0]
-        got = sorted(sum(b.layers.count("mha") for b in a.blocks) for a in seen)
+        got = sorted(a.attention_layers for a in seen)
         assert got == counts and c.candidates_ranked == 3
     # each is the best of its count, and the re-ranker's favourite (the most attention) wins
     for a in seen:
-        k = sum(b.layers.count("mha") for b in a.blocks)
+        k = a.attention_layers
         assert sum(float(e["val_loss"]) for blk, pool in zip(a.blocks, pools, strict=True) for e in pool
                    if e["hidden"] == blk.hidden and tuple(e["layers"]) == blk.layers) == pytest.approx(best_of[k])
-    assert sum(b.layers.count("mha") for b in c.arch.blocks) == 4
+    assert c.arch.attention_layers == 4
     # fewer counts than asked for: every one of them
     assert len(search(pools, FRAME, ToyLatency(), [budget], top_t=9, rerank=lambda a: 0.0,
                       diverse=True)[0].ranked) == 5
