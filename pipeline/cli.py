@@ -16,7 +16,7 @@ from pipeline.devices import Backend, get_backend
 from pipeline.distill import DEVICES as DISTILL_DEVICES
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
-from pipeline.search_job import RERANKERS
+from pipeline.search_job import RERANKERS, check_rerank
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.timing import STATISTIC
 
@@ -443,6 +443,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     if args.finetune_steps is not None and args.finetune_steps < 0:
         raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    check_rerank(args.rerank, args.rerank_steps)  # checked again by the search, but only after training
     if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
         raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")
     profile = resolve_profile(args.device, args.profile)

@@ -51,3 +51,9 @@ def test_run_refuses_a_device_that_is_not_here(capsys):
         pytest.skip("a GPU is present")
     assert main(["run", "--device", "gpu", "--budget", "3ms"]) == 1
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_run_refuses_bad_rerank_steps_at_once(capsys):
+    assert main(["run", "--budget", "3ms", "--rerank-steps", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--rerank-steps must be at least 1" in err
