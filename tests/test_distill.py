@@ -1,5 +1,6 @@
 """End-to-end distillation and the fidelity measure."""
 
+import gc
 import math
 
 import pytest
@@ -87,3 +88,28 @@ def test_unknown_or_absent_fine_tuning_devices_are_one_line_errors():
 def test_negative_steps_are_refused():
     with pytest.raises(PipelineError, match="finetune-steps"):
         DistillConfig(steps=-1).check()
+
+
+
+class _TensorCounter(torch.nn.Module):
+    """A tiny model that counts, at each call, the tensors alive in the Python process."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(30, 8)
+        self.alive: list[int] = []
+
+    def forward(self, ids, mask):
+        gc.collect()
+        self.alive.append(sum(isinstance(o, torch.Tensor) for o in gc.get_objects()))
+        return torch.tanh(self.emb(ids)) * mask[..., None]  # [B, S, 8]
+
+
+def test_distill_keeps_nothing_per_step():
+    # A list of per-step loss.detach() pinned one small allocation between each step's large ones:
+    # glibc's heap fragmented and a real student grew by 2 MB a step (23 GB RSS after 11k steps).
+    torch.manual_seed(0)
+    ids = torch.randint(0, 30, (8, 6))
+    model = _TensorCounter()
+    distill(model, ids, torch.randn(8, 6, 8), DistillConfig(steps=15, batch_size=4, device="cpu"))
+    assert len(model.alive) == 15 and model.alive[-1] == model.alive[2]
