@@ -81,8 +81,8 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Per-step losses written into one buffer on the device: no synchronisation per step. Not a list of
-    # loss.detach(): a detached loss keeps its step's autograd graph alive (torch 2.13, CPU), and a
-    # 20000-step fine-tune grew by 2 MB a step to 23 GB RSS before it was stopped.
+    # loss.detach(): each kept loss pinned a small allocation among the step's large ones, glibc's heap
+    # fragmented (torch 2.13, CPU), and a 20000-step fine-tune grew by 2 MB a step to 23 GB RSS.
     curve = torch.empty(cfg.steps, device=dev)
     start = time.perf_counter()
     model.train()

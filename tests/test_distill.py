@@ -90,7 +90,6 @@ def test_negative_steps_are_refused():
         DistillConfig(steps=-1).check()
 
 
-
 class _TensorCounter(torch.nn.Module):
     """A tiny model that counts, at each call, the tensors alive in the Python process."""
 
