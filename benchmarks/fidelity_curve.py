@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--steps", default="0,500,2000", help="comma-separated step counts")
     ap.add_argument("--finetune-device", choices=DEVICES, default="auto")
     ap.add_argument("--lr", type=float, default=DistillConfig.lr)
+    ap.add_argument("--views", type=int, default=DistillConfig.views,
+                    help="at most this many augmented views of the training text (0: the plain chunks only)")
     args = ap.parse_args()
     try:
         counts = [int(s) for s in args.steps.split(",")]
@@ -47,7 +49,8 @@ def main() -> None:
     teacher = load_teacher(trained.teacher)
     # One Exporter for every count (one corpus load, one embedding fit, one set of targets, drawn for
     # the largest count); only its fine-tuning steps change between counts.
-    cfg = ExportConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, device=args.finetune_device))
+    cfg = ExportConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, views=args.views,
+                                                device=args.finetune_device))
     ex = Exporter(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
     last = trained.summary["space"]["teacher_layers"]
     ref = teacher_states(teacher, ex.data.test, [last])[last]      # [N, S, T]
@@ -66,7 +69,8 @@ def main() -> None:
         print(f"{steps} steps: sentence {fid['sentence']:.4f}, token {fid['token']:.4f}, "
               f"training text {fid['seen']:.4f}", flush=True)
 
-    print(f"\n{arch.describe()}, test split {tuple(ref.shape[:2])}, lr {args.lr}\n")
+    print(f"\n{arch.describe()}, test split {tuple(ref.shape[:2])}, lr {args.lr}, "
+          f"{ex.views} augmented views ({ex.train_ids.shape[0]} training chunks)\n")
     print("| steps | ran on | seconds | sentence cosine | token cosine | worst sentence | sentence, training text |")
     print("|---|---|---|---|---|---|---|")
     for steps, device, seconds, fid in rows:

@@ -161,10 +161,13 @@ class Bench:
                 wanted.setdefault(b.name, b)
         if not wanted:
             return []
-        # Where the students' steps ran (export --finetune-device); "auto" for exports that predate it.
-        device = self.export.get("config", {}).get("finetune", {}).get("device", "auto")
-        ex = Exporter(self.trained, ExportConfig(finetune=DistillConfig(steps=steps, device=device)), self.progress,
-                      self.log, teacher=self.teacher)
+        # The students' fine-tuning settings: where the steps ran (export --finetune-device; "auto" for exports
+        # that predate it) and the augmented views of the text (none before they existed), so the baselines
+        # learn from the same text.
+        ft = self.export.get("config", {}).get("finetune", {})
+        cfg = DistillConfig(steps=steps, device=ft.get("device", "auto"), views=ft.get("views", 0),
+                            replace=ft.get("replace", DistillConfig.replace))
+        ex = Exporter(self.trained, ExportConfig(finetune=cfg), self.progress, self.log, teacher=self.teacher)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
@@ -189,7 +192,7 @@ class Bench:
                         "params": sum(p.numel() for p in module.parameters()),
                         "flops": bl.teacher_flops(c.hidden_size, b.layers, self.seq, self.backend.profile.batch),
                         "predicted_ms": None}
-            info.update(matched_to_ms=b.target_ms, distill_steps=record["steps"],
+            info.update(matched_to_ms=b.target_ms, distill_steps=record["steps"], distill_views=ex.views,
                         distill_loss_last=record.get("loss_last"))
             self.log(f"baseline {b.name}: {info['arch']}, distilled {record['steps']} steps")
             models.append(Model(b.name, b.kind, module, onnx, info=info))

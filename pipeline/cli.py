@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
     p.add_argument("--out", default="runs/export", help="output folder")
     p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly")
+    p.add_argument("--finetune-views", type=int, default=3,
+                   help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where the fine-tuning steps run (not the target): auto is CUDA when present")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 ONNX (cpu)")
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<device>)")
     p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
     p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full)")
+    p.add_argument("--finetune-views", type=int, default=3,
+                   help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where fine-tuning runs, the baselines' too (not the target): auto is CUDA when present")
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
@@ -420,7 +424,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
     else:
         targets = targets_from_search(Path(args.search_dir))
-    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed,
+    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed, views=args.finetune_views,
                                               device=args.finetune_device), int8=args.int8,
                        seed=args.seed)
     out = Path(args.out)
@@ -451,7 +455,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     table = Path(args.table) if args.table else default_table(profile)
     out = Path(args.out) if args.out else Path("runs") / profile.name
     o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
-                   finetune_steps=args.finetune_steps,
+                   finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
                    finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
                    rerank=args.rerank, rerank_steps=args.rerank_steps,
                    margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)

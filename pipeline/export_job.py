@@ -103,6 +103,7 @@ class Exporter:
 
     def __init__(self, trained: TrainedSupernet, cfg: ExportConfig, progress: bool = False,
                  log: Callable[[str], None] = print, teacher=None):
+        from pipeline.augment import text_views, views_for
         from pipeline.data import load_corpus
         from pipeline.extract import fitted_embedding
         from pipeline.teacher import (
@@ -123,7 +124,7 @@ class Exporter:
                                                            cfg.embed_steps, cfg.seed, progress)
         log(f"fitted the factorised embeddings (E={trained.frame.embed_dim}) to the teacher's: "
             f"MSE {self.embed_loss:.4f} after {cfg.embed_steps} steps")
-        self.targets, self.train_ids = None, self.data.train
+        self.targets, self.train_ids, self.views = None, self.data.train, 0
         if cfg.finetune.steps:
             last = trained.summary["space"]["teacher_layers"]
             ft = cfg.finetune
@@ -131,6 +132,15 @@ class Exporter:
                                   trained.frame.teacher_hidden, 1)
             self.train_ids = sample_chunks(self.data.train, n, cfg.seed)
             self.targets = cached_teacher_states(teacher, self.train_ids, last, progress)  # [N, S, T]
+            most = chunks_for_states(10**12, trained.seq_len, trained.frame.teacher_hidden, 1)
+            views = views_for(ft.steps * ft.batch_size, self.train_ids.shape[0], ft.views, most)
+            if views:
+                extra = text_views(self.train_ids, views, ft.replace, cfg.seed)   # [V * (N - 1), S]
+                log(f"fine-tuning reads the training text {ft.steps * ft.batch_size // self.train_ids.shape[0]} "
+                    f"times: {views} augmented views of it ({extra.shape[0]} chunks), labelled by the teacher")
+                self.train_ids = torch.cat([self.train_ids, extra])
+                self.targets = torch.cat([self.targets, cached_teacher_states(teacher, extra, last, progress)])
+            self.views = views
 
     def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
         from pipeline.extract import assemble
@@ -141,6 +151,7 @@ class Exporter:
             student.train()
             record = distill(student, self.train_ids, self.targets, self.cfg.finetune, desc=f"finetune {name}",
                              progress=self.progress)
+            record.update(views=self.views, chunks=int(self.train_ids.shape[0]))
         return student.eval(), record
 
 

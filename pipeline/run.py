@@ -37,6 +37,7 @@ class RunOptions:
     quick: bool = False               # the scaled-down training schedule (train --quick)
     finetune_steps: int | None = None  # None: 200 with --quick, 2000 otherwise (end-to-end
                                        # distillation; 3.5 ms student: 0.75 after 500 steps, 0.82 after 1500)
+    finetune_views: int = DistillConfig.views  # augmented views of the text for long fine-tuning (augment.py)
     finetune_device: str = "auto"     # where fine-tuning runs (DistillConfig.device), the baselines' too
     int8: bool = False
     max_params: int | None = None
@@ -123,7 +124,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     stage("search", do_search if fresh else lambda: None, reused=not fresh)
     # 4 export (reuses each architecture exported with the same inputs)
     export_dir = out / "export"
-    ecfg = ExportConfig(finetune=DistillConfig(steps=o.steps, seed=o.seed, device=o.finetune_device), int8=o.int8,
+    ecfg = ExportConfig(finetune=DistillConfig(steps=o.steps, seed=o.seed, views=o.finetune_views,
+                                               device=o.finetune_device), int8=o.int8,
                         seed=o.seed)
     stage("export", lambda: run_export(train_dir, targets_from_search(search_dir), export_dir, backend, ecfg,
                                        force=o.force, progress=progress, log=log))

@@ -121,3 +121,29 @@ def test_budgets_that_pick_one_architecture_share_its_export(tiny_export, tiny_t
     assert any("same architecture as arch_a" in line for line in logs)
     assert got[1]["model_dir"] == got[0]["model_dir"] and got[1]["search"]["budget_ms"] == 70.0
     assert json.loads((out / "arch_a_twin" / EXPORT).read_text())["same_as"] == "arch_a"
+
+
+def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
+    from pipeline.distill import DistillConfig
+    from pipeline.export_job import ExportConfig, Exporter
+    from pipeline.teacher import load_teacher, teacher_states
+    from pipeline.trained import TrainedSupernet
+
+    trained = TrainedSupernet(tiny_trained[0])
+    teacher = load_teacher(trained.teacher)
+    last = trained.summary["space"]["teacher_layers"]
+    logs = []
+    # Steps only count here: the Exporter prepares the text and the teacher's states, student() would train.
+    ex = Exporter(trained, ExportConfig(finetune=DistillConfig(steps=100_000), embed_steps=2), log=logs.append,
+                  teacher=teacher)
+    n = ex.data.train.shape[0]
+    assert ex.views == 3 and ex.train_ids.shape[0] == n + 3 * (n - 1) == ex.targets.shape[0]
+    assert torch.equal(ex.train_ids[:n], ex.data.train)
+    views = ex.train_ids[n:]
+    assert not torch.equal(views[: n - 1], ex.data.train[: n - 1])
+    expected = teacher_states(teacher, views[-3:], [last])[last]
+    torch.testing.assert_close(ex.targets[-3:], expected, rtol=1e-4, atol=1e-4)   # labelled by the teacher
+    assert any("3 augmented views" in m for m in logs)
+    plain = Exporter(trained, ExportConfig(finetune=DistillConfig(steps=100_000, views=0), embed_steps=2),
+                     log=logs.append, teacher=teacher)
+    assert plain.views == 0 and torch.equal(plain.train_ids, ex.data.train)
