@@ -40,7 +40,7 @@ class DistillConfig:
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
     seed: int = 0
     views: int = 3                # at most this many augmented views of the training text (augment.py), made only
-                                  # for schedules that read it many times: 6000 steps gained 0.01 sentence cosine
+                                  # for schedules that read it many times: 6000 steps, 0.857 -> 0.864 at 3.5 ms
     replace: float = 0.15         # share of a view's tokens replaced (BERT's masking rate)
     device: str = "auto"          # where the steps run, not the target: "auto" is CUDA when present (the curve
                                   # still rises past 5000 steps; 10000 took 35 min on 2 CPU cores), else cpu

@@ -42,10 +42,12 @@ def test_no_views_of_too_little_text():
 
 @pytest.mark.parametrize("reads, chunks, max_views, max_chunks, expected", [
     (200 * 16, 3324, 3, 32768, 0),        # run --quick: reads the text once, no views
-    (1000 * 16, 3324, 3, 32768, 1),       # 4 passes: 1 view
-    (2000 * 16, 3324, 3, 32768, 3),       # 9 passes: capped at 3
-    (2000 * 16, 3324, 0, 32768, 0),       # views off
-    (2000 * 16, 3324, 3, 8000, 1),        # the states' memory fits the chunks and one view
+    (2000 * 16, 3324, 3, 32768, 0),       # run's default: 9 passes, no views
+    (4000 * 16, 3324, 3, 32768, 2),       # 19 passes: 2 views
+    (6000 * 16, 3324, 3, 32768, 3),       # 28 passes: 3
+    (20000 * 16, 3324, 3, 32768, 3),      # capped at 3
+    (6000 * 16, 3324, 0, 32768, 0),       # views off
+    (6000 * 16, 3324, 3, 8000, 1),        # the states' memory fits the chunks and one view
     (10**6, 1, 3, 32768, 0),
 ])
 def test_views_for(reads, chunks, max_views, max_chunks, expected):
