@@ -420,6 +420,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     backend = get_backend(profile)
     if args.finetune_steps < 0:
         raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    if args.finetune_views < 0:
+        raise PipelineError(f"--finetune-views must be 0 or more, got {args.finetune_views}")
     if args.arch:
         targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
     else:
@@ -447,6 +449,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     if args.finetune_steps is not None and args.finetune_steps < 0:
         raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
+    if args.finetune_views < 0:
+        raise PipelineError(f"--finetune-views must be 0 or more, got {args.finetune_views}")
     check_rerank(args.rerank, args.rerank_steps)  # checked again by the search, but only after training
     if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
         raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")

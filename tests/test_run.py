@@ -57,3 +57,10 @@ def test_run_refuses_bad_rerank_steps_at_once(capsys):
     assert main(["run", "--budget", "3ms", "--rerank-steps", "0"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--rerank-steps must be at least 1" in err
+
+
+@pytest.mark.parametrize("command", [["run", "--budget", "3ms"], ["export", "--arch", "a.json"]])
+def test_negative_views_are_refused_at_once(command, capsys):
+    assert main([*command, "--finetune-views", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--finetune-views must be 0 or more" in err
