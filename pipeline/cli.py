@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
 from pipeline.devices import Backend, get_backend
 from pipeline.distill import DEVICES as DISTILL_DEVICES
+from pipeline.distill import DistillConfig
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
 from pipeline.search_job import RERANKERS, check_rerank
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
     p.add_argument("--out", default="runs/export", help="output folder")
     p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly")
-    p.add_argument("--finetune-views", type=int, default=3,
+    p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
                    help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where the fine-tuning steps run (not the target): auto is CUDA when present")
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<device>)")
     p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
     p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full)")
-    p.add_argument("--finetune-views", type=int, default=3,
+    p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
                    help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
                    help="where fine-tuning runs, the baselines' too (not the target): auto is CUDA when present")
@@ -412,16 +413,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_finetune(args: argparse.Namespace) -> None:
+    """Negative fine-tuning counts are refused before any work (DistillConfig checks them only when it runs)."""
+    for flag in ("finetune_steps", "finetune_views"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise PipelineError(f"--{flag.replace('_', '-')} must be 0 or more, got {value}")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.distill import DistillConfig
     from pipeline.export_job import EXPORT, ExportConfig, Target, run_export, targets_from_search
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
-    if args.finetune_steps < 0:
-        raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
-    if args.finetune_views < 0:
-        raise PipelineError(f"--finetune-views must be 0 or more, got {args.finetune_views}")
+    _check_finetune(args)
     if args.arch:
         targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
     else:
@@ -447,10 +452,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     max_params = parse_count(args.max_params) if args.max_params else None
     if args.top < 1:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
-    if args.finetune_steps is not None and args.finetune_steps < 0:
-        raise PipelineError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
-    if args.finetune_views < 0:
-        raise PipelineError(f"--finetune-views must be 0 or more, got {args.finetune_views}")
+    _check_finetune(args)
     check_rerank(args.rerank, args.rerank_steps)  # checked again by the search, but only after training
     if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
         raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")

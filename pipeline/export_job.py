@@ -111,6 +111,7 @@ class Exporter:
             chunks_for_states,
             load_teacher,
             load_tokenizer,
+            max_state_chunks,
             sample_chunks,
         )
 
@@ -128,16 +129,16 @@ class Exporter:
         if cfg.finetune.steps:
             last = trained.summary["space"]["teacher_layers"]
             ft = cfg.finetune
-            n = chunks_for_states(max(ft.steps * ft.batch_size, MIN_DISTILL_CHUNKS), trained.seq_len,
-                                  trained.frame.teacher_hidden, 1)
+            reads, shape = ft.steps * ft.batch_size, (trained.seq_len, trained.frame.teacher_hidden, 1)
+            n = chunks_for_states(max(reads, MIN_DISTILL_CHUNKS), *shape)
             self.train_ids = sample_chunks(self.data.train, n, cfg.seed)
             self.targets = cached_teacher_states(teacher, self.train_ids, last, progress)  # [N, S, T]
-            most = chunks_for_states(10**12, trained.seq_len, trained.frame.teacher_hidden, 1)
-            views = views_for(ft.steps * ft.batch_size, self.train_ids.shape[0], ft.views, most)
+            n = self.train_ids.shape[0]
+            views = views_for(reads, n, ft.views, max_state_chunks(*shape))
             if views:
                 extra = text_views(self.train_ids, views, ft.replace, cfg.seed)   # [V * (N - 1), S]
-                log(f"fine-tuning reads the training text {ft.steps * ft.batch_size // self.train_ids.shape[0]} "
-                    f"times: {views} augmented views of it ({extra.shape[0]} chunks), labelled by the teacher")
+                log(f"fine-tuning reads the training text {reads // n} times: {views} augmented views of it "
+                    f"({extra.shape[0]} chunks), labelled by the teacher")
                 self.train_ids = torch.cat([self.train_ids, extra])
                 self.targets = torch.cat([self.targets, cached_teacher_states(teacher, extra, last, progress)])
             self.views = views

@@ -98,10 +98,15 @@ def teacher_states(model, ids: torch.Tensor, layers: list[int], batch_size: int 
 STATES_BUDGET_BYTES = 6 * 2**30  # teacher states held in memory at once (fp32): a third of a 24 GiB machine
 
 
+def max_state_chunks(seq: int, hidden: int, layers: int) -> int:
+    """How many chunks of teacher states (of `layers` layers each) fit STATES_BUDGET_BYTES."""
+    return max(1, STATES_BUDGET_BYTES // (seq * hidden * 4 * max(1, layers)))
+
+
 def chunks_for_states(wanted: int, seq: int, hidden: int, layers: int) -> int:
     """How many chunks of teacher states to precompute: what a schedule will read (`wanted`),
     but no more than fit STATES_BUDGET_BYTES, so that a large --corpus never exhausts memory."""
-    return max(1, min(wanted, STATES_BUDGET_BYTES // (seq * hidden * 4 * max(1, layers))))
+    return max(1, min(wanted, max_state_chunks(seq, hidden, layers)))
 
 
 def sample_chunks(ids: torch.Tensor, n: int, seed: int) -> torch.Tensor:
