@@ -17,7 +17,8 @@ from pipeline.distill import DEVICES as DISTILL_DEVICES
 from pipeline.distill import DistillConfig
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
-from pipeline.search_job import RERANKERS, check_rerank
+from pipeline.readout import MIN_READOUT
+from pipeline.search_job import RERANKERS, check_min_readout, check_rerank
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.timing import STATISTIC
 
@@ -57,6 +58,10 @@ def _add_rerank_args(p: argparse.ArgumentParser) -> None:
                    "the top T's untrained validation loss (seconds); none: the block losses' best")
     p.add_argument("--rerank-steps", type=int, default=150, metavar="N", help="distillation steps per candidate")
     p.add_argument("--top", type=int, default=5, help="candidates per budget that the re-ranker compares")
+    p.add_argument("--min-readout", type=float, default=MIN_READOUT, metavar="COS",
+                   help="prefer students whose last block is wide enough that a read-out of it can reach this "
+                   "sentence cosine to the teacher (measured on its validation states; narrower only where "
+                   "nothing wider fits; 0 = no preference; default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,7 +408,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
                          rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
-                         progress=not args.quiet)
+                         progress=not args.quiet, min_readout=args.min_readout)
     for c in choices:
         loss = "" if c.true_loss is None else (f", chained loss {c.true_loss:.4f}" if args.rerank == "chained" else
                                                f", fine-tuned validation cosine {1 - c.true_loss:.4f}")
@@ -454,6 +459,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     _check_finetune(args)
     check_rerank(args.rerank, args.rerank_steps)  # checked again by the search, but only after training
+    check_min_readout(args.min_readout)
     if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
         raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")
     profile = resolve_profile(args.device, args.profile)
@@ -463,7 +469,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
                    finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
                    finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
-                   rerank=args.rerank, rerank_steps=args.rerank_steps,
+                   rerank=args.rerank, rerank_steps=args.rerank_steps, min_readout=args.min_readout,
                    margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     try:
         report = run_all(backend, table, out, o, progress=not args.quiet, log=_note)

@@ -25,6 +25,7 @@ from pipeline.devices import Backend
 from pipeline.distill import DistillConfig
 from pipeline.errors import PipelineError
 from pipeline.export_job import ExportConfig
+from pipeline.readout import MIN_READOUT
 from pipeline.train import TrainConfig
 
 
@@ -45,6 +46,7 @@ class RunOptions:
     rerank: str = "finetune"          # search_job.RERANKERS; finetune picked 4 attention layers over 1 at 3.5 ms
     rerank_steps: int = 150           # per candidate: enough to order them (0.653 .. 0.723 for 0 .. 4 attention
                                       # layers at 3.5 ms), ~30 s each on 2 CPU cores
+    min_readout: float = MIN_READOUT  # prefer last blocks wide enough for this fidelity (readout.py)
     margin: float = 0.03              # search under 97% of each budget: the cpu predictor read 1-3% low on
                                       # searched students (2 ms budget: predicted 1.970, measured 2.007)
     baselines: bool = True            # hand-designed students in the report
@@ -65,7 +67,7 @@ def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
     return short_hash({"train": TrainedSupernet(train_dir).content_hash,
                        "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
                        "max_params": o.max_params, "top": o.top_t, "seq": seq, "margin": o.margin,
-                       "rerank": [o.rerank, o.rerank_steps, o.seed], "format": 2})
+                       "rerank": [o.rerank, o.rerank_steps, o.seed], "min_readout": o.min_readout, "format": 3})
 
 
 def _stored_key(path: Path) -> str | None:
@@ -117,7 +119,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
 
     def do_search() -> None:
         run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
-                   o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress)
+                   o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress,
+                   min_readout=o.min_readout)
         record = json.loads((search_dir / SEARCH).read_text())
         write_json_atomic(search_dir / SEARCH, {**record, "key": key})
 

@@ -23,7 +23,7 @@ fine-tunes the best student of each attention count.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +84,13 @@ def _prune(terms: np.ndarray, loss: np.ndarray, hidden: np.ndarray) -> np.ndarra
 def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Predictor,
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
-           rerank: Callable[[Architecture], float] | None = None, diverse: bool = False) -> list[Choice]:
+           rerank: Callable[[Architecture], float] | None = None, diverse: bool = False,
+           last_widths: Collection[int] | None = None) -> list[Choice]:
     """The best student for each budget (ascending budgets in, one Choice each out).
+
+    `last_widths`: under each budget, only students whose last block has one of these widths are
+    considered when any of them fits; the others only when none does (readout.py: a narrow last
+    block caps fidelity in a way the block losses do not show).
 
     `diverse`: the T handed to the re-ranker are the best combination with each number of
     attention layers, T of those numbers spread evenly from the fewest to the most that fit, not
@@ -124,10 +129,14 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     base = latency.base_terms(frame.teacher_hidden, frame.vocab_size, frame.embed_dim, frame.max_positions)
 
     # Terms and losses of every combination of blocks 2..N: [P_2 * ... * P_N, TERMS] and [...].
-    rest_terms, rest_loss, rest_first, rest_mha = _combine(terms[1:], losses[1:], wi[1:], n_mha[1:], link, last)
+    rest_terms, rest_loss, rest_first, rest_mha, rest_last = _combine(terms[1:], losses[1:], wi[1:], n_mha[1:],
+                                                                      link, last)
+    preferred = np.isin(sizes, list(last_widths if last_widths is not None else sizes))  # [S]
     budgets = sorted(budgets_ms)
-    best: list[list[tuple[float, float, tuple[int, ...], float]]] = [[] for _ in budgets]
-    by_count: list[dict[int, tuple[float, float, tuple[int, ...], float]]] = [{} for _ in budgets]
+    # Two tiers per budget: 0 holds students with a preferred last width, 1 every student.
+    best: list[list[list[tuple[float, float, tuple[int, ...], float]]]] = [[[] for _ in budgets] for _ in range(2)]
+    by_count: list[list[dict[int, tuple[float, float, tuple[int, ...], float]]]] = [[{} for _ in budgets]
+                                                                                     for _ in range(2)]
     fastest = np.inf
     for i in range(len(blocks[0])):
         s1 = int(wi[0][i])
@@ -138,23 +147,27 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
         ok_params = t[:, 5] <= max_params if max_params else np.ones(len(ms), bool)
         if ok_params.any():
             fastest = min(fastest, float(ms[ok_params].min()))
-        for b, budget in enumerate(budgets):
-            feasible = np.flatnonzero((ms <= budget) & ok_params)
-            if feasible.size == 0:
-                continue
-            order = feasible[np.lexsort((feasible, loss[feasible]))]
-            if diverse:
-                count = int(n_mha[0][i]) + rest_mha[order]  # attention layers of each combination
-                _, first_of = np.unique(count, return_index=True)  # the best of each count
-                for j, k in zip(order[first_of], count[first_of], strict=True):
-                    entry = (float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5]))
-                    if int(k) not in by_count[b] or entry < by_count[b][int(k)]:
-                        by_count[b][int(k)] = entry
-                continue
-            merged = best[b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5])) for j in order[:top_t]]
-            best[b] = sorted(merged)[:top_t]
+        wide = preferred[rest_last] if rest_last is not None else preferred[[s1]]  # [combinations]
+        for tier, mask in enumerate((ok_params & wide, ok_params)):
+            for b, budget in enumerate(budgets):
+                feasible = np.flatnonzero((ms <= budget) & mask)
+                if feasible.size == 0:
+                    continue
+                order = feasible[np.lexsort((feasible, loss[feasible]))]
+                if diverse:
+                    count = int(n_mha[0][i]) + rest_mha[order]  # attention layers of each combination
+                    _, first_of = np.unique(count, return_index=True)  # the best of each count
+                    for j, k in zip(order[first_of], count[first_of], strict=True):
+                        entry = (float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5]))
+                        if int(k) not in by_count[tier][b] or entry < by_count[tier][b][int(k)]:
+                            by_count[tier][b][int(k)] = entry
+                    continue
+                merged = best[tier][b] + [(float(loss[j]), float(ms[j]), (i, int(j)), float(t[j, 5]))
+                                          for j in order[:top_t]]
+                best[tier][b] = sorted(merged)[:top_t]
     if diverse:
-        best = [_spread(counts, top_t) for counts in by_count]
+        best = [[_spread(counts, top_t) for counts in tier] for tier in by_count]
+    best = [preferred_top or top for preferred_top, top in zip(best[0], best[1], strict=True)]
     choices, cache = [], {}
     for budget, top in zip(budgets, best, strict=True):
         if not top:
@@ -177,10 +190,10 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
 
 
 def _combine(terms, losses, wi, n_mha, link, last):
-    """Terms, losses, first-width indices and attention counts of every combination of the given
-    blocks (C order)."""
+    """Terms, losses, first- and last-width indices and attention counts of every combination of the
+    given blocks (C order)."""
     if not terms:
-        return None, np.zeros(1), None, np.zeros(1, dtype=np.int64)
+        return None, np.zeros(1), None, np.zeros(1, dtype=np.int64), None
     t, lo, w_first, w_last, mha = terms[0], losses[0], wi[0], wi[0], n_mha[0].astype(np.int64)
     for tn, ln, wn, mn in zip(terms[1:], losses[1:], wi[1:], n_mha[1:], strict=True):
         links = link[w_last[:, None], wn[None, :]]  # [combos so far, P_n, TERMS]
@@ -189,7 +202,7 @@ def _combine(terms, losses, wi, n_mha, link, last):
         mha = (mha[:, None] + mn[None, :]).reshape(-1)
         w_first = np.repeat(w_first, len(wn))
         w_last = np.tile(wn, len(w_last))
-    return t + last[w_last], lo, w_first, mha
+    return t + last[w_last], lo, w_first, mha, w_last
 
 
 def _spread(by_count: dict[int, tuple], top_t: int) -> list[tuple]:

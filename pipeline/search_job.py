@@ -28,6 +28,7 @@ from pipeline.artifacts import write_json_atomic
 from pipeline.budget import format_ms
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
+from pipeline.readout import MIN_READOUT
 from pipeline.search import Choice, search
 from pipeline.space import Architecture, save_architecture
 from pipeline.timing import STATISTIC
@@ -86,6 +87,11 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
     return score
 
 
+def check_min_readout(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise PipelineError(f"--min-readout must be a cosine in [0, 1], got {value}")
+
+
 def check_rerank(rerank: str, steps: int) -> None:
     if rerank not in RERANKERS:
         raise PipelineError(f"unknown re-ranker {rerank!r}; use {', '.join(RERANKERS)}")
@@ -93,22 +99,50 @@ def check_rerank(rerank: str, steps: int) -> None:
         raise PipelineError(f"--rerank-steps must be at least 1, got {steps}")
 
 
+def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[dict[int, float], set[int] | None]:
+    """The read-out cap of every last-block width in the pools, measured on the teacher's validation
+    states (readout.py), and the widths that reach `floor` (None: no preference, floor 0 or none
+    reaches it)."""
+    from pipeline.data import load_corpus
+    from pipeline.readout import readout_caps, wide_enough
+    from pipeline.teacher import load_teacher, load_tokenizer, teacher_states
+
+    if floor <= 0:
+        return {}, None
+    corpus = trained.summary["corpus"]
+    data = load_corpus(load_tokenizer(trained.teacher), trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
+    last = trained.summary["space"]["teacher_layers"]
+    states = teacher_states(load_teacher(trained.teacher), data.validation, [last])[last]  # [N, S, T]
+    caps = readout_caps(states, {int(e["hidden"]) for e in trained.pools[-1]})
+    wide = wide_enough(caps, floor) or None
+    shown = ", ".join(f"{h}: {c:.3f}" for h, c in caps.items())
+    log(f"read-out caps of the last block's width (sentence cosine at best): {shown}; "
+        + (f"preferring {', '.join(map(str, sorted(wide)))} (at least {floor:g})" if wide else
+           f"none reaches {floor:g}, no preference"))
+    return caps, wide
+
+
 def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
                max_params: int | None = None, top_t: int = 5, rerank: str = "finetune", rerank_steps: int = 150,
-               log=print, margin: float = 0.0, seed: int = 0, progress: bool = False) -> list[Choice]:
+               log=print, margin: float = 0.0, seed: int = 0, progress: bool = False,
+               min_readout: float = MIN_READOUT) -> list[Choice]:
     """`margin` searches under budget x (1 - margin) and labels the result with the budget: room for
     the predictor's error, so that the measured latency stays within the budget. `rerank` is one of
-    RERANKERS (module docstring)."""
+    RERANKERS (module docstring). `min_readout`: prefer last blocks whose read-out cap reaches it
+    (readout.py; 0 turns the preference off)."""
     if not 0 <= margin < 0.5:
         raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
+    check_min_readout(min_readout)
     check_rerank(rerank, rerank_steps)
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)
+    caps, wide = readout_widths(trained, min_readout, log)
     # The plain search runs first on its own (milliseconds) so that its time is reported apart from
     # the re-ranking, which runs students and dominates.
     start = time.perf_counter()
-    plain = search(trained.pools, trained.frame, predictor, budgets_ms, max_params=max_params, top_t=top_t)
+    plain = search(trained.pools, trained.frame, predictor, budgets_ms, max_params=max_params, top_t=top_t,
+                   last_widths=wide)
     search_s = time.perf_counter() - start
     pool_sizes = [len(p) for p in trained.pools]
     n_students = 1
@@ -126,12 +160,17 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         else:
             fn, what = chained_loss_fn(trained, progress), "the chained student's validation loss"
         choices = search(trained.pools, trained.frame, predictor, budgets_ms, max_params=max_params, top_t=top_t,
-                         rerank=fn, diverse=rerank == "finetune")
+                         rerank=fn, diverse=rerank == "finetune", last_widths=wide)
         rerank_s = time.perf_counter() - start
         log(f"re-ranked {sum(c.candidates_ranked for c in choices)} candidates by {what} in {rerank_s:.1f} s")
     # Label each choice with the user's budget (the search ran under the margin-reduced one).
     by_search = dict(zip(budgets_ms, user_budgets, strict=True))
     choices = [replace(c, budget_ms=by_search[c.budget_ms]) for c in choices]
+    for c in choices:
+        if wide and c.arch.blocks[-1].hidden not in wide:
+            log(f"note: nothing with a last block of {', '.join(map(str, sorted(wide)))} fits "
+                f"{format_ms(c.budget_ms)}; its student's last block is {c.arch.blocks[-1].hidden} wide "
+                f"(fidelity at most {caps[c.arch.blocks[-1].hidden]:.3f})")
     records: list[dict[str, Any]] = []
     names: set[str] = set()
     for c in choices:
@@ -143,7 +182,9 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     write_json_atomic(out / SEARCH, {
         "device": device, "train_dir": str(train_dir), "budgets_ms": user_budgets, "margin": margin,
         "searched_under_ms": budgets_ms, "max_params": max_params,
-        "top_t": top_t, "rerank": rerank, "rerank_steps": rerank_steps if rerank == "finetune" else None,
+        "top_t": top_t, "min_readout": min_readout, "readout_caps": {str(h): c for h, c in caps.items()},
+        "preferred_last_widths": sorted(wide) if wide else None,
+        "rerank": rerank, "rerank_steps": rerank_steps if rerank == "finetune" else None,
         "rerank_score": SCORES[rerank], "latency": f"predicted from {predictor.table.path} ({STATISTIC})",
         "search_s": search_s, "rerank_s": rerank_s, "students_searched": n_students, "choices": records,
     })

@@ -78,8 +78,10 @@ def test_rerank_uses_the_true_loss_among_the_top_t():
     assert [sum(op == "ffn" for op in b.layers) for b in c.arch.blocks] == [2, 2]
 
 
-def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space):
-    """Random pools, the real calibrated predictor of the tiny profile: the exact optimum, every budget."""
+@pytest.mark.parametrize("prefer_widest", [False, True])
+def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space, prefer_widest):
+    """Random pools, the real calibrated predictor of the tiny profile: the exact optimum, every budget;
+    with last_widths, the optimum among students with a preferred last width wherever one fits."""
     p = Predictor(LatencyTable.load(tiny_table), 1, 16)
     rng = random.Random(3)
     pools = []
@@ -99,11 +101,18 @@ def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space):
         everything.append((sum(e["val_loss"] for e in combo), p(arch), arch))
     lo, hi = min(x[1] for x in everything), max(x[1] for x in everything)
     budgets = list(np.linspace(lo, hi, 6)[1:])
-    choices = search(pools, frame, p, budgets)
+    wide = {max(e["hidden"] for e in pools[-1])} if prefer_widest else None
+    choices = search(pools, frame, p, budgets, last_widths=wide)
+    fallbacks = 0
     for budget, c in zip(sorted(budgets), choices, strict=True):
-        best = min((x for x in everything if x[1] <= budget), key=lambda x: x[0])
+        fits = [x for x in everything if x[1] <= budget]
+        preferred = [x for x in fits if wide is None or x[2].blocks[-1].hidden in wide]
+        fallbacks += not preferred
+        best = min(preferred or fits, key=lambda x: x[0])
         assert c.est_loss == pytest.approx(best[0])
         assert c.predicted_ms == pytest.approx(p(c.arch)) and c.predicted_ms <= budget
+        assert wide is None or (c.arch.blocks[-1].hidden in wide) == bool(preferred)
+    assert fallbacks < len(budgets)  # the preference decided at least one budget
 
 
 
@@ -146,3 +155,14 @@ def test_diverse_hands_the_reranker_the_best_of_each_attention_count():
     # fewer counts than asked for: every one of them
     assert len(search(pools, FRAME, ToyLatency(), [budget], top_t=9, rerank=lambda a: 0.0,
                       diverse=True)[0].ranked) == 5
+
+
+def test_a_preferred_last_width_wins_where_it_fits_and_gives_way_where_not():
+    # The narrow last block has the better block loss; the wide one costs two ops (2.8 ms in all).
+    pools = [[entry(128, 0, 1.0)], [entry(128, 1, 0.1), entry(256, 2, 0.5)]]
+    for diverse in (False, True):
+        tight, loose = search(pools, FRAME, ToyLatency(), [1.8, 4.8], last_widths={256}, diverse=diverse,
+                              rerank=lambda a: 0.0)
+        assert tight.arch.blocks[-1].hidden == 128  # nothing 256 wide fits 1.8 ms: fall back
+        assert loose.arch.blocks[-1].hidden == 256 and {c["describe"][-11:] for c in loose.ranked} == {"256:ffn,ffn"}
+    assert search(pools, FRAME, ToyLatency(), [4.8])[0].arch.blocks[-1].hidden == 128  # no preference: the loss

@@ -45,6 +45,8 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
     choices = run_search(out, p, "tiny-cpu", budgets, tmp_path, top_t=3, log=lambda *_: None)
     record = json.loads((tmp_path / SEARCH).read_text())
     assert record["budgets_ms"] == budgets and len(record["choices"]) == len(budgets)
+    # the tiny space has one width, as wide as the teacher: its read-out reaches the teacher exactly
+    assert record["readout_caps"] == {"128": pytest.approx(1.0)} and record["preferred_last_widths"] == [128]
     for c, r in zip(choices, record["choices"], strict=True):
         assert c.predicted_ms <= c.budget_ms and c.true_loss is not None and c.candidates_ranked <= 3
         assert load_architecture(r["arch_path"]) == c.arch
@@ -69,6 +71,8 @@ def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_
         assert "5ms, 500us or 0.01s" in capsys.readouterr().err
     assert main([*common, "--budget", "1us"]) == 1
     assert "meets 1us: the fastest is predicted at" in capsys.readouterr().err
+    assert main([*common, "--budget", "1s", "--min-readout", "1.5"]) == 1
+    assert "--min-readout must be a cosine in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*common, "--budget", "1s"]) == 0
     assert "budget 1000 ms: predicted" in capsys.readouterr().out
     assert main(["search", "--budget", "1s", "--train-dir", str(tmp_path / "none"), "--device", "cpu"]) == 1
