@@ -85,12 +85,15 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
            rerank: Callable[[Architecture], float] | None = None, diverse: bool = False,
-           last_widths: Collection[int] | None = None) -> list[Choice]:
+           last_widths: Collection[int] | None = None, min_use: float = 0.0) -> list[Choice]:
     """The best student for each budget (ascending budgets in, one Choice each out).
 
     `last_widths`: under each budget, only students whose last block has one of these widths are
     considered when any of them fits; the others only when none does (readout.py: a narrow last
-    block caps fidelity in a way the block losses do not show).
+    block caps fidelity in a way the block losses do not show). `min_use`: likewise, only students
+    predicted at or above this share of their budget when any fits (the block losses of a short
+    supernet schedule are noisy enough that the best of an attention count can sit far below it).
+    Preferred width comes first, then use.
 
     `diverse`: the T handed to the re-ranker are the best combination with each number of
     attention layers, T of those numbers spread evenly from the fewest to the most that fit, not
@@ -133,10 +136,12 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
                                                                       link, last)
     preferred = np.isin(sizes, list(last_widths if last_widths is not None else sizes))  # [S]
     budgets = sorted(budgets_ms)
-    # Two tiers per budget: 0 holds students with a preferred last width, 1 every student.
-    best: list[list[list[tuple[float, float, tuple[int, ...], float]]]] = [[[] for _ in budgets] for _ in range(2)]
+    # Preference tiers per budget, first non-empty wins: a preferred last width and the budget used
+    # (at least min_use of it), a preferred last width, the budget used, anything that fits.
+    tiers = 4
+    best: list[list[list[tuple[float, float, tuple[int, ...], float]]]] = [[[] for _ in budgets] for _ in range(tiers)]
     by_count: list[list[dict[int, tuple[float, float, tuple[int, ...], float]]]] = [[{} for _ in budgets]
-                                                                                     for _ in range(2)]
+                                                                                     for _ in range(tiers)]
     fastest = np.inf
     for i in range(len(blocks[0])):
         s1 = int(wi[0][i])
@@ -148,9 +153,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
         if ok_params.any():
             fastest = min(fastest, float(ms[ok_params].min()))
         wide = preferred[rest_last] if rest_last is not None else preferred[[s1]]  # [combinations]
-        for tier, mask in enumerate((ok_params & wide, ok_params)):
-            for b, budget in enumerate(budgets):
-                feasible = np.flatnonzero((ms <= budget) & mask)
+        for b, budget in enumerate(budgets):
+            fits = (ms <= budget) & ok_params
+            used = fits & (ms >= min_use * budget)
+            for tier, mask in enumerate((used & wide, fits & wide, used, fits)):
+                feasible = np.flatnonzero(mask)
                 if feasible.size == 0:
                     continue
                 order = feasible[np.lexsort((feasible, loss[feasible]))]
@@ -167,7 +174,7 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
                 best[tier][b] = sorted(merged)[:top_t]
     if diverse:
         best = [[_spread(counts, top_t) for counts in tier] for tier in by_count]
-    best = [preferred_top or top for preferred_top, top in zip(best[0], best[1], strict=True)]
+    best = [next((tier[b] for tier in best if tier[b]), []) for b in range(len(budgets))]
     choices, cache = [], {}
     for budget, top in zip(budgets, best, strict=True):
         if not top:

@@ -166,3 +166,21 @@ def test_a_preferred_last_width_wins_where_it_fits_and_gives_way_where_not():
         assert tight.arch.blocks[-1].hidden == 128  # nothing 256 wide fits 1.8 ms: fall back
         assert loose.arch.blocks[-1].hidden == 256 and {c["describe"][-11:] for c in loose.ranked} == {"256:ffn,ffn"}
     assert search(pools, FRAME, ToyLatency(), [4.8])[0].arch.blocks[-1].hidden == 128  # no preference: the loss
+
+
+def test_min_use_keeps_students_that_use_the_budget_where_any_fits():
+    rng = random.Random(0)
+    shapes = [lay + ("identity",) * (2 - n) for n in range(3) for lay in itertools.product(("mha", "ffn"), repeat=n)]
+    pools = [[mixed(128, layers, round(1 + rng.random() + layers.count("mha"), 3)) for layers in shapes]
+             for _ in range(2)]
+
+    def ranked_ms(**kw):
+        c = search(pools, FRAME, ToyLatency(), [5.0], top_t=3, rerank=lambda a: 0.0, diverse=True, **kw)[0]
+        return [x["predicted_ms"] for x in c.ranked], c
+
+    free, _ = ranked_ms()
+    assert min(free) < 4.5  # the best of some attention count leaves budget unused
+    used, c = ranked_ms(min_use=0.9)
+    assert min(used) >= 4.5 and c.predicted_ms == pytest.approx(4.8)  # 4 ops: 0.8 ms fixed + 4 x 1 ms
+    # nothing uses 90% of 1.3 ms (0.8 ms or 1.8 ms): fall back to what fits
+    assert search(pools, FRAME, ToyLatency(), [1.3], min_use=0.9)[0].predicted_ms == pytest.approx(0.8)
