@@ -60,7 +60,7 @@ def _add_rerank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=5, help="candidates per budget that the re-ranker compares")
     p.add_argument("--min-readout", type=float, default=MIN_READOUT, metavar="COS",
                    help="prefer students whose last block is wide enough that a read-out of it can reach this "
-                   "sentence cosine to the teacher (measured on its validation states; narrower only where "
+                   "sentence cosine to the teacher on new text (readout.py; narrower only where "
                    "nothing wider fits; 0 = no preference; default %(default)s)")
 
 

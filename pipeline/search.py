@@ -137,8 +137,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     preferred = np.isin(sizes, list(last_widths if last_widths is not None else sizes))  # [S]
     budgets = sorted(budgets_ms)
     # Preference tiers per budget, first non-empty wins: a preferred last width and the budget used
-    # (at least min_use of it), a preferred last width, the budget used, anything that fits.
-    tiers = 4
+    # (at least min_use of it), a preferred last width, the budget used, anything that fits. Only the
+    # preferences asked for make tiers (without any, one: the plain search).
+    prefs = [(w, u) for w in ((True, False) if last_widths is not None else (False,))
+             for u in ((True, False) if min_use > 0 else (False,))]
+    tiers = len(prefs)
     best: list[list[list[tuple[float, float, tuple[int, ...], float]]]] = [[[] for _ in budgets] for _ in range(tiers)]
     by_count: list[list[dict[int, tuple[float, float, tuple[int, ...], float]]]] = [[{} for _ in budgets]
                                                                                      for _ in range(tiers)]
@@ -156,8 +159,8 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
         for b, budget in enumerate(budgets):
             fits = (ms <= budget) & ok_params
             used = fits & (ms >= min_use * budget)
-            for tier, mask in enumerate((used & wide, fits & wide, used, fits)):
-                feasible = np.flatnonzero(mask)
+            for tier, (want_wide, want_use) in enumerate(prefs):
+                feasible = np.flatnonzero((used if want_use else fits) & (wide if want_wide else True))
                 if feasible.size == 0:
                     continue
                 order = feasible[np.lexsort((feasible, loss[feasible]))]

@@ -73,13 +73,13 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
     distillation from the supernet's weights (lower is better, like a loss)."""
     from pipeline.distill import DistillConfig, fidelity, outputs
     from pipeline.export_job import ExportConfig, Exporter
-    from pipeline.teacher import load_teacher, teacher_states
+    from pipeline.teacher import cached_teacher_states, load_teacher
 
     teacher = load_teacher(trained.teacher)
     cfg = ExportConfig(finetune=DistillConfig(steps=steps, seed=seed), seed=seed)
     ex = Exporter(trained, cfg, progress=progress, log=lambda _m: None, teacher=teacher)
     last = trained.summary["space"]["teacher_layers"]
-    reference = teacher_states(teacher, ex.data.validation, [last])[last]  # [N, S, T]
+    reference = cached_teacher_states(teacher, ex.data.validation, last)  # [N, S, T]; the read-out caps' too
     numbers = itertools.count(1)
 
     def score(arch: Architecture) -> float:
@@ -113,7 +113,7 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
     preference, floor 0 or none reaches it)."""
     from pipeline.data import load_corpus
     from pipeline.readout import readout_caps, wide_enough
-    from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer, sample_chunks, teacher_states
+    from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer, sample_chunks
 
     if floor <= 0:
         return {}, None
@@ -121,7 +121,7 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
     data = load_corpus(load_tokenizer(trained.teacher), trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
     last = trained.summary["space"]["teacher_layers"]
     teacher = load_teacher(trained.teacher)
-    states = teacher_states(teacher, data.validation, [last])[last]                          # [N, S, T]
+    states = cached_teacher_states(teacher, data.validation, last)                          # [N, S, T]
     fit = cached_teacher_states(teacher, sample_chunks(data.train, READOUT_CHUNKS, seed=0), last)  # [M, S, T]
     caps = readout_caps(fit, states, {int(e["hidden"]) for e in trained.pools[-1]})
     wide = wide_enough(caps, floor) or None
