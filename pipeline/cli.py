@@ -142,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="the best architecture under each latency budget, from the trained pools",
                        description="Combine the per-block candidate pools of a trained supernet into the student "
                        "with the lowest estimated loss (sum of block losses) whose latency, predicted from the "
-                       "device's latency table, fits each budget (exact search), then re-rank the top T by the "
-                       "true validation loss of the chained student. Writes OUT/arch_<budget>.json and "
-                       "OUT/search.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "device's latency table, fits each budget (exact search; preferring last blocks wide enough "
+                       "for --min-readout and students using 90% of their budget), then re-rank T candidates "
+                       "(--rerank) and keep the best. Writes OUT/arch_<budget>.json and OUT/search.json.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_device_args(p)
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 5ms,8ms,12ms")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M or 500k")
