@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch", action="append", help="architecture JSON instead (repeatable)")
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
     p.add_argument("--out", default="runs/export", help="output folder")
-    p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly")
+    p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly "
+                   "(MiniLM at 3.5 ms: 2000 -> 0.85 sentence cosine, 10000 -> 0.90; 36 min on 2 CPU cores)")
     p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
                    help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
@@ -196,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG")
     p.add_argument("--out", help="run folder (default runs/<device>)")
     p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
-    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full)")
+    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full; "
+                   "MiniLM at 3.5 ms: 10000 -> 0.90 sentence cosine, 36 min on 2 CPU cores, for each baseline too)")
     p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
                    help="at most this many augmented views of the training text for long fine-tuning (0: none)")
     p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
