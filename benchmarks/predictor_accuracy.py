@@ -17,16 +17,15 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from pipeline.benchmark import drift_of, measure_architectures
-from pipeline.cli import default_table, load_predictor
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
 from pipeline.errors import PipelineError
 from pipeline.space import count_params
+from pipeline.tables import choose_table, load_predictor
 from pipeline.teacher import space_for_teacher
 from pipeline.timing import STATISTIC
 
@@ -46,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         backend = get_backend(profile)
         space = space_for_teacher(args.teacher)
         seq = profile.seq_lens[0]
-        path = Path(args.table) if args.table else default_table(profile)
-        predictor, _ = load_predictor(profile, backend, path, seq, foreign=False)
+        choice = choose_table(profile, backend, args.table)
+        path = choice.path
+        predictor, _ = load_predictor(profile, choice, seq)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

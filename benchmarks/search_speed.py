@@ -13,12 +13,13 @@ import argparse
 import itertools
 import random
 import time
-from pathlib import Path
 
-from pipeline.latency import LatencyTable, Predictor
+from pipeline.config import resolve_profile
+from pipeline.devices import get_backend
 from pipeline.search import search
 from pipeline.space import Architecture, Block
 from pipeline.supernet import SuperBlock
+from pipeline.tables import choose_table, load_predictor
 from pipeline.trained import TrainedSupernet
 
 
@@ -47,10 +48,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-dir", default="runs/train")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--table", help="latency table (default: this machine's of --device)")
+    ap.add_argument("--foreign-table", action="store_true", help="accept a table measured on another machine")
     ap.add_argument("--budgets", default="1.5,2,3,4,6", help="ms, comma-separated")
     args = ap.parse_args()
     trained = TrainedSupernet(args.train_dir)
-    predictor = Predictor(LatencyTable.load(Path("latency_tables") / f"{args.device}.csv"), 1, 128)
+    profile = resolve_profile(args.device, None)
+    choice = choose_table(profile, get_backend(profile, require_present=False), args.table)
+    predictor, _ = load_predictor(profile, choice, 128, args.foreign_table)
     budgets = [float(b) for b in args.budgets.split(",")]
     rng = random.Random(0)
     sb = SuperBlock(trained.frame.teacher_hidden, trained.hidden_sizes, trained.layers_per_block)

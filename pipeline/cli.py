@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 
 from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
-from pipeline.devices import Backend, get_backend
+from pipeline.devices import get_backend
 from pipeline.distill import DEVICES as DISTILL_DEVICES
 from pipeline.distill import DistillConfig
-from pipeline.errors import DeviceUnavailable, PipelineError
-from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
+from pipeline.errors import PipelineError
+from pipeline.latency import Predictor
 from pipeline.readout import MIN_READOUT
 from pipeline.search_job import RERANKERS, check_min_readout, check_rerank
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
+from pipeline.tables import choose_table, load_predictor, missing_table
 from pipeline.timing import STATISTIC
 
 STAGES = """\
@@ -39,16 +40,16 @@ devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
 """
 
 
-def default_table(profile: DeviceProfile) -> Path:
-    return Path("latency_tables") / f"{profile.name}.csv"
-
-
-def _add_device_args(p: argparse.ArgumentParser, table: bool = True) -> None:
+def _add_device_args(p: argparse.ArgumentParser, table: bool = True, foreign: bool = True) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--device", help="shipped device profile name (cpu, gpu, tensorrt); default cpu")
     g.add_argument("--profile", help="path to a device profile YAML (for new hardware)")
     if table:
-        p.add_argument("--table", help="latency table CSV (default latency_tables/<profile>.csv)")
+        p.add_argument("--table", help="latency table CSV (default: this machine's, "
+                       "latency_tables/<profile>/<fingerprint>.csv)")
+    if table and foreign:
+        p.add_argument("--foreign-table", action="store_true",
+                       help="use a --table measured on another machine (another fingerprint), with a warning")
 
 
 def _add_rerank_args(p: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Measure every op of the teacher's search space, the fixed parts and a few "
                        "whole students on the device's runtime; write a fingerprinted latency table. "
                        "An interrupted profile resumes where it stopped.")
-    _add_device_args(p)
+    _add_device_args(p, foreign=False)
     p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
     p.add_argument("--force", action="store_true", help="re-measure everything, replacing the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,8 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(p)
     p.add_argument("--arch", required=True, help="architecture JSON")
     p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
-    p.add_argument("--foreign-table", action="store_true",
-                   help="use a table measured on another fingerprint than this machine's (with a warning)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("benchmark", help="the report: teacher, exported students and baselines on the device",
@@ -103,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/benchmark", help="report folder (with --export-dir)")
     p.add_argument("--no-baselines", action="store_true", help="leave out the hand-designed students")
     p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
-    p.add_argument("--foreign-table", action="store_true", help="as for predict")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("train", help="train the supernet by block-wise distillation, with progressive shrinking",
@@ -126,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only block N (1-based; repeatable); blocks are independent")
     p.add_argument("--quick", action="store_true", help="scaled-down schedule for a CPU (a few minutes)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where training runs (not the target)")
-    p.add_argument("--target", default="cpu", help="device whose latency table bins the candidates")
-    p.add_argument("--tables", default="latency_tables", help="folder of latency tables; every one that covers "
-                   "the space adds a predicted latency to the pool entries")
+    p.add_argument("--target", default="cpu", help="device profile (shipped name) whose latency table bins the "
+                   "candidates")
+    p.add_argument("--table", help="that latency table (default: this machine's table of --target; without one "
+                   "the bins use parameters only)")
+    p.add_argument("--foreign-table", action="store_true", help="use a --table measured on another machine")
     p.add_argument("--epochs", type=int, help="override the schedule's epochs")
     p.add_argument("--epoch-steps", type=int, help="override the steps per epoch (each a random sample of chunks)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
@@ -155,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.0,
                    help="search under budget x (1 - margin), room for the predictor's error (run uses 0.03)")
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
-    p.add_argument("--foreign-table", action="store_true", help="as for predict")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("export", help="searched architectures -> deployable students, every artifact checked",
@@ -225,32 +224,6 @@ def _note(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def load_predictor(profile: DeviceProfile, backend: Backend, table_path: Path, seq: int,
-                   foreign: bool) -> tuple[Predictor, bool | None]:
-    """Load the table and refuse one measured elsewhere; returns (predictor, fingerprint matched?)."""
-    table = LatencyTable.load(table_path)
-    for key in ("backend", "precision"):
-        if table.fingerprint.get(key) != getattr(profile, key):
-            raise PipelineError(f"{table_path} was measured for {key} {table.fingerprint.get(key)!r}, "
-                                f"but device '{profile.name}' is {getattr(profile, key)!r}")
-    try:
-        backend.check_available()
-        here = backend.fingerprint()
-    except DeviceUnavailable as e:
-        _note(f"note: {e}; predicting from {table_path}, measured on {describe_fingerprint(table.fingerprint)}")
-        matched = None
-    else:
-        matched = fingerprint_hash(here) == table.fingerprint_hash
-        if not matched:
-            diff = sorted(k for k in {*here, *table.fingerprint} if here.get(k) != table.fingerprint.get(k))
-            msg = (f"{table_path} was measured on fingerprint {table.fingerprint_hash}, this machine is "
-                   f"{fingerprint_hash(here)} (differs in {', '.join(diff)})")
-            if not foreign:
-                raise PipelineError(msg + "; re-run `profile` here, or pass --foreign-table to use it anyway")
-            _note(f"warning: {msg}; using it as asked (--foreign-table)")
-    return Predictor(table, profile.batch, seq), matched
-
-
 def _seq(profile: DeviceProfile, seq: int | None) -> int:
     if seq is not None and seq <= 0:
         raise PipelineError(f"--seq must be a positive integer, got {seq}")
@@ -264,7 +237,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     space = space_for_teacher(args.teacher)
-    path = Path(args.table) if args.table else default_table(profile)
+    path = choose_table(profile, backend, args.table).path
     # Refuse a corrupt or foreign table before any work; what it holds already is not measured again.
     before = len(open_table(path, backend.fingerprint(), args.force).df)
     _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
@@ -291,8 +264,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     backend = get_backend(profile, require_present=False)
     arch = load_architecture(args.arch)
     seq = _seq(profile, args.seq)
-    path = Path(args.table) if args.table else default_table(profile)
-    predictor, matched = load_predictor(profile, backend, path, seq, args.foreign_table)
+    choice = choose_table(profile, backend, args.table)
+    path = choice.path
+    predictor, matched = load_predictor(profile, choice, seq, args.foreign_table, log=_note)
     predicted, cal = predictor(arch), predictor.calibration
     if args.json:
         print(json.dumps({
@@ -316,12 +290,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     seq = _seq(profile, args.seq)
-    path = Path(args.table) if args.table else default_table(profile)
+    choice = choose_table(profile, backend, args.table)
     predictor = None
-    if args.table or path.exists():
-        predictor, _ = load_predictor(profile, backend, path, seq, args.foreign_table)
+    if args.table or choice.path.exists():
+        predictor, _ = load_predictor(profile, choice, seq, args.foreign_table, log=_note)
     else:
-        _note(f"note: no latency table at {path}; measuring without a prediction (run `profile` first)")
+        _note(f"note: {missing_table(profile, choice.path)}; measuring without a prediction")
     if args.export_dir:
         from pipeline.bench_job import run_benchmark
         from pipeline.run import summary_lines
@@ -364,6 +338,22 @@ def cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_table(args: argparse.Namespace) -> Path | None:
+    """The table whose latencies bin the candidates: --table, else this machine's of --target if it exists."""
+    from pipeline.tables import load_table
+
+    profile = resolve_profile(args.target, None)
+    try:
+        choice = choose_table(profile, get_backend(profile, require_present=False), args.table)
+        load_table(profile, choice, args.foreign_table, log=_note)
+    except PipelineError as e:
+        if args.table:
+            raise
+        _note(f"note: {e}")
+        return None
+    return choice.path
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -385,7 +375,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,
-                            Path(args.tables), args.target, args.force, progress=not args.quiet, log=_note)
+                            _training_table(args), args.target, args.force, progress=not args.quiet, log=_note)
     except KeyboardInterrupt:
         _note(f"interrupted: checkpoints are in {out}/block_*/; run the same command to resume")
         return 130
@@ -399,6 +389,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from pipeline.budget import parse_budgets, parse_count
     from pipeline.search_job import SEARCH, run_search
+    from pipeline.trained import TrainedSupernet
 
     budgets = parse_budgets(args.budget)
     max_params = parse_count(args.max_params) if args.max_params else None
@@ -406,8 +397,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise PipelineError(f"--top must be at least 1, got {args.top}")
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile, require_present=False)
-    path = Path(args.table) if args.table else default_table(profile)
-    predictor, _ = load_predictor(profile, backend, path, _seq(profile, args.seq), args.foreign_table)
+    TrainedSupernet(Path(args.train_dir))  # a missing supernet is named before the table
+    choice = choose_table(profile, backend, args.table)
+    predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
                          rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
@@ -467,7 +459,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
-    table = Path(args.table) if args.table else default_table(profile)
+    table = choose_table(profile, backend, args.table).path
     out = Path(args.out) if args.out else Path("runs") / profile.name
     o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
                    finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
@@ -475,7 +467,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    rerank=args.rerank, rerank_steps=args.rerank_steps, min_readout=args.min_readout,
                    margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     try:
-        report = run_all(backend, table, out, o, progress=not args.quiet, log=_note)
+        report = run_all(backend, table, out, o, progress=not args.quiet, log=_note, foreign_table=args.foreign_table)
     except KeyboardInterrupt:
         _note(f"interrupted: what finished is kept in {out}; run the same command to resume")
         return 130

@@ -53,7 +53,8 @@ def fingerprint_hash(fp: dict[str, str]) -> str:
 
 
 def describe_fingerprint(fp: dict[str, str]) -> str:
-    keys = ("backend", "precision", "cpu", "threads", "gpu", "driver", "onnxruntime", "tensorrt", "torch")
+    keys = ("backend", "precision", "cpu", "cpu_id", "isa", "threads", "gpu", "driver", "onnxruntime", "tensorrt",
+            "torch")
     return ", ".join(f"{k}={fp[k]}" for k in keys if k in fp)
 
 

@@ -161,9 +161,10 @@ def open_table(path: Path, fingerprint: dict[str, str], force: bool) -> LatencyT
     table = LatencyTable.load(path)
     if table.fingerprint_hash != fingerprint_hash(fingerprint):
         raise PipelineError(
-            f"{path} was measured on another fingerprint ({table.fingerprint_hash}: "
-            f"{describe_fingerprint(table.fingerprint)}); this device is {fingerprint_hash(fingerprint)}. "
-            "Pass --table NEW.csv, or --force to replace it"
+            f"{path} was measured on another machine ({table.fingerprint_hash}: "
+            f"{describe_fingerprint(table.fingerprint)}); this one is {fingerprint_hash(fingerprint)}. "
+            "Leave out --table to measure this machine's own table, pass --foreign-table to use it as it is "
+            "(run, search, predict, benchmark), or --force to measure it anew"
         )
     return table
 

@@ -6,8 +6,9 @@
     OUT/report.*   the benchmark (reused when the exports and the device are the same)
     OUT/run.json   what ran, what was reused, how long each stage took
 
-The latency table is the device's shared one (latency_tables/<profile>.csv): `profile` fills in
-only what it lacks, so a table measured before is reused as it is.
+The latency table is this machine's (tables.py: latency_tables/<profile>/<fingerprint>.csv, or
+--table): `run` profiles it when it is missing, and fills in only what it lacks otherwise, so a
+table measured before is reused as it is. A foreign table (--foreign-table) is used as it is.
 """
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ def _stored_key(path: Path) -> str | None:
 
 
 def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+            log: Callable[[str], None] = print, foreign_table: bool = False) -> dict[str, Any]:
     from pipeline.bench_job import bench_key, run_benchmark
-    from pipeline.cli import load_predictor
     from pipeline.export_job import run_export, targets_from_search
-    from pipeline.profiling import profile_device
+    from pipeline.profiling import plan, profile_device
     from pipeline.search_job import SEARCH, run_search
+    from pipeline.tables import TableChoice, load_predictor
     from pipeline.teacher import space_for_teacher
     from pipeline.train_job import run_train
 
@@ -100,7 +101,15 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
 
     # 1 profile: measures only what the table lacks (nothing when it is complete).
     space = space_for_teacher(o.teacher)
-    stage("profile", lambda: profile_device(backend, space, table, force=False, progress=progress))
+    choice = TableChoice(table, backend.fingerprint())
+    if foreign_table:  # measured elsewhere: nothing measured here may be added to it
+        stage("profile", lambda: load_predictor(p, choice, seq, foreign=True, log=log), reused=True)
+    else:
+        if not table.exists():
+            n = len(plan(space, p.batch, p.seq_lens, p.calibration_archs))
+            log(f"no latency table of device '{p.name}' for this machine yet: profiling it into {table} "
+                f"({n} models x {p.rounds} rounds; about 2 minutes for the default teacher on a 2-core CPU)")
+        stage("profile", lambda: profile_device(backend, space, table, force=False, progress=progress))
     cfg = o.train or (TrainConfig(seed=o.seed).quick() if o.quick else TrainConfig(seed=o.seed))
     if cfg.seq_len != seq:
         raise PipelineError(f"the device profile measures sequence {seq} but training uses {cfg.seq_len}")
@@ -109,11 +118,11 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     import torch
 
     where = "gpu" if torch.cuda.is_available() else "cpu"
-    stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table.parent,
+    stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table,
                                      p.name, o.force, progress=progress, log=log))
     # 3 search
     search_dir = out / "search"
-    predictor, _ = load_predictor(p, backend, table, seq, foreign=False)
+    predictor, _ = load_predictor(p, choice, seq, foreign=foreign_table, log=lambda _: None)
     key = _search_key(train_dir, table, o, seq)
     fresh = o.force or _stored_key(search_dir / SEARCH) != key
 

@@ -108,18 +108,20 @@ def block_params(block: Block) -> int:
     return sum(op_params(op, block.hidden) for op in block.layers)
 
 
-def table_predictors(space: SearchSpace, tables_dir: Path, seq: int, batch: int = 1) -> dict[str, Predictor]:
-    """A predictor per latency table in `tables_dir` that covers this space's ops at (batch, seq)."""
-    out = {}
-    for path in sorted(Path(tables_dir).glob("*.csv")) if Path(tables_dir).is_dir() else []:
+def table_predictor(space: SearchSpace, table: Path, seq: int, batch: int = 1) -> Predictor:
+    """The predictor of `table` at (batch, seq); an error if it lacks any op of this space."""
+    p = Predictor(LatencyTable.load(table), batch, seq)
+    missing = []
+    for op, h in space.ops():
         try:
-            p = Predictor(LatencyTable.load(path), batch, seq)
-            for op, h in space.ops():
-                p.block_ms(Block(h, (op,)))
+            p.block_ms(Block(h, (op,)))
         except PipelineError:
-            continue  # a table of another teacher, batch or sequence: not this space's
-        out[path.stem] = p
-    return out
+            missing.append(f"{op}@{h}")
+    if missing:
+        raise PipelineError(f"latency table {table} lacks {len(missing)} op(s) of this teacher's space at batch "
+                            f"{batch}, seq {seq} (first: {missing[0]}); profile this teacher into it "
+                            "(`profile --teacher ...`) or pass another table")
+    return p
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:

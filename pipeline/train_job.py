@@ -29,7 +29,7 @@ from pipeline.teacher import (
     sample_chunks,
     teacher_states,
 )
-from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictors, train_block
+from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictor, train_block
 
 SUMMARY = "train_summary.json"
 
@@ -58,7 +58,7 @@ def _dist() -> tuple[int, int, int]:
 
 def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: str | None = None,
               dataset: str | None = None, blocks: list[int] | None = None, device: str = "cpu",
-              tables_dir: Path = Path("latency_tables"), target: str | None = "cpu", force: bool = False,
+              table: Path | None = None, target: str | None = "cpu", force: bool = False,
               progress: bool = True, log=print) -> dict[str, Any]:
     """Train (or resume, or reuse) the requested blocks and return the summary written to OUT."""
     cfg.check()
@@ -79,10 +79,11 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
             raise PipelineError(f"--block {b} is out of range: the teacher has blocks 1..{space.num_blocks}")
     mine = [b for b in wanted if (b - 1) % world == rank]
     data = load_corpus(tokenizer, cfg.seq_len, corpus, dataset)
-    predictors = table_predictors(space, tables_dir, cfg.seq_len)
-    if target and target not in predictors:
-        log(f"note: no latency table for '{target}' in {tables_dir} covers this teacher's space at seq "
-            f"{cfg.seq_len}; bins use parameters only" + (f" (tables: {', '.join(predictors)})" if predictors else ""))
+    # The bins rank candidates by latency on the one table given (the command's, this machine's),
+    # never by whatever else lies in its folder.
+    predictors = {target or "target": table_predictor(space, table, cfg.seq_len)} if table else {}
+    if not table:
+        log("note: no latency table: the candidates are binned by parameters only, not by latency on a device")
         target = None
     tables = {name: p.table.fingerprint_hash for name, p in predictors.items()}
     teacher_id = _teacher_id(model, path)

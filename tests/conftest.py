@@ -66,16 +66,19 @@ def tiny_table(tmp_path_factory, cpu_backend, tiny_space) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Tokenised corpora and timing caches go to a temp folder, not the user's ~/.cache."""
+    """Tokenised corpora and timing caches go to a temp folder, not the user's ~/.cache; this machine's
+    latency tables to another, so that no test sees a table of the repository or of the user."""
     import os
 
-    old = os.environ.get("PIPELINE_CACHE")
-    os.environ["PIPELINE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    private = {"PIPELINE_CACHE": tmp_path_factory.mktemp("cache"), "PIPELINE_TABLES": tmp_path_factory.mktemp("tt")}
+    old = {k: os.environ.get(k) for k in private}
+    os.environ.update({k: str(v) for k, v in private.items()})
     yield
-    if old is None:
-        os.environ.pop("PIPELINE_CACHE", None)
-    else:
-        os.environ["PIPELINE_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +120,7 @@ TINY_TRAIN = TrainConfig(seq_len=16, batch_size=8, lr=3e-3, warmup_steps=5, epoc
 
 def tiny_train(out, teacher, corpus, table, cfg=TINY_TRAIN, **kw):
     logs = []
-    summary = run_train(out, cfg, str(teacher), corpus=str(corpus), tables_dir=table.parent, target="tiny-cpu",
+    summary = run_train(out, cfg, str(teacher), corpus=str(corpus), table=table, target="tiny-cpu",
                         progress=False, log=logs.append, **kw)
     return summary, logs
 

@@ -64,6 +64,6 @@ def test_table_from_another_fingerprint_is_not_extended(tmp_path, tiny_table, cp
     from pipeline.latency import fingerprint_hash
     other = other.replace(fingerprint_hash(fp), fingerprint_hash({**fp, "cpu": "Some Other CPU"}))
     path.write_text(other)
-    with pytest.raises(PipelineError, match="another fingerprint"):
+    with pytest.raises(PipelineError, match="measured on another machine"):
         profile_device(cpu_backend, tiny_space, path, progress=False)
     assert path.read_text() == other  # nothing overwritten

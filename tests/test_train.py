@@ -13,7 +13,7 @@ from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.shrinking import make_bins
 from pipeline.space import Block
-from pipeline.train import block_params, lr_at, table_predictors
+from pipeline.train import block_params, lr_at, table_predictor
 from pipeline.train_job import SUMMARY
 
 
@@ -158,7 +158,7 @@ def test_sandwich_steps_also_train_a_path_of_the_dearest_bin(tmp_path, tiny_teac
     assert all({(b.hidden, b.layers) for b in pool} <= first for _, pool in extra)  # bins only ever shrink
     assert all(b in pool for b, pool in extra)
     everything = drawn[0][1]  # the first regular draw is from all candidates
-    latency = table_predictors(tiny_space, tiny_table.parent, CFG.seq_len)["tiny-cpu"]
+    latency = table_predictor(tiny_space, tiny_table, CFG.seq_len)
     bins = make_bins([block_params(b) for b in everything], [latency.block_ms(b) for b in everything], CFG.bins)
     assert first == {(everything[j].hidden, everything[j].layers) for j in bins[-1]}  # the dearest bin
     with pytest.raises(PipelineError, match="sandwich-every"):
@@ -207,9 +207,8 @@ def test_torchrun_shares_blocks_between_processes(tmp_path, tiny_teacher_tok, ti
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pipeline", "train", "--teacher", str(tiny_teacher_tok), "--corpus", str(tiny_corpus),
-           "--quick", "--epochs", "2", "--seq-len", "32", "--out", str(out), "--quiet",
-           "--tables", str(tmp_path / "no-tables")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           "--quick", "--epochs", "2", "--seq-len", "32", "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # PIPELINE_TABLES (conftest) holds no table: bins by parameters
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 0 of 2: blocks [1]" in done.stderr and "rank 1 of 2: blocks [2]" in done.stderr

@@ -7,7 +7,6 @@ timed by `pipeline.timing.measure` through `timed_run`. The base never branches 
 
 from __future__ import annotations
 
-import platform
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -94,20 +93,8 @@ class Backend(ABC):
         return None
 
     def base_fingerprint(self) -> dict[str, str]:
+        """What every table of this backend records; each backend adds what its latencies depend on."""
         return {
-            "backend": self.name,
-            "precision": self.profile.precision,
-            "machine": platform.machine(),
-            "torch": torch.__version__,
+            "backend": self.name,            # another runtime is another table
+            "precision": self.profile.precision,  # fp16 and fp32 kernels are different kernels
         }
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

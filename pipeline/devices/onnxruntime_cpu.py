@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.devices.base import Backend, Runner, cpu_model
+from pipeline.devices.base import Backend, Runner
+from pipeline.devices.host import cpu_fingerprint
 from pipeline.errors import DeviceUnavailable
 from pipeline.export import export_onnx
 
@@ -85,13 +85,17 @@ class OnnxRuntimeCPU(Backend):
             )
 
     def fingerprint(self) -> dict[str, str]:
+        """Left out on purpose: the torch version (torch only writes the ONNX graph, at a fixed
+        opset; ONNX Runtime runs it) and the number of cores (a session uses `threads` of them; the
+        idle rest does not change its latency)."""
         import onnxruntime as ort
 
         return {
             **self.base_fingerprint(),
-            "cpu": cpu_model(),
-            "cores": str(os.cpu_count()),
+            **cpu_fingerprint(),
+            # Intra-op threads of every session: 1 and 2 threads are different latencies.
             "threads": str(self.profile.resolved_threads),
+            # Its kernels, graph fusions and thread pool change from release to release.
             "onnxruntime": ort.__version__,
         }
 

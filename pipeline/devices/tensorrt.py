@@ -108,6 +108,7 @@ class TensorRT(Backend):
         require_cuda(self.profile.name)
 
     def fingerprint(self) -> dict[str, str]:
+        # TensorRT's tactics are the kernels; torch only exports the ONNX graph and holds buffers.
         return {**self.base_fingerprint(), **gpu_fingerprint(), "tensorrt": _trt().__version__}
 
     def build_engine(self, onnx_path: Path, inputs: dict[str, torch.Tensor], cache_path: Path) -> bytes:

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.devices.base import Backend, Runner, cpu_model
+from pipeline.devices.base import Backend, Runner
+from pipeline.devices.host import cpu_model
 from pipeline.errors import DeviceUnavailable
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 def gpu_fingerprint() -> dict[str, str]:
+    """The GPU fields of a fingerprint (torch-cuda and tensorrt), each with why it changes latency."""
     props = torch.cuda.get_device_properties(0)
     try:
         driver = subprocess.run(
@@ -26,10 +28,13 @@ def gpu_fingerprint() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         driver = "unknown"
     return {
-        "gpu": props.name,
-        "gpu_memory_gib": f"{props.total_memory / 2**30:.0f}",
-        "driver": driver,
-        "cuda": str(torch.version.cuda),
+        "gpu": props.name,                                          # the chip and its clocks
+        "gpu_sms": str(props.multi_processor_count),               # a MIG slice has fewer SMs under one name
+        "gpu_memory_gib": f"{props.total_memory / 2**30:.0f}",      # SKUs of one chip differ in memory bandwidth
+        "compute_capability": f"{props.major}.{props.minor}",      # which kernels exist (tensor-core generations)
+        "driver": driver,                                           # launch overhead and JIT differ by driver
+        "cuda": str(torch.version.cuda),                            # the CUDA libraries' kernels (cuBLAS, cuDNN)
+        # At batch 1 a small student is bound by kernel launches, which the host CPU issues.
         "host_cpu": cpu_model(),
     }
 
@@ -74,7 +79,8 @@ class TorchCUDA(Backend):
         require_cuda(self.profile.name)
 
     def fingerprint(self) -> dict[str, str]:
-        return {**self.base_fingerprint(), **gpu_fingerprint()}
+        # torch's own kernels run the model here, so its version is part of the latency.
+        return {**self.base_fingerprint(), **gpu_fingerprint(), "torch": torch.__version__}
 
     def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
               onnx_path: Path | None = None) -> Runner:
