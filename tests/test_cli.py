@@ -101,6 +101,36 @@ def test_bad_devices_and_files(capsys, tmp_path, tiny_table, tiny_profile_path, 
     assert_one_line_error(code, err, "no row for")  # the shipped cpu profile is at seq 128; the tiny table at 16
 
 
+def test_profile_writes_this_machines_table_which_predict_then_finds(capsys, tmp_path, tiny_teacher,
+                                                                     tiny_profile_path, arch_file, monkeypatch):
+    monkeypatch.setenv("PIPELINE_TABLES", str(tmp_path / "tables"))
+    code, _, err = run(capsys, "predict", "--profile", str(tiny_profile_path), "--arch", arch_file)
+    assert_one_line_error(code, err, f"make it with `python -m pipeline profile --profile {tiny_profile_path}`")
+    code, _, err = run(capsys, "search", "--profile", str(tiny_profile_path), "--budget", "1s",
+                       "--train-dir", str(tmp_path / "none"))
+    assert_one_line_error(code, err, "run `train` first")  # the missing supernet is named first
+    code, out, _ = run(capsys, "profile", "--profile", str(tiny_profile_path), "--teacher", str(tiny_teacher),
+                       "--quiet")
+    (made,) = list((tmp_path / "tables" / "tiny-cpu").glob("*.csv"))
+    assert code == 0 and f"wrote {made}" in out
+    code, out, _ = run(capsys, "predict", "--profile", str(tiny_profile_path), "--arch", arch_file, "--json")
+    assert code == 0 and json.loads(out)["table"] == str(made) and json.loads(out)["fingerprint_match"] is True
+
+
+def test_train_refuses_a_table_that_lacks_the_space(capsys, tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table):
+    import pandas as pd
+
+    df = pd.read_csv(tiny_table, dtype=str, keep_default_na=False)
+    partial = tmp_path / "partial.csv"
+    df[df["name"] != "sepconv7"].to_csv(partial, index=False)  # a table of a space without one op
+    code, _, err = run(capsys, "train", "--teacher", str(tiny_teacher_tok), "--corpus", str(tiny_corpus),
+                       "--target", "cpu", "--table", str(partial), "--seq-len", "16", "--out", str(tmp_path),
+                       "--quiet", "--foreign-table")
+    assert code == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # (transformers' own loading bar comes before it)
+    assert last.startswith(f"error: latency table {partial} ") and "sepconv7" in last, err
+
+
 def test_table_from_another_fingerprint(capsys, tmp_path, tiny_table, arch_file):
     from conftest import write_profile
 

@@ -37,6 +37,39 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     assert again["students"] == report["students"]
 
 
+@pytest.mark.slow
+def test_a_newcomer_runs_from_nothing_without_flags(tiny_teacher_tok, tiny_corpus, tiny_profile_path, tmp_path,
+                                                     monkeypatch, capsys):
+    """`run --quick` as a user types it, on a machine with no table of its own: it profiles the table
+    into latency_tables/<profile>/<fingerprint>.csv, trains with latency bins from it, searches, exports
+    and reports; a second run reuses the table."""
+    from conftest import TINY_TRAIN
+
+    from pipeline.train import TrainConfig
+
+    tables = tmp_path / "tables"
+    monkeypatch.setenv("PIPELINE_TABLES", str(tables))
+    monkeypatch.setattr(TrainConfig, "quick", lambda self: TINY_TRAIN)  # the tiny teacher's quick schedule
+    out = tmp_path / "run"
+    argv = ["run", "--profile", str(tiny_profile_path), "--budget", "40ms", "--quick", "--teacher",
+            str(tiny_teacher_tok), "--corpus", str(tiny_corpus), "--finetune-steps", "2", "--top", "2",
+            "--rerank-steps", "3", "--no-baselines", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    (made,) = list((tables / "tiny-cpu").glob("*.csv"))
+    assert f"no latency table of device 'tiny-cpu' for this machine yet: profiling it into {made}" in captured.err
+    assert captured.out.startswith("budget 40ms met: measured ")
+    summary = json.loads((out / "train" / "train_summary.json").read_text())
+    assert summary["bins_by"] == "latency on tiny-cpu and parameters"  # hardware-aware, from the table it made
+    assert summary["latency_tables"] == {"tiny-cpu": str(made)}
+    assert json.loads((out / "run.json").read_text())["table"] == str(made)
+    for name in ("report.md", "search/search.json", "export/export.json"):
+        assert (out / name).is_file(), name
+    before = made.read_bytes()
+    assert main(argv) == 0
+    assert "no latency table" not in capsys.readouterr().err and made.read_bytes() == before
+
+
 @pytest.mark.parametrize("budget", ["fast", "10", "-3ms", "0ms", "3 parsecs"])
 def test_run_refuses_bad_budgets_at_once(budget, capsys):
     assert main(["run", "--budget", budget]) == 1
