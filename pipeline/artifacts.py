@@ -37,6 +37,25 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def read_json(path: str | Path, fix: str, kind: type = dict) -> Any:
+    """The JSON object in `path`. A file that is cut off, empty, not text or not a `kind` is a
+    one-line PipelineError naming it and `fix` (what the user can do); a missing file raises
+    FileNotFoundError, for the caller to say which stage makes it."""
+    from pipeline.errors import PipelineError
+
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e).splitlines()[0]
+        raise PipelineError(f"{path} is damaged ({why}); {fix}") from None
+    if not isinstance(obj, kind):
+        raise PipelineError(f"{path} is damaged (not a JSON {kind.__name__}); {fix}")
+    return obj
+
+
 def cache_dir() -> Path:
     """Where reusable derived data lives (tokenised corpora, TensorRT timing caches): $PIPELINE_CACHE,
     default ~/.cache/pipeline."""

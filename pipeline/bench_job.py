@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.artifacts import read_json, short_hash, write_json_atomic
 from pipeline.benchmark import drift_of, measure_runners
 from pipeline.devices import Backend
 from pipeline.distill import DistillConfig, distill, fidelity
@@ -71,7 +71,7 @@ class Bench:
         self.progress, self.log = progress, log
         path = self.export_dir / EXPORT
         try:
-            self.export = json.loads(path.read_text())
+            self.export = read_json(path, "run `export` again")
             self.records = self.export["models"]
             self.trained = TrainedSupernet(self.export["train_dir"])
         except FileNotFoundError:

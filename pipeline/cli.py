@@ -231,7 +231,7 @@ def _seq(profile: DeviceProfile, seq: int | None) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from pipeline.profiling import open_table, profile_device
+    from pipeline.profiling import check_fits, open_table, profile_device
     from pipeline.teacher import space_for_teacher
 
     profile = resolve_profile(args.device, args.profile)
@@ -239,6 +239,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     space = space_for_teacher(args.teacher)
     path = choose_table(profile, backend, args.table).path
     # Refuse a corrupt or foreign table before any work; what it holds already is not measured again.
+    check_fits(profile, space)
     before = len(open_table(path, backend.fingerprint(), args.force).df)
     _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
           f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")

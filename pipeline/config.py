@@ -50,7 +50,10 @@ def load_profile(path: str | Path) -> DeviceProfile:
     if not path.is_file():
         raise PipelineError(f"profile file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PipelineError(f"profile {path} is not a text file (YAML); copy a shipped one from {PROFILES_DIR}") \
+            from None
     except yaml.YAMLError as e:
         raise PipelineError(f"profile {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):

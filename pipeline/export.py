@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.artifacts import write_atomic
-from pipeline.errors import ExportMismatch
+from pipeline.errors import ExportMismatch, PipelineError
 
 OPSET = 17  # LayerNormalization is a native op from 17; every ORT and TensorRT 10 reads it
 
@@ -54,6 +54,23 @@ def check_close(got: np.ndarray, ref: np.ndarray, precision: str, what: str) -> 
     return diff
 
 
+def ort_session_of(path: str | Path, options=None, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    """An ONNX Runtime session of `path`; a file that is not a loadable model is a one-line PipelineError."""
+    import onnxruntime as ort
+
+    if options is None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...) are not exported
+        if not Path(path).is_file():
+            raise PipelineError(f"ONNX model not found: {path}; run `export` again") from None
+        why = str(e).splitlines()[0].split(" : ")[-1][:160]
+        raise PipelineError(f"{path} is not a loadable ONNX model ({why}); export it again (`export --force`)") \
+            from None
+
+
 def optimize_onnx(src: Path, dst: Path) -> Path:
     """ONNX Runtime's graph optimisations applied offline and saved (constant folding, fusions of
     LayerNorm, GELU, MatMul+Add...). The portable 'extended' level: 'all' adds layout changes that
@@ -67,7 +84,7 @@ def optimize_onnx(src: Path, dst: Path) -> Path:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = str(tmp)
         so.log_severity_level = 3
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        ort_session_of(src, so)
 
     return write_atomic(dst, write)
 

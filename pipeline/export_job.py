@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.artifacts import read_json, short_hash, write_json_atomic
 from pipeline.devices import Backend
 from pipeline.distill import DistillConfig, distill
 from pipeline.errors import PipelineError
-from pipeline.export import check_close, export_onnx, optimize_onnx, quantize_int8
+from pipeline.export import check_close, export_onnx, optimize_onnx, ort_session_of, quantize_int8
 from pipeline.hf import load_student, save_student
 from pipeline.space import Architecture, count_flops, count_params, load_architecture
 from pipeline.student import Student, example_inputs
@@ -62,7 +62,7 @@ def targets_from_search(search_dir: Path) -> list[Target]:
     if not path.is_file():
         raise PipelineError(f"no search result in {search_dir} (search.json is missing); run `search` first")
     try:
-        choices = json.loads(path.read_text())["choices"]
+        choices = read_json(path, "run `search` again")["choices"]
         return [Target(Path(c["arch_path"]).stem, load_architecture(c["arch_path"]),
                        {k: c[k] for k in ("budget_ms", "predicted_ms", "est_loss", "true_loss") if k in c})
                 for c in choices]
@@ -72,11 +72,7 @@ def targets_from_search(search_dir: Path) -> list[Target]:
 
 def ort_session(path: Path) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
     """An ONNX file on ONNX Runtime CPU (whatever the device), default settings: inputs -> output."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    session = ort_session_of(path)
     names = {i.name for i in session.get_inputs()}  # export drops inputs a graph does not use
     return lambda inputs: session.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})[0]
 

@@ -79,39 +79,14 @@ class LatencyTable:
             raise PipelineError(f"latency table not found: {path} (run `python -m pipeline profile` first)")
         try:
             df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+            fp = _validate(df)
+        except _Damaged as e:
+            raise PipelineError(f"latency table {path} is corrupt: {e}; measure it again "
+                                "(`python -m pipeline profile --force`) or restore it") from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-            why = str(e).splitlines()[0] if str(e) else repr(e)
-            raise PipelineError(f"latency table {path} is corrupt: {why}") from None
-        bad = f"latency table {path} is corrupt"
-        missing = [c for c in COLUMNS if c not in df.columns]
-        if missing:
-            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-            raise PipelineError(f"{bad}: missing column(s) {shown}")
-        fp_cols = [c for c in df.columns if c.startswith(FP)]
-        if df.empty:
-            raise PipelineError(f"{bad}: it has no rows")
-        hashes = df["fingerprint"].astype(str).unique()
-        if len(hashes) != 1:
-            raise PipelineError(f"{bad}: rows from {len(hashes)} fingerprints ({', '.join(hashes)}); a table holds one")
-        first = df.iloc[0]
-        fp = {c[len(FP):]: str(first[c]) for c in fp_cols}
-        if fingerprint_hash(fp) != hashes[0] or any(df[c].astype(str).nunique() != 1 for c in fp_cols):
-            raise PipelineError(f"{bad}: its fingerprint columns do not match the recorded fingerprint {hashes[0]}")
-        if not set(df["kind"].astype(str)) <= set(KINDS):
-            raise PipelineError(f"{bad}: unknown row kind(s) {sorted(set(df['kind'].astype(str)) - set(KINDS))}")
-        try:
-            for c in ["d_in", "d_out", "batch", "seq", "stack", "n"]:
-                df[c] = pd.to_numeric(df[c], errors="raise").astype(int)
-            for c in STATS[:-1]:
-                df[c] = pd.to_numeric(df[c], errors="raise").astype(float)
-        except (ValueError, TypeError) as e:
-            raise PipelineError(f"{bad}: non-numeric values ({e})") from None
-        if df["latency_ms"].isna().any() or not np.isfinite(df["latency_ms"]).all():
-            raise PipelineError(f"{bad}: missing or infinite latency_ms values")
-        if df.duplicated(KEY).any():
-            raise PipelineError(f"{bad}: duplicated rows for the same part")
-        df["name"] = df["name"].astype(str)
-        df["kind"] = df["kind"].astype(str)
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise PipelineError(f"latency table {path} is corrupt: {why}; measure it again "
+                                "(`python -m pipeline profile --force`) or restore it") from None
         return cls(df, fp, path)
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -154,6 +129,51 @@ class LatencyTable:
         rows = df[(df.kind == "calibration") & (df.batch == batch) & (df.seq == seq)]
         pairs = zip(rows.arch, rows.latency_ms, strict=True)
         return [(architecture_from_dict(json.loads(a)), float(ms)) for a, ms in pairs]
+
+
+class _Damaged(Exception):
+    """Why a table's contents are not a table (LatencyTable.load adds the file and the fix)."""
+
+
+def _validate(df: pd.DataFrame) -> dict[str, str]:
+    """Check a table read as strings, convert its numeric columns in place, return its fingerprint."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise _Damaged(f"missing column(s) {shown}")
+    fp_cols = [c for c in df.columns if c.startswith(FP)]
+    if df.empty:
+        raise _Damaged("it has no rows")
+    if not fp_cols:
+        raise _Damaged(f"it has no fingerprint columns ({FP}*)")
+    incomplete = df[[*KEY, "stack", *STATS, "fingerprint", *fp_cols]].isna().any(axis=1)
+    if incomplete.any():
+        raise _Damaged(f"line {int(incomplete.to_numpy().argmax()) + 2} is incomplete (cut off?)")
+    hashes = df["fingerprint"].unique()
+    if len(hashes) != 1:
+        raise _Damaged(f"rows from {len(hashes)} fingerprints ({', '.join(hashes)}); a table holds one")
+    fp = {c[len(FP):]: str(df.iloc[0][c]) for c in fp_cols}
+    if fingerprint_hash(fp) != hashes[0] or any(df[c].nunique() != 1 for c in fp_cols):
+        raise _Damaged(f"its fingerprint columns do not match the recorded fingerprint {hashes[0]}")
+    if not set(df["kind"]) <= set(KINDS):
+        raise _Damaged(f"unknown row kind(s) {sorted(set(df['kind']) - set(KINDS))}")
+    try:
+        for c in ["d_in", "d_out", "batch", "seq", "stack", "n"]:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(int)
+        for c in STATS[:-1]:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(float)
+    except (ValueError, TypeError) as e:
+        raise _Damaged(f"non-numeric values ({str(e).splitlines()[0]})") from None
+    if not np.isfinite(df["latency_ms"]).all():
+        raise _Damaged("infinite latency_ms values")
+    if df.duplicated(KEY).any():
+        raise _Damaged("duplicated rows for the same part")
+    for i, a in df.loc[df["kind"] == "calibration", "arch"].items():
+        try:
+            architecture_from_dict(json.loads(a))
+        except (TypeError, ValueError, PipelineError):
+            raise _Damaged(f"line {i + 2} holds no valid architecture") from None
+    return fp
 
 
 FAMILIES = ("mha", "ffn", "sepconv", "fixed")

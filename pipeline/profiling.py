@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import write_json_atomic
+from pipeline.config import DeviceProfile
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
@@ -169,6 +170,13 @@ def open_table(path: Path, fingerprint: dict[str, str], force: bool) -> LatencyT
     return table
 
 
+def check_fits(profile: DeviceProfile, space: SearchSpace) -> None:
+    """A profile cannot measure sequences longer than the teacher's position embeddings."""
+    if max(profile.seq_lens) > space.max_positions:
+        raise PipelineError(f"device profile '{profile.name}' measures sequence {max(profile.seq_lens)}, longer than "
+                            f"the teacher's {space.max_positions} positions; use a profile with shorter seq_lens")
+
+
 def partial_path(table_path: Path) -> Path:
     return table_path.with_name(table_path.name + ".partial.json")
 
@@ -176,10 +184,15 @@ def partial_path(table_path: Path) -> Path:
 def _load_partial(path: Path, header: dict) -> list[list[list[float]]] | None:
     """Raw bursts of an interrupted profile, if it measured the same things the same way."""
     try:
-        state = json.loads(path.read_text())
-        if {k: state[k] for k in header} == header:
-            return state["samples"]
-    except (OSError, ValueError, KeyError, TypeError):
+        state = json.loads(path.read_bytes().decode("utf-8"))
+        samples = state["samples"]
+        # per model, per round, per run: as many models as the header, only numbers
+        fits = (isinstance(samples, list) and len(samples) == len(header["keys"])
+                and all(isinstance(rounds, list) and all(isinstance(burst, list) and
+                        all(isinstance(ms, int | float) for ms in burst) for burst in rounds) for rounds in samples))
+        if fits and {k: state[k] for k in header} == header:
+            return samples
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: measured again from the first round
         pass
     return None
 
@@ -194,6 +207,7 @@ def profile_device(backend: Backend, space: SearchSpace, path: str | Path, force
     """
     p = backend.profile
     path = Path(path)
+    check_fits(p, space)
     table = open_table(path, backend.fingerprint(), force)
     done = table.keys()
     todo = [pr for pr in plan(space, p.batch, p.seq_lens, p.calibration_archs) if tuple(map(str, pr.key)) not in done]

@@ -52,8 +52,10 @@ def load_teacher(name: str | None = None):  # -> transformers.BertModel
     path = resolve_teacher(name)
     try:
         return BertModel.from_pretrained(path, config=config).eval()
-    except (OSError, ValueError) as e:
-        raise PipelineError(f"could not load teacher weights from {path!r}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
+                            "Download or save the teacher again") from None
 
 
 def space_for_teacher(name: str | None = None) -> SearchSpace:

@@ -7,7 +7,6 @@ each trains its share of the blocks, they meet at a barrier, and rank 0 writes t
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import write_json_atomic
+from pipeline.artifacts import read_json, write_json_atomic
 from pipeline.data import load_corpus
 from pipeline.errors import PipelineError
 from pipeline.space import SearchSpace
@@ -147,12 +146,9 @@ def _barrier(dev: torch.device) -> None:
 
 
 def _result(block_dir: Path) -> dict[str, Any] | None:
-    path = block_dir / "result.json"
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return read_json(block_dir / "result.json", "")
+    except (FileNotFoundError, PipelineError):
         return None  # an unreadable result is retrained, from the checkpoint if there is one
 
 

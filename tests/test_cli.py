@@ -177,3 +177,10 @@ def test_python_dash_m_in_a_real_process(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: unknown device")
     assert "Traceback" not in bad.stderr
+
+
+def test_profile_longer_than_the_teacher_is_a_one_line_error(capsys, tmp_path, tiny_teacher):
+    code, _, err = run(capsys, "profile", "--device", "cpu", "--teacher", str(tiny_teacher), "--table",
+                       str(tmp_path / "t.csv"), "--quiet")  # cpu measures sequence 128; the tiny teacher has 64
+    assert_one_line_error(code, err, "longer than the teacher's 64 positions")
+    assert not (tmp_path / "t.csv").exists()

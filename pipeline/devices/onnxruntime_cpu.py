@@ -15,7 +15,7 @@ from torch import nn
 from pipeline.devices.base import Backend, Runner
 from pipeline.devices.host import cpu_fingerprint
 from pipeline.errors import DeviceUnavailable
-from pipeline.export import export_onnx
+from pipeline.export import export_onnx, ort_session_of
 
 _MEMORY_PROBE = """
 import json, sys
@@ -111,9 +111,7 @@ class OnnxRuntimeCPU(Backend):
         return so
 
     def open_onnx(self, path: Path, inputs: dict[str, torch.Tensor]) -> OrtRunner:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), self.session_options(), providers=["CPUExecutionProvider"])
+        session = ort_session_of(path, self.session_options())
         return OrtRunner(session, {k: v.numpy() for k, v in inputs.items()})
 
     def _open(self, module: nn.Module, inputs: dict[str, torch.Tensor], workdir: Path,
