@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table, cpu_ba
     return out
 
 
-def one_line_error(capsys, argv: list[str], name: Path) -> None:
+def check_one_line_error(capsys, argv: list[str], name: Path) -> None:
     code = main(argv)
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
@@ -93,7 +93,7 @@ def test_damaged_artifact_is_a_one_line_error(case, how, tiny_run, tmp_path, tin
     fill = {"run": str(run), "profile": str(tiny_profile_path), "arch": str(arch), "teacher": str(tiny_teacher_tok)}
     target = run / rel
     left = damage(target, how)
-    one_line_error(capsys, [a.format(**fill) for a in argv], target)
+    check_one_line_error(capsys, [a.format(**fill) for a in argv], target)
     assert target.read_bytes() == left  # the damaged file is kept as it was, for the user to look at
 
 
@@ -102,7 +102,7 @@ def test_damaged_profile_is_a_one_line_error(how, tmp_path, tiny_profile_path, c
     bad = tmp_path / "p.yaml"
     shutil.copy(tiny_profile_path, bad)
     damage(bad, how)
-    one_line_error(capsys, ["predict", "--profile", str(bad), "--arch", str(tmp_path / "a.json")], bad)
+    check_one_line_error(capsys, ["predict", "--profile", str(bad), "--arch", str(tmp_path / "a.json")], bad)
 
 
 @pytest.mark.parametrize("how", DAMAGES)

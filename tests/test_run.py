@@ -41,7 +41,7 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
 def test_a_newcomer_runs_from_nothing_without_flags(tiny_teacher_tok, tiny_corpus, tiny_profile_path, tmp_path,
                                                      monkeypatch, capsys):
     """`run --quick` as a user types it, on a machine with no table of its own: it profiles the table
-    into latency_tables/<profile>/<fingerprint>.csv, trains with latency bins from it, searches, exports
+    into the tables folder under <profile>/<fingerprint>.csv, trains with latency bins from it, searches, exports
     and reports; a second run reuses the table."""
     from conftest import TINY_TRAIN
 
