@@ -18,12 +18,12 @@ import argparse
 import time
 from dataclasses import replace
 
-from pipeline.distill import DEVICES, DistillConfig, fidelity, outputs
 from pipeline.errors import PipelineError
-from pipeline.export_job import ExportConfig, Exporter
+from pipeline.finetune.builder import BuildConfig, StudentBuilder
+from pipeline.finetune.distill import DEVICES, DistillConfig, fidelity, outputs
+from pipeline.model.teacher import load_teacher, sample_chunks, teacher_states
 from pipeline.space import load_architecture
-from pipeline.teacher import load_teacher, sample_chunks, teacher_states
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 
 def main() -> None:
@@ -47,11 +47,11 @@ def main() -> None:
         raise SystemExit(f"error: {e}") from None
 
     teacher = load_teacher(trained.teacher)
-    # One Exporter for every count (one corpus load, one embedding fit, one set of targets, drawn for
+    # One builder for every count (one corpus load, one embedding fit, one set of targets, drawn for
     # the largest count); only its fine-tuning steps change between counts.
-    cfg = ExportConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, views=args.views,
+    cfg = BuildConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, views=args.views,
                                                 device=args.finetune_device))
-    ex = Exporter(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
+    ex = StudentBuilder(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
     last = trained.summary["space"]["teacher_layers"]
     ref = teacher_states(teacher, ex.data.test, [last])[last]      # [N, S, T]
     # As many training chunks as test ones: their gap to the test split says whether more steps

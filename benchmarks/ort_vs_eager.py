@@ -3,7 +3,7 @@
     python benchmarks/ort_vs_eager.py --export-dir runs/cpu/export [--device cpu]
 
 Both run on the CPU with the device profile's threads, batch and sequence, on the same inputs,
-timed together round-robin (pipeline.timing.measure), so that the ratio is measured in one run.
+timed together round-robin (pipeline.devices.timing.measure), so that the ratio is measured in one run.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
-from pipeline.hf import load_student
-from pipeline.student import example_inputs
-from pipeline.timing import STATISTIC, measure
+from pipeline.devices.timing import STATISTIC, measure
+from pipeline.model.hf import load_student
+from pipeline.model.student import example_inputs
 
 
 class EagerRunner:

@@ -20,14 +20,14 @@ import sys
 
 import numpy as np
 
-from pipeline.benchmark import drift_of, measure_architectures
+from pipeline.benchmark.measure import drift_of, measure_architectures
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
+from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
+from pipeline.model.teacher import space_for_teacher
 from pipeline.space import count_params
 from pipeline.tables import choose_table, load_predictor
-from pipeline.teacher import space_for_teacher
-from pipeline.timing import STATISTIC
 
 
 def main(argv: list[str] | None = None) -> int:

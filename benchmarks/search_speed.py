@@ -16,11 +16,11 @@ import time
 
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
-from pipeline.search import search
+from pipeline.search.exact import search
 from pipeline.space import Architecture, Block
-from pipeline.supernet import SuperBlock
 from pipeline.tables import choose_table, load_predictor
-from pipeline.trained import TrainedSupernet
+from pipeline.train.supernet import SuperBlock
+from pipeline.train.trained import TrainedSupernet
 
 
 def timed(pools, frame, predictor, budgets, repeats=5):

@@ -13,15 +13,15 @@ from pathlib import Path
 
 from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
 from pipeline.devices import get_backend
-from pipeline.distill import DEVICES as DISTILL_DEVICES
-from pipeline.distill import DistillConfig
+from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
+from pipeline.finetune.distill import DEVICES as DISTILL_DEVICES
+from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
-from pipeline.readout import MIN_READOUT
-from pipeline.search_job import RERANKERS, check_min_readout, check_rerank
+from pipeline.search.job import RERANKERS, check_min_readout, check_rerank
+from pipeline.search.readout import MIN_READOUT
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.tables import choose_table, load_predictor, missing_table
-from pipeline.timing import STATISTIC
 
 STAGES = """\
 stages (DESIGN.md), each a subcommand once built:
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Assemble each searched architecture from the supernet (adapters between blocks "
                        "fused into one matrix), optionally finish it by end-to-end distillation, and write per "
                        "architecture: a Hugging Face-style folder (config.json, model.safetensors, tokenizer; load "
-                       "it with pipeline.hf.load_student), model.onnx (dynamic batch and sequence), "
+                       "it with pipeline.model.hf.load_student), model.onnx (dynamic batch and sequence), "
                        "model.opt.onnx (ONNX Runtime-optimised), model.int8.onnx (--int8), and the device's own "
                        "build (a TensorRT engine for tensorrt). Each is compared with the PyTorch student and the "
                        "max |diff| is recorded in export.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -231,8 +231,8 @@ def _seq(profile: DeviceProfile, seq: int | None) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from pipeline.profiling import check_fits, open_table, profile_device
-    from pipeline.teacher import space_for_teacher
+    from pipeline.model.teacher import space_for_teacher
+    from pipeline.profile.probes import check_fits, open_table, profile_device
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
@@ -286,7 +286,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from pipeline.benchmark import benchmark_architecture
+    from pipeline.benchmark.measure import benchmark_architecture
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
@@ -298,7 +298,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     else:
         _note(f"note: {missing_table(profile, choice.path)}; measuring without a prediction")
     if args.export_dir:
-        from pipeline.bench_job import run_benchmark
+        from pipeline.benchmark.job import run_benchmark
         from pipeline.run import summary_lines
 
         out = Path(args.out)
@@ -325,7 +325,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_space(args: argparse.Namespace) -> int:
-    from pipeline.teacher import space_for_teacher
+    from pipeline.model.teacher import space_for_teacher
 
     space = space_for_teacher(args.teacher)
     print(f"teacher hidden {space.teacher_hidden}, {space.teacher_layers} layers -> {space.num_blocks} blocks of "
@@ -358,8 +358,9 @@ def _training_table(args: argparse.Namespace) -> Path | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pipeline.train import TrainConfig
-    from pipeline.train_job import SUMMARY, run_train
+    from pipeline.train.blockwise import TrainConfig
+    from pipeline.train.job import run_train
+    from pipeline.train.trained import SUMMARY
 
     cfg = TrainConfig(seed=args.seed)
     cfg = cfg.quick() if args.quick else cfg
@@ -389,8 +390,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from pipeline.budget import parse_budgets, parse_count
-    from pipeline.search_job import SEARCH, run_search
-    from pipeline.trained import TrainedSupernet
+    from pipeline.search.job import SEARCH, run_search
+    from pipeline.train.trained import TrainedSupernet
 
     budgets = parse_budgets(args.budget)
     max_params = parse_count(args.max_params) if args.max_params else None
@@ -423,7 +424,7 @@ def _check_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export_job import EXPORT, ExportConfig, Target, run_export, targets_from_search
+    from pipeline.export.job import EXPORT, ExportConfig, Target, run_export, targets_from_search
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)

@@ -23,11 +23,11 @@ from typing import Any
 from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.budget import format_ms
 from pipeline.devices import Backend
-from pipeline.distill import DistillConfig
 from pipeline.errors import PipelineError
-from pipeline.export_job import ExportConfig
-from pipeline.readout import MIN_READOUT
-from pipeline.train import TrainConfig
+from pipeline.export.job import ExportConfig
+from pipeline.finetune.distill import DistillConfig
+from pipeline.search.readout import MIN_READOUT
+from pipeline.train.blockwise import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class RunOptions:
 
 
 def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
-    from pipeline.trained import TrainedSupernet
+    from pipeline.train.trained import TrainedSupernet
 
     return short_hash({"train": TrainedSupernet(train_dir).content_hash,
                        "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
@@ -80,13 +80,13 @@ def _stored_key(path: Path) -> str | None:
 
 def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,
             log: Callable[[str], None] = print, foreign_table: bool = False) -> dict[str, Any]:
-    from pipeline.bench_job import bench_key, run_benchmark
-    from pipeline.export_job import run_export, targets_from_search
-    from pipeline.profiling import plan, profile_device
-    from pipeline.search_job import SEARCH, run_search
+    from pipeline.benchmark.job import bench_key, run_benchmark
+    from pipeline.export.job import run_export, targets_from_search
+    from pipeline.model.teacher import space_for_teacher
+    from pipeline.profile.probes import plan, profile_device
+    from pipeline.search.job import SEARCH, run_search
     from pipeline.tables import TableChoice, load_predictor
-    from pipeline.teacher import space_for_teacher
-    from pipeline.train_job import run_train
+    from pipeline.train.job import run_train
 
     p = backend.profile
     seq = p.seq_lens[0]
@@ -115,9 +115,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         raise PipelineError(f"the device profile measures sequence {seq} but training uses {cfg.seq_len}")
     # 2 train: finished blocks with the same settings are reused inside run_train.
     train_dir = out / "train"
-    import torch
-
-    where = "gpu" if torch.cuda.is_available() else "cpu"
+    where = "auto"  # compute.py: the GPU when there is one
     stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table,
                                      p.name, o.force, progress=progress, log=log))
     # 3 search

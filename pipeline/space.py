@@ -75,6 +75,16 @@ def canonical_layers(layers: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(real + ["identity"] * (len(layers) - len(real)))
 
 
+@dataclass(frozen=True)
+class Frame:
+    """The fixed parts of every student of the space: what the search combines blocks within."""
+
+    teacher_hidden: int
+    embed_dim: int
+    vocab_size: int
+    max_positions: int
+
+
 def architecture_from_dict(d: Any, where: str = "architecture") -> Architecture:
     """Validate the JSON structure and op names; errors name the offending field."""
     if not isinstance(d, dict):

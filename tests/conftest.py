@@ -11,8 +11,8 @@ import yaml
 from pipeline.config import load_profile
 from pipeline.devices import get_backend
 from pipeline.space import SearchSpace
-from pipeline.train import TrainConfig
-from pipeline.train_job import run_train
+from pipeline.train.blockwise import TrainConfig
+from pipeline.train.job import run_train
 
 TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=256,
             vocab_size=1000, max_position_embeddings=64)
@@ -57,7 +57,7 @@ def cpu_backend(tiny_profile_path):
 @pytest.fixture(scope="session")
 def tiny_table(tmp_path_factory, cpu_backend, tiny_space) -> Path:
     """A real (small) profile of the tiny space on ONNX Runtime CPU, measured once per session."""
-    from pipeline.profiling import profile_device
+    from pipeline.profile.probes import profile_device
 
     path = tmp_path_factory.mktemp("tables") / "tiny-cpu.csv"
     profile_device(cpu_backend, tiny_space, path, progress=False)
@@ -89,7 +89,7 @@ def tiny_teacher_tok(tmp_path_factory) -> Path:
 
     from transformers import BertConfig, BertModel
 
-    from pipeline.teacher import load_tokenizer
+    from pipeline.model.teacher import load_tokenizer
 
     tokenizer = load_tokenizer(None).train_new_from_iterator([topics[k] for k in sorted(topics)], TINY["vocab_size"])
     assert len(tokenizer) == TINY["vocab_size"]
@@ -146,9 +146,9 @@ def pool_arch(trained, picks):
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory, tiny_trained, cpu_backend):
     """Two students of the tiny supernet exported once per session (3 fine-tuning steps, int8 too)."""
-    from pipeline.distill import DistillConfig
-    from pipeline.export_job import ExportConfig, Target, run_export
-    from pipeline.trained import TrainedSupernet
+    from pipeline.export.job import ExportConfig, Target, run_export
+    from pipeline.finetune.distill import DistillConfig
+    from pipeline.train.trained import TrainedSupernet
 
     out_train, _, _ = tiny_trained
     trained = TrainedSupernet(out_train)

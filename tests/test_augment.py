@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.augment import text_views, views_for
+from pipeline.model.augment import text_views, views_for
 
 CLS, SEP = 101, 102
 

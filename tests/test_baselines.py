@@ -2,9 +2,9 @@
 
 import torch
 
-from pipeline import baselines as bl
+from pipeline.benchmark import baselines as bl
+from pipeline.model.teacher import Encoder, load_teacher, truncated_teacher
 from pipeline.space import Architecture, Block, count_flops
-from pipeline.teacher import Encoder, load_teacher, truncated_teacher
 
 
 def test_narrow_is_the_slowest_uniform_student_within_the_target():

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pipeline.bench_job import ANCHORS, bench_key, run_benchmark
-from pipeline.benchmark import drift_of
+from pipeline.benchmark.job import ANCHORS, bench_key, run_benchmark
+from pipeline.benchmark.measure import drift_of
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 

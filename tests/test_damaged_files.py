@@ -107,9 +107,9 @@ def test_damaged_profile_is_a_one_line_error(how, tmp_path, tiny_profile_path, c
 
 @pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_corpus_is_a_one_line_error(how, tmp_path, tiny_corpus, tiny_teacher_tok, capsys):
-    from pipeline.data import load_corpus
     from pipeline.errors import PipelineError
-    from pipeline.teacher import load_tokenizer
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.teacher import load_tokenizer
 
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("".join(json.dumps({"text": d}) + "\n" for d in tiny_corpus.read_text().split("\n\n")))
@@ -121,9 +121,9 @@ def test_damaged_corpus_is_a_one_line_error(how, tmp_path, tiny_corpus, tiny_tea
 
 @pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_text_corpus_is_a_one_line_error_or_read(how, tmp_path, tiny_corpus, tiny_teacher_tok):
-    from pipeline.data import load_corpus
     from pipeline.errors import PipelineError
-    from pipeline.teacher import load_tokenizer
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.teacher import load_tokenizer
 
     text = tmp_path / "c.txt"
     shutil.copy(tiny_corpus, text)
@@ -142,8 +142,8 @@ def test_damaged_caches_are_rebuilt(how, tiny_corpus, tiny_teacher_tok):
     import torch
 
     from pipeline.artifacts import cache_dir
-    from pipeline.data import load_corpus
-    from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.teacher import cached_teacher_states, load_teacher, load_tokenizer
 
     tok = load_tokenizer(str(tiny_teacher_tok))
     first = load_corpus(tok, 16, str(tiny_corpus))
@@ -160,7 +160,7 @@ def test_damaged_caches_are_rebuilt(how, tiny_corpus, tiny_teacher_tok):
 @pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_partial_profile_is_measured_again(how, tmp_path, cpu_backend, tiny_space):
     from pipeline.latency import LatencyTable
-    from pipeline.profiling import partial_path, profile_device
+    from pipeline.profile.probes import partial_path, profile_device
 
     table = tmp_path / "t.csv"
     partial = partial_path(table)
@@ -174,8 +174,8 @@ def test_damaged_partial_profile_is_measured_again(how, tmp_path, cpu_backend, t
 def test_damaged_training_files(how, tiny_trained, tmp_path):
     """A block's result is retrained; its checkpoint is an error that says to delete it or --force."""
     from pipeline.errors import PipelineError
-    from pipeline.train import _load_checkpoint
-    from pipeline.train_job import _result
+    from pipeline.train.blockwise import _load_checkpoint
+    from pipeline.train.job import _result
 
     out, _, _ = tiny_trained
     result = tmp_path / "block_1" / "result.json"
@@ -194,7 +194,7 @@ def test_damaged_training_files(how, tiny_trained, tmp_path):
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
 def test_damaged_teacher_is_a_one_line_error(name, how, tiny_teacher, tmp_path):
     from pipeline.errors import PipelineError
-    from pipeline.teacher import load_teacher
+    from pipeline.model.teacher import load_teacher
 
     teacher = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher)

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from pipeline.data import chunk, load_corpus, load_documents, split_documents, stdlib_docstrings
 from pipeline.errors import PipelineError
-from pipeline.teacher import load_tokenizer
+from pipeline.model.corpus import chunk, load_corpus, load_documents, split_documents, stdlib_docstrings
+from pipeline.model.teacher import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_stdlib_docstrings_are_english_and_deterministic():
 def test_default_corpus_trains_on_docstrings_but_holds_out_only_pydoc(tokenizer, monkeypatch):
     full = load_corpus(tokenizer, 128)
     assert "docstrings" in full.source and full.held_out_source == "pydoc_data.topics"
-    monkeypatch.setattr("pipeline.data.stdlib_docstrings", lambda: [])
+    monkeypatch.setattr("pipeline.model.corpus.stdlib_docstrings", lambda: [])
     plain = load_corpus(tokenizer, 128)
     assert plain.source == "pydoc_data.topics"
     assert torch.equal(full.validation, plain.validation) and torch.equal(full.test, plain.test)

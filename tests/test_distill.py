@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from pipeline.distill import DistillConfig, distill, distill_loss, fidelity, lr_at
 from pipeline.errors import PipelineError
+from pipeline.finetune.distill import DistillConfig, distill, distill_loss, fidelity, lr_at
+from pipeline.model.student import Student
 from pipeline.space import Architecture, Block
-from pipeline.student import Student
 
 
 def test_fidelity_is_one_for_the_teacher_and_low_for_noise():

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from pipeline.errors import ExportMismatch
-from pipeline.export import check_close, export_onnx
+from pipeline.model.student import Student, example_inputs
+from pipeline.onnxio import check_close, export_onnx
 from pipeline.space import SearchSpace
-from pipeline.student import Student, example_inputs
 
 
 @pytest.mark.parametrize("seed", range(3))

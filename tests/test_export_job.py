@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.export_job import EXPORT, ort_outputs, run_export
-from pipeline.hf import load_student, save_student
-from pipeline.student import example_inputs
+from pipeline.export import EXPORT
+from pipeline.export.job import run_export
+from pipeline.model.hf import load_student, save_student
+from pipeline.model.student import example_inputs
+from pipeline.onnxio import ort_outputs
 
 
 def test_every_artifact_is_written_and_checked(tiny_export):
@@ -95,7 +97,7 @@ def test_export_command(tiny_trained, tiny_profile_path, tmp_path, capsys):
 
     from pipeline.cli import main
     from pipeline.space import save_architecture
-    from pipeline.trained import TrainedSupernet
+    from pipeline.train.trained import TrainedSupernet
 
     train_dir = tiny_trained[0]
     arch = save_architecture(pool_arch(TrainedSupernet(train_dir), (1, 2)), tmp_path / "mine.json")
@@ -111,7 +113,7 @@ def test_export_command(tiny_trained, tiny_profile_path, tmp_path, capsys):
 
 
 def test_budgets_that_pick_one_architecture_share_its_export(tiny_export, tiny_trained, cpu_backend, tmp_path):
-    from pipeline.export_job import Target
+    from pipeline.export.job import Target
 
     out, records, targets, cfg, _ = tiny_export
     out = _own_copy(out, tmp_path)
@@ -124,17 +126,17 @@ def test_budgets_that_pick_one_architecture_share_its_export(tiny_export, tiny_t
 
 
 def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
-    from pipeline.distill import DistillConfig
-    from pipeline.export_job import ExportConfig, Exporter
-    from pipeline.teacher import load_teacher, teacher_states
-    from pipeline.trained import TrainedSupernet
+    from pipeline.finetune.builder import BuildConfig, StudentBuilder
+    from pipeline.finetune.distill import DistillConfig
+    from pipeline.model.teacher import load_teacher, teacher_states
+    from pipeline.train.trained import TrainedSupernet
 
     trained = TrainedSupernet(tiny_trained[0])
     teacher = load_teacher(trained.teacher)
     last = trained.summary["space"]["teacher_layers"]
     logs = []
-    # Steps only count here: the Exporter prepares the text and the teacher's states, student() would train.
-    ex = Exporter(trained, ExportConfig(finetune=DistillConfig(steps=100_000), embed_steps=2), log=logs.append,
+    # Steps only count here: the builder prepares the text and the teacher's states, student() would train.
+    ex = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000), embed_steps=2), log=logs.append,
                   teacher=teacher)
     n = ex.data.train.shape[0]
     assert ex.views == 3 and ex.train_ids.shape[0] == n + 3 * (n - 1) == ex.targets.shape[0]
@@ -144,6 +146,6 @@ def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
     expected = teacher_states(teacher, views[-3:], [last])[last]
     torch.testing.assert_close(ex.targets[-3:], expected, rtol=1e-4, atol=1e-4)   # labelled by the teacher
     assert any("3 augmented views" in m for m in logs)
-    plain = Exporter(trained, ExportConfig(finetune=DistillConfig(steps=100_000, views=0), embed_steps=2),
+    plain = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000, views=0), embed_steps=2),
                      log=logs.append, teacher=teacher)
     assert plain.views == 0 and torch.equal(plain.train_ids, ex.data.train)

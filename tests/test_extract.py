@@ -3,10 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.extract import assemble, fit_embedding, svd_init
+from pipeline.finetune.assemble import assemble, fit_embedding, svd_init
+from pipeline.model.teacher import load_teacher
 from pipeline.space import Architecture, Block
-from pipeline.teacher import load_teacher
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 
 def test_embedding_fit_and_folded_student_match_the_chain(tiny_trained, tiny_teacher_tok):
@@ -38,7 +38,7 @@ def test_embedding_fit_and_folded_student_match_the_chain(tiny_trained, tiny_tea
 
 
 def test_fitted_embeddings_are_cached_and_a_corrupt_entry_is_refitted(tiny_teacher_tok, tmp_path, monkeypatch):
-    import pipeline.extract as extract
+    import pipeline.finetune.assemble as extract
 
     monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
     teacher = load_teacher(str(tiny_teacher_tok))

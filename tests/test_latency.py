@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.latency import FEATURES, LatencyTable, Predictor
-from pipeline.profiling import json_arch
+from pipeline.profile.probes import json_arch
 from pipeline.space import SearchSpace
 
 FP = {"backend": "onnxruntime-cpu", "precision": "fp32", "cpu": "test-cpu", "threads": "1"}

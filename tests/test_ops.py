@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.ops import Sublayer, masks
+from pipeline.model.ops import Sublayer, masks
 from pipeline.space import OPS
 
 

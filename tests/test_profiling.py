@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
-from pipeline.profiling import partial_path, plan, profile_device
+from pipeline.profile.probes import partial_path, plan, profile_device
 
 
 def test_plan_covers_the_space(tiny_space):

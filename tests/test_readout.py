@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.readout import readout_caps, wide_enough
+from pipeline.search.readout import readout_caps, wide_enough
 
 
 def low_rank_states(rank: int, t: int = 32, seed: int = 0) -> torch.Tensor:

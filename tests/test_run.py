@@ -45,7 +45,7 @@ def test_a_newcomer_runs_from_nothing_without_flags(tiny_teacher_tok, tiny_corpu
     and reports; a second run reuses the table."""
     from conftest import TINY_TRAIN
 
-    from pipeline.train import TrainConfig
+    from pipeline.train.blockwise import TrainConfig
 
     tables = tmp_path / "tables"
     monkeypatch.setenv("PIPELINE_TABLES", str(tables))

@@ -6,8 +6,8 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
-from pipeline.search import Frame, search
-from pipeline.space import Architecture, Block
+from pipeline.search.exact import search
+from pipeline.space import Architecture, Block, Frame
 
 ID = ("identity",)
 

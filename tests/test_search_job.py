@@ -8,9 +8,9 @@ import torch
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
-from pipeline.search_job import SEARCH, run_search
+from pipeline.search.job import SEARCH, run_search
 from pipeline.space import load_architecture
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 
 def test_chain_is_the_blocks_in_sequence(tiny_trained):
@@ -37,7 +37,7 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
     out, _, _ = tiny_trained
     p = Predictor(LatencyTable.load(tiny_table), 1, 16)
     trained = TrainedSupernet(out)
-    from pipeline.search import search
+    from pipeline.search.exact import search
 
     fastest = min(c.predicted_ms for c in search(trained.pools, trained.frame, p, [1e9]))
     slowest_best = search(trained.pools, trained.frame, p, [1e9])[0].predicted_ms
@@ -93,14 +93,14 @@ def test_finetune_reranker_keeps_the_closest_to_the_teacher(tiny_trained, tiny_t
     assert len({x["attention"] for x in choice["candidates"]}) == len(scores)
     assert c.true_loss == min(scores.values()) == scores[c.arch.describe()]
     assert sum("re-rank candidate" in line for line in logs) == len(scores)
-    from pipeline.export_job import targets_from_search
+    from pipeline.export.job import targets_from_search
 
     (target,) = targets_from_search(tmp_path)  # what export.json will say of the search
     assert target.arch == c.arch and target.search["true_loss"] == c.true_loss
     assert target.search["est_loss"] == c.est_loss
     # the score is 1 - the validation cosine of the student export would build with those steps
-    from pipeline.search_job import finetune_fidelity_fn
-    from pipeline.trained import TrainedSupernet
+    from pipeline.search.job import finetune_fidelity_fn
+    from pipeline.train.trained import TrainedSupernet
 
     again = finetune_fidelity_fn(TrainedSupernet(out), 3, log=lambda *_: None)(c.arch)
     assert again == pytest.approx(c.true_loss, abs=1e-6) and 0 < again < 1

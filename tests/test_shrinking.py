@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from pipeline.shrinking import done, kendall_tau, make_bins, ranks, shrink_step
+from pipeline.train.shrinking import done, kendall_tau, make_bins, ranks, shrink_step
 
 
 def test_ranks_average_ties():

@@ -6,6 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.errors import PipelineError
+from pipeline.model.student import Student, example_inputs
 from pipeline.space import (
     Architecture,
     Block,
@@ -16,7 +17,6 @@ from pipeline.space import (
     load_architecture,
     save_architecture,
 )
-from pipeline.student import Student, example_inputs
 
 MINILM = SearchSpace.from_teacher(384, 6)
 

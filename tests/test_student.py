@@ -2,8 +2,8 @@ import random
 
 import torch
 
+from pipeline.model.student import Student, example_inputs
 from pipeline.space import SearchSpace
-from pipeline.student import Student, example_inputs
 
 
 def test_output_is_in_the_teachers_hidden_space():

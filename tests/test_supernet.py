@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.space import Block
-from pipeline.supernet import SuperBlock, slice_param
+from pipeline.train.supernet import SuperBlock, slice_param
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.teacher import load_teacher, load_teacher_config, space_for_teacher
+from pipeline.model.teacher import load_teacher, load_teacher_config, space_for_teacher
 
 
 def test_default_teacher_is_offline_minilm():
@@ -30,7 +30,7 @@ def test_not_a_bert(tmp_path):
 def test_cached_teacher_states(tiny_teacher, monkeypatch, tmp_path):
     import torch
 
-    from pipeline import teacher as t
+    from pipeline.model import teacher as t
 
     monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
     model = load_teacher(str(tiny_teacher)).eval()
@@ -56,7 +56,7 @@ def test_cached_teacher_states(tiny_teacher, monkeypatch, tmp_path):
 def test_states_are_capped_by_memory_and_sampled_in_order():
     import torch
 
-    from pipeline import teacher as t
+    from pipeline.model import teacher as t
 
     assert t.chunks_for_states(100, 128, 384, 4) == 100
     per_chunk = 128 * 768 * 4 * 7  # bert-base, 7 block boundaries

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from pipeline.timing import Latency, measure
+from pipeline.devices.timing import Latency, measure
 
 
 def test_statistics_from_bursts():

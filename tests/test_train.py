@@ -11,10 +11,10 @@ from conftest import tiny_train as train
 from pipeline.cli import main
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
-from pipeline.shrinking import make_bins
 from pipeline.space import Block
-from pipeline.train import block_params, lr_at, table_predictor
-from pipeline.train_job import SUMMARY
+from pipeline.train.blockwise import block_params, lr_at, table_predictor
+from pipeline.train.shrinking import make_bins
+from pipeline.train.trained import SUMMARY
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_finished_blocks_are_reused(trained, tiny_teacher_tok, tiny_corpus, tiny
 
 def test_interrupted_training_resumes_to_the_same_result(trained, tmp_path, tiny_teacher_tok, tiny_corpus,
                                                          tiny_table, monkeypatch):
-    import pipeline.train as train_mod
+    import pipeline.train.blockwise as train_mod
 
     original = train_mod.train_block
 
@@ -75,12 +75,12 @@ def test_interrupted_training_resumes_to_the_same_result(trained, tmp_path, tiny
                 raise KeyboardInterrupt
         return original(*args, **kw, on_step=stop)
 
-    monkeypatch.setattr("pipeline.train_job.train_block", interrupted)
+    monkeypatch.setattr("pipeline.train.job.train_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
     ckpt = torch.load(tmp_path / "block_1" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 4
-    monkeypatch.setattr("pipeline.train_job.train_block", original)
+    monkeypatch.setattr("pipeline.train.job.train_block", original)
     summary, _ = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
     assert summary["missing_blocks"] == [2]
     resumed, full = summary["blocks"][0], trained[1]["blocks"][0]
@@ -101,7 +101,7 @@ def test_checkpoint_problems_are_one_line_errors(tmp_path, tiny_teacher_tok, tin
     def stop(*args, **kw):
         raise KeyboardInterrupt
 
-    import pipeline.train as train_mod
+    import pipeline.train.blockwise as train_mod
 
     original = train_mod._finish
     train_mod._finish = stop
@@ -125,7 +125,7 @@ def test_an_epoch_is_at_most_epoch_steps(trained, tmp_path, tiny_teacher_tok, ti
 def test_a_large_corpus_trains_on_a_sample_that_fits_in_memory(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table,
                                                                 monkeypatch):
     # room for the states of 6 chunks (seq 16, hidden 128, block 1's two boundaries: layers 0 and 2)
-    monkeypatch.setattr("pipeline.teacher.STATES_BUDGET_BYTES", 6 * 16 * 128 * 4 * 2)
+    monkeypatch.setattr("pipeline.model.teacher.STATES_BUDGET_BYTES", 6 * 16 * 128 * 4 * 2)
     summary, logs = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, blocks=[1])
     assert any("training on a random 6 of the" in line for line in logs)
     assert summary["blocks"][0]["steps"] == CFG.epochs  # one (short) batch per epoch
@@ -133,7 +133,7 @@ def test_a_large_corpus_trains_on_a_sample_that_fits_in_memory(tmp_path, tiny_te
 
 def test_sandwich_steps_also_train_a_path_of_the_dearest_bin(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table,
                                                               tiny_space, monkeypatch):
-    from pipeline.supernet import SuperBlock
+    from pipeline.train.supernet import SuperBlock
 
     drawn = []
     original = SuperBlock.sample

@@ -2,7 +2,7 @@
 
 A runner is opened on a torch module (each backend turns it into what its runtime eats: an ONNX
 session, a CUDA fp16 module, a TensorRT engine), checked once against the PyTorch model, then
-timed by `pipeline.timing.measure` through `timed_run`. The base never branches on a backend.
+timed by `pipeline.devices.timing.measure` through `timed_run`. The base never branches on a backend.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.config import DeviceProfile
-from pipeline.export import check_close
+from pipeline.onnxio import check_close
 
 
 class Runner(ABC):

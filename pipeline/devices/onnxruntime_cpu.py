@@ -15,7 +15,7 @@ from torch import nn
 from pipeline.devices.base import Backend, Runner
 from pipeline.devices.host import cpu_fingerprint
 from pipeline.errors import DeviceUnavailable
-from pipeline.export import export_onnx, ort_session_of
+from pipeline.onnxio import export_onnx, ort_session_of
 
 _MEMORY_PROBE = """
 import json, sys

@@ -21,7 +21,7 @@ from pipeline.artifacts import cache_dir, write_atomic
 from pipeline.devices.base import Backend, Runner
 from pipeline.devices.torch_cuda import gpu_fingerprint, require_cuda
 from pipeline.errors import DeviceUnavailable, PipelineError
-from pipeline.export import export_onnx
+from pipeline.onnxio import export_onnx
 
 WORKSPACE_BYTES = 4 << 30  # enough for every tactic of a BERT-base-sized student at seq 512
 

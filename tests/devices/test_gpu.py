@@ -8,9 +8,9 @@ import torch
 
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
+from pipeline.devices.timing import measure
+from pipeline.model.student import Student, example_inputs
 from pipeline.space import SearchSpace
-from pipeline.student import Student, example_inputs
-from pipeline.timing import measure
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(),

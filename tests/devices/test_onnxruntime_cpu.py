@@ -2,8 +2,8 @@ import random
 
 import torch
 
+from pipeline.model.student import Student, example_inputs
 from pipeline.space import SearchSpace
-from pipeline.student import Student, example_inputs
 
 
 def test_load_run_and_time_a_student(cpu_backend, tmp_path):

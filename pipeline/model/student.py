@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.ops import Sublayer, masks
+from pipeline.model.ops import Sublayer, masks
 from pipeline.space import Architecture, Block
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from pipeline.model.student import Student
 from pipeline.space import Architecture, Block, op_flops
-from pipeline.student import Student
 
 TOLERANCE = 1.05  # a baseline may be this much slower than its target: "similar", not strictly under
 
@@ -80,6 +80,6 @@ def build_narrow(b: Baseline, embeddings: nn.Module | None = None, seed: int = 0
 
 
 def build_pkd(b: Baseline, teacher) -> nn.Module:
-    from pipeline.teacher import Encoder, truncated_teacher
+    from pipeline.model.teacher import Encoder, truncated_teacher
 
     return Encoder(truncated_teacher(teacher, b.layers))

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from pipeline.artifacts import read_json, write_json_atomic
-from pipeline.data import load_corpus
+from pipeline.compute import compute_device
 from pipeline.errors import PipelineError
-from pipeline.space import SearchSpace
-from pipeline.teacher import (
+from pipeline.model.corpus import load_corpus
+from pipeline.model.teacher import (
     block_boundaries,
     chunks_for_states,
     load_teacher,
@@ -28,20 +28,9 @@ from pipeline.teacher import (
     sample_chunks,
     teacher_states,
 )
-from pipeline.train import BlockData, TrainConfig, settings_hash, table_predictor, train_block
-
-SUMMARY = "train_summary.json"
-
-
-def training_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "gpu":
-        from pipeline.devices.torch_cuda import require_cuda
-
-        require_cuda("gpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    raise PipelineError(f"unknown training device {name!r}; use cpu or gpu")
+from pipeline.space import SearchSpace
+from pipeline.train.blockwise import BlockData, TrainConfig, settings_hash, table_predictor, train_block
+from pipeline.train.trained import SUMMARY
 
 
 def _teacher_id(model, path: str) -> dict[str, Any]:
@@ -62,7 +51,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     """Train (or resume, or reuse) the requested blocks and return the summary written to OUT."""
     cfg.check()
     rank, world, local_rank = _dist()
-    dev = training_device(device, local_rank)
+    dev = compute_device(device, local_rank)
     path = resolve_teacher(teacher)
     tokenizer = load_tokenizer(teacher)
     model = load_teacher(teacher).to(dev)

@@ -30,13 +30,13 @@ from typing import Any
 
 from pipeline.artifacts import write_json_atomic
 from pipeline.budget import format_ms
+from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
-from pipeline.readout import MIN_READOUT
-from pipeline.search import Choice, search
+from pipeline.search.exact import Choice, search
+from pipeline.search.readout import MIN_READOUT
 from pipeline.space import Architecture, save_architecture
-from pipeline.timing import STATISTIC
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 SEARCH = "search.json"
 MIN_USE = 0.9  # students predicted at >= 90% of the (margin-reduced) budget come first: with the read-out
@@ -50,9 +50,9 @@ SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chai
 
 def chained_loss_fn(trained: TrainedSupernet, progress: bool = False):
     """Architecture -> MSE of its chained student against the teacher's last hidden states (validation)."""
-    from pipeline.data import load_corpus
-    from pipeline.teacher import load_teacher, load_tokenizer, teacher_states
-    from pipeline.train import mean_loss
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.teacher import load_teacher, load_tokenizer, teacher_states
+    from pipeline.train.blockwise import mean_loss
 
     corpus = trained.summary["corpus"]
     tokenizer = load_tokenizer(trained.teacher)
@@ -71,13 +71,13 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
                          log=print):
     """Architecture -> 1 - validation sentence cosine to the teacher after `steps` of end-to-end
     distillation from the supernet's weights (lower is better, like a loss)."""
-    from pipeline.distill import DistillConfig, fidelity, outputs
-    from pipeline.export_job import ExportConfig, Exporter
-    from pipeline.teacher import cached_teacher_states, load_teacher
+    from pipeline.finetune.builder import BuildConfig, StudentBuilder
+    from pipeline.finetune.distill import DistillConfig, fidelity, outputs
+    from pipeline.model.teacher import cached_teacher_states, load_teacher
 
     teacher = load_teacher(trained.teacher)
-    cfg = ExportConfig(finetune=DistillConfig(steps=steps, seed=seed), seed=seed)
-    ex = Exporter(trained, cfg, progress=progress, log=lambda _m: None, teacher=teacher)
+    cfg = BuildConfig(finetune=DistillConfig(steps=steps, seed=seed), seed=seed)
+    ex = StudentBuilder(trained, cfg, progress=progress, log=lambda _m: None, teacher=teacher)
     last = trained.summary["space"]["teacher_layers"]
     reference = cached_teacher_states(teacher, ex.data.validation, last)  # [N, S, T]; the read-out caps' too
     numbers = itertools.count(1)
@@ -111,9 +111,9 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
     """The read-out cap of every last-block width in the pools (readout.py: fit on READOUT_CHUNKS of
     the training text, judged on the validation split), and the widths that reach `floor` (None: no
     preference, floor 0 or none reaches it)."""
-    from pipeline.data import load_corpus
-    from pipeline.readout import readout_caps, wide_enough
-    from pipeline.teacher import cached_teacher_states, load_teacher, load_tokenizer, sample_chunks
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.teacher import cached_teacher_states, load_teacher, load_tokenizer, sample_chunks
+    from pipeline.search.readout import readout_caps, wide_enough
 
     if floor <= 0:
         return {}, None

@@ -22,18 +22,19 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import read_json, short_hash, write_json_atomic
-from pipeline.benchmark import drift_of, measure_runners
+from pipeline.benchmark.measure import drift_of, measure_runners
 from pipeline.devices import Backend
-from pipeline.distill import DistillConfig, distill, fidelity
+from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
-from pipeline.export import export_onnx, optimize_bert, optimize_onnx
-from pipeline.export_job import EXPORT, ExportConfig, Exporter, ort_session
+from pipeline.export import EXPORT
+from pipeline.finetune.builder import BuildConfig, StudentBuilder
+from pipeline.finetune.distill import DistillConfig, distill, fidelity
 from pipeline.latency import Predictor
+from pipeline.model.student import example_inputs
+from pipeline.model.teacher import Encoder
+from pipeline.onnxio import export_onnx, optimize_bert, optimize_onnx, ort_session
 from pipeline.space import count_flops, count_params
-from pipeline.student import example_inputs
-from pipeline.teacher import Encoder
-from pipeline.timing import STATISTIC
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 ANCHORS = 4  # calibration students re-timed with every benchmark (a few seconds more)
 
@@ -55,7 +56,7 @@ def model_outputs(m: Model, ids: torch.Tensor) -> torch.Tensor:
         run = ort_session(m.onnx_path)
         return torch.cat([torch.from_numpy(run({"input_ids": b, "attention_mask": torch.ones_like(b)}))
                           for b in ids.split(16)]).float()
-    from pipeline.distill import outputs
+    from pipeline.finetune.distill import outputs
 
     return outputs(m.module, ids).float()
 
@@ -65,7 +66,7 @@ class Bench:
 
     def __init__(self, export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
                  progress: bool = False, log: Callable[[str], None] = print):
-        from pipeline.teacher import load_teacher
+        from pipeline.model.teacher import load_teacher
 
         self.export_dir, self.backend, self.out, self.predictor = Path(export_dir), backend, Path(out), predictor
         self.progress, self.log = progress, log
@@ -128,7 +129,7 @@ class Bench:
 
     # -- students ---------------------------------------------------------------------------------
     def students(self) -> list[Model]:
-        from pipeline.hf import load_student
+        from pipeline.model.hf import load_student
 
         models = []
         for r in self.records:
@@ -148,7 +149,7 @@ class Bench:
     def baselines(self, searched: list[Model], teacher_ms: float) -> list[Model]:
         """A narrowed BERT and a PKD-style truncated teacher per searched student, of similar latency,
         distilled as many steps as it was fine-tuned (deduplicated across budgets)."""
-        from pipeline import baselines as bl
+        from pipeline.benchmark import baselines as bl
 
         steps = max((m.info["finetune_steps"] for m in searched), default=0)
         frame = next(m.module.arch for m in searched)
@@ -167,7 +168,7 @@ class Bench:
         ft = self.export.get("config", {}).get("finetune", {})
         cfg = DistillConfig(steps=steps, device=ft.get("device", "auto"), views=ft.get("views", 0),
                             replace=ft.get("replace", DistillConfig.replace))
-        ex = Exporter(self.trained, ExportConfig(finetune=cfg), self.progress, self.log, teacher=self.teacher)
+        ex = StudentBuilder(self.trained, BuildConfig(finetune=cfg), self.progress, self.log, teacher=self.teacher)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
@@ -213,8 +214,8 @@ class Bench:
             return measure_runners(runners, p, rounds, self.progress)
 
     def run(self, with_baselines: bool = True) -> dict[str, Any]:
-        from pipeline.data import load_corpus
-        from pipeline.teacher import load_tokenizer
+        from pipeline.model.corpus import load_corpus
+        from pipeline.model.teacher import load_tokenizer
 
         p = self.backend.profile
         self.log(f"exporting and optimising the teacher for {p.name} ...")
@@ -267,7 +268,7 @@ class Bench:
         timed with the rest, they tell how far the machine has drifted since it was profiled."""
         if self.predictor is None:
             return []
-        from pipeline.student import Student
+        from pipeline.model.student import Student
 
         out = []
         for i, (arch, ms) in enumerate(self.predictor.table.calibration_rows(self.backend.profile.batch,
@@ -304,7 +305,7 @@ def bench_key(export_dir: Path, backend: Backend, with_baselines: bool) -> str:
 def run_benchmark(export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
                   with_baselines: bool = True, progress: bool = False,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    from pipeline.report import write_report
+    from pipeline.benchmark.report import write_report
 
     report = Bench(export_dir, backend, out, predictor, progress, log).run(with_baselines)
     write_report(report, out)

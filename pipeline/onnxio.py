@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,18 @@ def ort_session_of(path: str | Path, options=None, providers: tuple[str, ...] = 
         why = str(e).splitlines()[0].split(" : ")[-1][:160]
         raise PipelineError(f"{path} is not a loadable ONNX model ({why}); export it again (`export --force`)") \
             from None
+
+
+def ort_session(path: Path) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
+    """An ONNX file on ONNX Runtime CPU (whatever the device), default settings: inputs -> output."""
+    session = ort_session_of(path)
+    names = {i.name for i in session.get_inputs()}  # export drops inputs a graph does not use
+    return lambda inputs: session.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})[0]
+
+
+def ort_outputs(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    """Run an ONNX file once on ONNX Runtime CPU."""
+    return ort_session(path)(inputs)
 
 
 def optimize_onnx(src: Path, dst: Path) -> Path:

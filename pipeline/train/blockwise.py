@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline import shrinking
 from pipeline.artifacts import short_hash, write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.space import Block, SearchSpace, op_params
-from pipeline.supernet import SuperBlock
+from pipeline.train import shrinking
+from pipeline.train.supernet import SuperBlock
 
 CHECKPOINT_FORMAT = 1
 

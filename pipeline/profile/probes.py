@@ -29,12 +29,12 @@ from tqdm import tqdm
 from pipeline.artifacts import write_json_atomic
 from pipeline.config import DeviceProfile
 from pipeline.devices import Backend
+from pipeline.devices.timing import STATISTIC, Latency, measure
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
-from pipeline.ops import Sublayer, masks
+from pipeline.model.ops import Sublayer, masks
+from pipeline.model.student import Embeddings, Student, example_inputs
 from pipeline.space import Architecture, SearchSpace
-from pipeline.student import Embeddings, Student, example_inputs
-from pipeline.timing import STATISTIC, Latency, measure
 
 CALIBRATION_SEED = 0  # the same random students on every machine, so tables compare
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.model.student import Embeddings, Student
 from pipeline.space import Architecture
-from pipeline.student import Embeddings, Student
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
 
 class FactorisedEmbedding(nn.Module):
@@ -74,7 +74,7 @@ def fitted_embedding(teacher, embed_dim: int, ids: torch.Tensor, steps: int = 30
     weights, the chunks and the settings: export and the benchmark's baselines need the same fit
     (~10 s on 2 CPU cores), and the fit is deterministic (seeded batches, no dropout)."""
     from pipeline.artifacts import cache_dir, short_hash, write_atomic
-    from pipeline.teacher import chunks_hash, weights_hash
+    from pipeline.model.teacher import chunks_hash, weights_hash
 
     key = short_hash({"teacher": weights_hash(teacher), "ids": chunks_hash(ids), "embed_dim": embed_dim,
                       "steps": steps, "seed": seed, "format": 1})

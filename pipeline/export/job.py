@@ -9,8 +9,8 @@ Per architecture, in OUT/<name>/:
     device/             what the device's own runtime built (a TensorRT engine for `tensorrt`)
     export.json         the architecture, the fine-tuning, every artifact with its max |diff|
 
-The student is assembled from the supernet (extract.py), its factorised embeddings fitted to the
-teacher's, and optionally finished by end-to-end distillation (distill.py). Every ONNX file is run
+The student is built by finetune/builder.py: assembled from the supernet, its factorised embeddings
+fitted to the teacher's, and optionally finished by end-to-end distillation. Every ONNX file is run
 by ONNX Runtime at two shapes (the profile's, and a padded odd one that proves the dynamic axes)
 and compared with the PyTorch student; the device's runner is compared too.
 """
@@ -23,30 +23,34 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pipeline.artifacts import read_json, short_hash, write_json_atomic
 from pipeline.devices import Backend
-from pipeline.distill import DistillConfig, distill
 from pipeline.errors import PipelineError
-from pipeline.export import check_close, export_onnx, optimize_onnx, ort_session_of, quantize_int8
-from pipeline.hf import load_student, save_student
+from pipeline.export import EXPORT
+from pipeline.finetune.builder import BuildConfig, StudentBuilder
+from pipeline.finetune.distill import DistillConfig
+from pipeline.model.hf import load_student, save_student
+from pipeline.model.student import Student, example_inputs
+from pipeline.onnxio import check_close, export_onnx, optimize_onnx, ort_outputs, quantize_int8
 from pipeline.space import Architecture, count_flops, count_params, load_architecture
-from pipeline.student import Student, example_inputs
-from pipeline.trained import TrainedSupernet
+from pipeline.train.trained import TrainedSupernet
 
-EXPORT = "export.json"
 FORMAT = 1
-MIN_DISTILL_CHUNKS = 8192  # chunks that fine-tuning draws from even when its steps would read fewer (variety)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     finetune: DistillConfig = field(default_factory=DistillConfig)  # end-to-end steps after assembly
-    embed_steps: int = 300        # fitting the factorised embeddings to the teacher's: ~10 s on a CPU
+    embed_steps: int = BuildConfig.embed_steps  # fitting the factorised embeddings to the teacher's
     int8: bool = False            # dynamic int8 on ONNX Runtime devices; costs fidelity, so opt-in
     seed: int = 0
+
+    @property
+    def build(self) -> BuildConfig:
+        """How each student is built (what search and benchmark build with too)."""
+        return BuildConfig(self.finetune, self.embed_steps, self.seed)
 
 
 @dataclass(frozen=True)
@@ -70,18 +74,6 @@ def targets_from_search(search_dir: Path) -> list[Target]:
         raise PipelineError(f"{path} is corrupt ({type(e).__name__}: {e}); run `search` again") from None
 
 
-def ort_session(path: Path) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
-    """An ONNX file on ONNX Runtime CPU (whatever the device), default settings: inputs -> output."""
-    session = ort_session_of(path)
-    names = {i.name for i in session.get_inputs()}  # export drops inputs a graph does not use
-    return lambda inputs: session.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})[0]
-
-
-def ort_outputs(path: Path, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    """Run an ONNX file once on ONNX Runtime CPU."""
-    return ort_session(path)(inputs)
-
-
 def check_onnx(path: Path, student: Student, shapes: list[tuple[int, int]], precision: str) -> float:
     """Largest |diff| of the file against the PyTorch student over the shapes; raises past tolerance."""
     worst = 0.0
@@ -92,64 +84,6 @@ def check_onnx(path: Path, student: Student, shapes: list[tuple[int, int]], prec
         diff = check_close(ort_outputs(path, inputs), ref, precision, f"{path.name} at batch {batch}, seq {seq}")
         worst = max(worst, diff)
     return worst
-
-
-class Exporter:
-    """What every architecture of one export shares: teacher, corpus, fitted embeddings, targets."""
-
-    def __init__(self, trained: TrainedSupernet, cfg: ExportConfig, progress: bool = False,
-                 log: Callable[[str], None] = print, teacher=None):
-        from pipeline.augment import text_views, views_for
-        from pipeline.data import load_corpus
-        from pipeline.extract import fitted_embedding
-        from pipeline.teacher import (
-            cached_teacher_states,
-            chunks_for_states,
-            load_teacher,
-            load_tokenizer,
-            max_state_chunks,
-            sample_chunks,
-        )
-
-        self.trained, self.cfg, self.progress = trained, cfg, progress
-        corpus = trained.summary["corpus"]
-        self.tokenizer = load_tokenizer(trained.teacher)
-        self.data = load_corpus(self.tokenizer, trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
-        teacher = teacher if teacher is not None else load_teacher(trained.teacher)
-        torch.manual_seed(cfg.seed)
-        self.embedding, self.embed_loss = fitted_embedding(teacher, trained.frame.embed_dim, self.data.train,
-                                                           cfg.embed_steps, cfg.seed, progress)
-        log(f"fitted the factorised embeddings (E={trained.frame.embed_dim}) to the teacher's: "
-            f"MSE {self.embed_loss:.4f} after {cfg.embed_steps} steps")
-        self.targets, self.train_ids, self.views = None, self.data.train, 0
-        if cfg.finetune.steps:
-            last = trained.summary["space"]["teacher_layers"]
-            ft = cfg.finetune
-            reads, shape = ft.steps * ft.batch_size, (trained.seq_len, trained.frame.teacher_hidden, 1)
-            n = chunks_for_states(max(reads, MIN_DISTILL_CHUNKS), *shape)
-            self.train_ids = sample_chunks(self.data.train, n, cfg.seed)
-            self.targets = cached_teacher_states(teacher, self.train_ids, last, progress)  # [N, S, T]
-            n = self.train_ids.shape[0]
-            views = views_for(reads, n, ft.views, max_state_chunks(*shape))
-            if views:
-                extra = text_views(self.train_ids, views, ft.replace, cfg.seed)   # [V * (N - 1), S]
-                log(f"fine-tuning reads the training text {reads // n} times: {views} augmented views of it "
-                    f"({extra.shape[0]} chunks), labelled by the teacher")
-                self.train_ids = torch.cat([self.train_ids, extra])
-                self.targets = torch.cat([self.targets, cached_teacher_states(teacher, extra, last, progress)])
-            self.views = views
-
-    def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
-        from pipeline.extract import assemble
-
-        student = assemble(arch, self.trained, self.embedding)
-        record = {"steps": 0}
-        if self.targets is not None:
-            student.train()
-            record = distill(student, self.train_ids, self.targets, self.cfg.finetune, desc=f"finetune {name}",
-                             progress=self.progress)
-            record.update(views=self.views, chunks=int(self.train_ids.shape[0]))
-        return student.eval(), record
 
 
 def _key(target: Target, trained: TrainedSupernet, cfg: ExportConfig, backend: Backend) -> str:
@@ -169,9 +103,9 @@ def _reusable(folder: Path, key: str) -> dict[str, Any] | None:
     return record if paths and all(Path(p).exists() for p in paths) else None
 
 
-def export_one(target: Target, exporter: Exporter | Callable[[], Exporter], backend: Backend, out: Path,
-               key: str, log: Callable[[str], None] = print) -> dict[str, Any]:
-    ex = exporter if isinstance(exporter, Exporter) else exporter()
+def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBuilder], backend: Backend, out: Path,
+               key: str, int8: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    ex = builder if isinstance(builder, StudentBuilder) else builder()
     folder = out / target.name
     p = backend.profile
     seq = p.seq_lens[0]
@@ -182,7 +116,7 @@ def export_one(target: Target, exporter: Exporter | Callable[[], Exporter], back
     reloaded, _ = load_student(folder / "model", with_tokenizer=False)
     artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"),
                                         "max_abs_diff": _compare_students(reloaded, student),
-                                        "checked": "reloaded with pipeline.hf.load_student"}]
+                                        "checked": "reloaded with pipeline.model.hf.load_student"}]
     shapes = [(p.batch, seq), (2, 37)]
     inputs = example_inputs(p.batch, seq, target.arch.vocab_size)
     onnx = export_onnx(student, inputs, folder / "model.onnx")
@@ -192,7 +126,7 @@ def export_one(target: Target, exporter: Exporter | Callable[[], Exporter], back
     artifacts.append({"kind": "onnx-optimized", "path": str(opt),
                       "max_abs_diff": check_onnx(opt, student, shapes, "fp32"),
                       "checked": f"onnxruntime cpu at (batch, seq) {shapes}"})
-    if ex.cfg.int8:
+    if int8:
         q = quantize_int8(onnx, folder / "model.int8.onnx")
         artifacts.append({"kind": "onnx-int8", "path": str(q), "max_abs_diff": check_onnx(q, student, shapes, "int8"),
                           "checked": f"onnxruntime cpu at (batch, seq) {shapes}, int8 tolerance"})
@@ -234,11 +168,11 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
     trained = TrainedSupernet(train_dir)
     if not targets:
         raise PipelineError("nothing to export: no architectures given")
-    cached: list[Exporter] = []
+    cached: list[StudentBuilder] = []
 
-    def exporter() -> Exporter:  # the teacher and corpus load only if something needs exporting
+    def builder() -> StudentBuilder:  # the teacher and corpus load only if something needs exporting
         if not cached:
-            cached.append(Exporter(trained, cfg, progress, log))
+            cached.append(StudentBuilder(trained, cfg.build, progress, log))
         return cached[0]
 
     records = []
@@ -257,7 +191,7 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
             log(f"reusing {out / target.name} (same architecture, supernet and settings; --force re-exports)")
             records.append(old)
         else:
-            records.append(export_one(target, exporter, backend, out, key, log))
+            records.append(export_one(target, builder, backend, out, key, cfg.int8, log))
         done[target.arch.key] = records[-1]
     write_json_atomic(out / EXPORT, {"device": backend.profile.name, "train_dir": str(train_dir),
                                      "config": asdict(cfg), "models": records})

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from pipeline.config import DeviceProfile
 from pipeline.devices import Backend, Runner
+from pipeline.devices.timing import STATISTIC, Latency, measure
 from pipeline.latency import Predictor
+from pipeline.model.student import Student, example_inputs
 from pipeline.space import Architecture, count_flops, count_params
-from pipeline.student import Student, example_inputs
-from pipeline.timing import STATISTIC, Latency, measure
 
 
 @dataclass(frozen=True)

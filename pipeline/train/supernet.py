@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from pipeline.ops import Sublayer, masks
+from pipeline.model.ops import Sublayer, masks
+from pipeline.model.student import BlockNet
 from pipeline.space import OPS, Block, SearchSpace, canonical_layers
-from pipeline.student import BlockNet
 
 REAL_OPS = tuple(op for op in OPS if op != "identity")
 

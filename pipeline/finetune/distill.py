@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.compute import CHOICES, compute_device
 from pipeline.errors import PipelineError
 
-DEVICES = ("auto", "cpu", "gpu")  # where the steps may run (DistillConfig.device, --finetune-device)
+DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-device): compute.py
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,6 @@ class DistillConfig:
             raise PipelineError(f"unknown fine-tuning device {self.device!r}; use auto, cpu or gpu")
 
 
-def distill_device(name: str) -> torch.device:
-    """"auto" -> CUDA when present, else the CPU; "cpu"; "gpu" (a one-line error where there is none)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    from pipeline.train_job import training_device
-
-    return training_device(name)
-
-
 def lr_at(step: int, cfg: DistillConfig) -> float:
     warm = max(1, int(cfg.steps * cfg.warmup_frac))
     if step < warm:
@@ -81,7 +73,7 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
     cfg.check()
     if cfg.steps == 0:
         return {"steps": 0, "loss_first": float("nan"), "loss_last": float("nan"), "seconds": 0.0}
-    dev = distill_device(cfg.device)
+    dev = compute_device(cfg.device)
     g = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same batches wherever the steps run
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

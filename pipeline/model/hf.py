@@ -1,11 +1,11 @@
 """A student as a Hugging Face-style folder: config.json, model.safetensors, tokenizer files.
 
-    from pipeline.hf import load_student
+    from pipeline.model.hf import load_student
     model, tokenizer = load_student("runs/cpu/export/arch_3ms/model")
     batch = tokenizer(["a sentence"], return_tensors="pt")
     states = model(batch["input_ids"], batch["attention_mask"])   # [B, S, teacher_hidden]
 
-The model is a plain torch module (pipeline.student.Student), trainable as it is, so downstream
+The model is a plain torch module (pipeline.model.student.Student), trainable as it is, so downstream
 fine-tuning puts a head on its output states exactly as on the teacher's `last_hidden_state`.
 config.json holds the architecture (DESIGN.md's JSON) plus where the student came from.
 """
@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from pipeline.artifacts import write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
+from pipeline.model.student import Student
 from pipeline.space import architecture_from_dict
-from pipeline.student import Student
 
 MODEL_TYPE = "nasbert-student"
 WEIGHTS = "model.safetensors"
@@ -37,8 +37,8 @@ def save_student(student: Student, folder: str | Path, tokenizer=None, meta: dic
         tokenizer.save_pretrained(str(folder))
     config = {
         "model_type": MODEL_TYPE,
-        "architectures": ["pipeline.student.Student"],
-        "loader": "pipeline.hf.load_student",
+        "architectures": ["pipeline.model.student.Student"],
+        "loader": "pipeline.model.hf.load_student",
         "torch_dtype": "float32",
         "hidden_size": student.arch.teacher_hidden,  # of the output states, as the teacher's
         "vocab_size": student.arch.vocab_size,

@@ -32,17 +32,7 @@ import numpy as np
 from pipeline.budget import format_ms
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
-from pipeline.space import Architecture, Block
-
-
-@dataclass(frozen=True)
-class Frame:
-    """The fixed parts of every student of the space."""
-
-    teacher_hidden: int
-    embed_dim: int
-    vocab_size: int
-    max_positions: int
+from pipeline.space import Architecture, Block, Frame
 
 
 @dataclass(frozen=True)

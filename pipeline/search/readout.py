@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import torch
 
-from pipeline.distill import fidelity
+from pipeline.finetune.distill import fidelity
 
 MIN_READOUT = 0.95  # between MiniLM's 192 (0.936) and 256 (0.972): a 0.9 student needs room above 0.9
 

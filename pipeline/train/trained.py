@@ -17,10 +17,10 @@ from torch import nn
 
 from pipeline.artifacts import short_hash
 from pipeline.errors import PipelineError
-from pipeline.search import Frame
-from pipeline.space import Architecture
-from pipeline.supernet import SuperBlock
-from pipeline.train_job import SUMMARY
+from pipeline.space import Architecture, Frame
+from pipeline.train.supernet import SuperBlock
+
+SUMMARY = "train_summary.json"  # what `train` writes into its folder: pools, space, corpus, config
 
 
 class Chain(nn.Module):

@@ -1,0 +1,1 @@
+"""Stage 5: teacher, students and baselines measured on the device; the report."""
