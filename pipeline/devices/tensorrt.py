@@ -5,7 +5,7 @@ optimization profile over dynamic batch and sequence, one timing cache per devic
 TensorRT 11 dropped the FP16 builder flag: there the ONNX graph itself is exported in fp16 and
 the network is strongly typed. `tensorrt` is imported only inside this backend's methods.
 
-Verified only where TensorRT is importable (tests/devices/test_tensorrt.py skips elsewhere).
+Verified only where TensorRT is importable (the tensorrt tests in tests/devices/test_gpu.py skip elsewhere).
 """
 
 from __future__ import annotations

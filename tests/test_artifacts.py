@@ -1,0 +1,45 @@
+"""Atomic writes, the damaged-JSON reader, the cache folder and content hashes."""
+
+import json
+
+import pytest
+
+from pipeline.artifacts import cache_dir, read_json, short_hash, write_atomic, write_json_atomic
+from pipeline.errors import PipelineError
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path):
+    path = write_json_atomic(tmp_path / "sub" / "a.json", {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, crash)
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("content, why", [(b'{"x": ', "Expecting value"), (b"", "Expecting value"),
+                                          (b"\xff\xfe\x00", "not UTF-8 text"), (b"[1, 2]", "not a JSON dict")])
+def test_read_json_names_the_file_and_the_fix(tmp_path, content, why):
+    path = tmp_path / "r.json"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError, match=why) as e:
+        read_json(path, "run `export` again")
+    assert str(e.value).startswith(f"{path} is damaged") and str(e.value).endswith("run `export` again")
+    with pytest.raises(FileNotFoundError):  # the caller says which stage makes a missing file
+        read_json(tmp_path / "none.json", "")
+    assert read_json(path, "", kind=list) == [1, 2] if content == b"[1, 2]" else True
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+
+
+def test_short_hash_is_stable_and_order_free():
+    assert short_hash({"a": 1, "b": [2, 3]}) == short_hash({"b": [2, 3], "a": 1})
+    assert short_hash({"a": 1}) != short_hash({"a": 2}) and len(short_hash("x")) == 12
