@@ -7,7 +7,7 @@ For each step count the student is assembled afresh from the supernet (as `expor
 with the pipeline's DistillConfig for that many steps (its cosine schedule spans them), and scored on
 the test split the way the benchmark scores it: cosine to the teacher of mean-pooled sentence
 embeddings and of token states; and, for contrast, the sentence cosine on as many training chunks
-(steps, not text, are short while the two stay close). The issue's goal is 0.9 at a quarter of the
+(steps, not text, are short while the two stay close). The goal is 0.9 at a quarter of the
 teacher's latency; this prints how far a given number of steps gets, and how long they took where
 they ran (CUDA if present).
 """

@@ -1,4 +1,4 @@
-"""How well does the latency table predict whole students? (issue: every arch within 5%, median 2%)
+"""How well does the latency table predict whole students? (goal: every arch within 5%, median 2%)
 
 Draws N random architectures of the teacher's space (a different seed from the calibration
 students), predicts each from the table, measures all of them together in rounds on the device

@@ -24,19 +24,20 @@ from pipeline.space import count_flops, count_params, load_architecture, save_ar
 from pipeline.tables import choose_table, load_predictor, missing_table
 
 STAGES = """\
-stages (DESIGN.md), each a subcommand once built:
-  1 profile    device profile -> latency table of every candidate op     [built]
-  2 train      teacher + corpus -> block-wise distilled supernet, pools  [built]
-  3 search     supernet + latency table + budget -> architecture         [built]
-  4 export     architecture -> HF folder, ONNX, ORT-optimised, int8, TensorRT engine [built]
-  5 benchmark  teacher vs students vs hand-designed baselines -> report  [built]
-  run          all five in a row, reusing what is already done          [built]
+stages, each a subcommand (COMMAND --help):
+  1 profile    device profile -> this machine's latency table of every candidate op
+  2 train      teacher + corpus -> block-wise distilled supernet, candidate pools
+  3 search     supernet + latency table + budget(s) -> architecture per budget
+  4 export     architecture -> HF folder, ONNX, ORT-optimised, int8, TensorRT engine
+  5 benchmark  teacher vs students vs hand-designed baselines on the device -> report
+  run          all five in a row, reusing what is already done (the main job)
 helpers:
   predict      latency of an architecture JSON from a latency table
   space        the search space a teacher gives; --sample writes random architectures
 
 devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
          --profile PATH reads any profile file, which is how new hardware is profiled.
+tables:  latency_tables/<profile>/<fingerprint>.csv, one per machine ($PIPELINE_TABLES moves them).
 """
 
 

@@ -1,8 +1,8 @@
 """`run`: every stage in a row, each reused when its artifact exists and its inputs did not change.
 
-    OUT/train/     supernet and pools (train_job; blocks reused by their settings hash)
+    OUT/train/     supernet and pools (train/job.py; blocks reused by their settings hash)
     OUT/search/    arch_<budget>.json, search.json (reused when pools, table and options match)
-    OUT/export/    students and their artifacts (export_job; reused per architecture)
+    OUT/export/    students and their artifacts (export/job.py; reused per architecture)
     OUT/report.*   the benchmark (reused when the exports and the device are the same)
     OUT/run.json   what ran, what was reused, how long each stage took
 
@@ -44,7 +44,7 @@ class RunOptions:
     int8: bool = False
     max_params: int | None = None
     top_t: int = 5                    # re-ranked candidates per budget
-    rerank: str = "finetune"          # search_job.RERANKERS; finetune picked 4 attention layers over 1 at 3.5 ms
+    rerank: str = "finetune"          # search.job.RERANKERS; finetune picked 4 attention layers over 1 at 3.5 ms
     rerank_steps: int = 150           # per candidate: enough to order them (0.653 .. 0.723 for 0 .. 4 attention
                                       # layers at 3.5 ms), ~30 s each on 2 CPU cores
     min_readout: float = MIN_READOUT  # prefer last blocks wide enough for this fidelity (readout.py)

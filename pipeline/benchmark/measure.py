@@ -1,6 +1,6 @@
 """Measure one architecture end to end on a device, beside the table's prediction.
 
-(The full teacher-versus-students report of DESIGN.md stage 5 builds on this.)
+(The full teacher-versus-students report, benchmark/job.py, builds on this.)
 """
 
 from __future__ import annotations

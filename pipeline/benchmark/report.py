@@ -1,6 +1,6 @@
 """The benchmark's report files: report.md (for people), report.csv (one row per model), pareto.png.
 
-report.json (written by bench_job) is the source of all three; this module only formats it.
+report.json (written by benchmark/job.py) is the source of all three; this module only formats it.
 """
 
 from __future__ import annotations

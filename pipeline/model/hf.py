@@ -7,7 +7,7 @@
 
 The model is a plain torch module (pipeline.model.student.Student), trainable as it is, so downstream
 fine-tuning puts a head on its output states exactly as on the teacher's `last_hidden_state`.
-config.json holds the architecture (DESIGN.md's JSON) plus where the student came from.
+config.json holds the architecture JSON plus where the student came from.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The search never knows the hardware (once-for-all's rule): it receives a latency model that turns
 parts of a student into additive term vectors and term sums into milliseconds (`Predictor` is
 one), a quality estimator (by default the sum of the blocks' validation losses, NAS-BERT's), and
-optionally a re-ranker that measures candidates directly (search_job.py: a short end-to-end
+optionally a re-ranker that measures candidates directly (search/job.py: a short end-to-end
 fine-tune, or the chained student's validation loss).
 
 Exact: every combination of the (Pareto-pruned) pools is scored, vectorised over all blocks but
