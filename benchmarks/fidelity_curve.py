@@ -21,7 +21,7 @@ from dataclasses import replace
 from pipeline.errors import PipelineError
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DEVICES, DistillConfig, fidelity, outputs
-from pipeline.model.teacher import load_teacher, sample_chunks, teacher_states
+from pipeline.model.teacher import sample_chunks, teacher_states
 from pipeline.space import load_architecture
 from pipeline.train.trained import TrainedSupernet
 
@@ -46,12 +46,12 @@ def main() -> None:
     except PipelineError as e:
         raise SystemExit(f"error: {e}") from None
 
-    teacher = load_teacher(trained.teacher)
+    teacher = trained.teacher_model
     # One builder for every count (one corpus load, one embedding fit, one set of targets, drawn for
     # the largest count); only its fine-tuning steps change between counts.
     cfg = BuildConfig(finetune=DistillConfig(steps=max(counts), lr=args.lr, views=args.views,
                                                 device=args.finetune_device))
-    ex = StudentBuilder(trained, cfg, progress=True, log=lambda _m: None, teacher=teacher)
+    ex = StudentBuilder(trained, cfg, progress=True, log=lambda _m: None)
     last = trained.summary["space"]["teacher_layers"]
     ref = teacher_states(teacher, ex.data.test, [last])[last]      # [N, S, T]
     # As many training chunks as test ones: their gap to the test split says whether more steps

@@ -1,4 +1,11 @@
-"""Atomic writes and content hashes shared by every stage's artifacts."""
+"""Atomic writes, content keys and the one reuse mechanism of every stage and every disk cache.
+
+A stage writes the content key of what it was made from (`content_key`: a hash of every input and
+of the format of the code that made it) into its own record, and asks `reusable` whether a record
+on disk can stand for the work. Derived data that several stages share (tokenised corpora, the
+teacher's states, fitted embeddings) goes through `disk_cached`: computed once, written
+atomically, reused by key, and recomputed whenever the entry on disk cannot be read.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -66,3 +75,43 @@ def short_hash(obj: Any, length: int = 12) -> str:
     """Stable hash of a JSON-serialisable object (sorted keys), for fingerprints and cache keys."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def content_key(kind: str, fmt: int, **inputs: Any) -> str:
+    """The key of an artifact of `kind` made from `inputs` by code of format `fmt` (bump it when the
+    artifact's meaning changes, so that older ones are redone)."""
+    return short_hash({"kind": kind, "format": fmt, **inputs})
+
+
+def reusable(record: str | Path, key: str, field: str = "key",
+             also: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+    """The record at `record` if it was made from the same inputs (its `field` is `key`, and `also`
+    holds), else None. A missing or damaged record is simply not reusable: the work is done again."""
+    from pipeline.errors import PipelineError
+
+    try:
+        found = read_json(record, "")
+    except (FileNotFoundError, PipelineError):
+        return None
+    if found.get(field) != key or (also is not None and not also(found)):
+        return None
+    return found
+
+
+def disk_cached(kind: str, key: Any, compute: Callable[[], T], valid: Callable[[T], bool] | None = None) -> T:
+    """compute(), kept in $PIPELINE_CACHE/<kind>/<hash of key>.pt (torch.save of tensors, dicts and
+    lists of them). An entry that cannot be read, or that `valid` rejects, is recomputed, never trusted."""
+    import torch
+
+    path = cache_dir() / kind / f"{short_hash(key)}.pt"
+    if path.is_file():
+        try:
+            value = torch.load(path, weights_only=True)
+            if valid is None or valid(value):
+                return value
+        except Exception:  # damaged: cut off, emptied, not a torch file
+            pass
+        path.unlink(missing_ok=True)
+    value = compute()
+    write_atomic(path, lambda tmp: torch.save(value, tmp))
+    return value

@@ -13,14 +13,13 @@ table measured before is reused as it is. A foreign table (--foreign-table) is u
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import short_hash, write_json_atomic
+from pipeline.artifacts import reusable, write_json_atomic
 from pipeline.budget import format_ms
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
@@ -62,29 +61,13 @@ class RunOptions:
         return 200 if self.quick else 2000
 
 
-def _search_key(train_dir: Path, table: Path, o: RunOptions, seq: int) -> str:
-    from pipeline.train.trained import TrainedSupernet
-
-    return short_hash({"train": TrainedSupernet(train_dir).content_hash,
-                       "table": short_hash(table.read_text()), "budgets": list(o.budgets_ms),
-                       "max_params": o.max_params, "top": o.top_t, "seq": seq, "margin": o.margin,
-                       "rerank": [o.rerank, o.rerank_steps, o.seed], "min_readout": o.min_readout, "format": 3})
-
-
-def _stored_key(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("key")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
-
-
 def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,
             log: Callable[[str], None] = print, foreign_table: bool = False) -> dict[str, Any]:
     from pipeline.benchmark.job import bench_key, run_benchmark
     from pipeline.export.job import run_export, targets_from_search
     from pipeline.model.teacher import space_for_teacher
     from pipeline.profile.probes import plan, profile_device
-    from pipeline.search.job import SEARCH, run_search
+    from pipeline.search.job import SEARCH, run_search, search_key
     from pipeline.tables import TableChoice, load_predictor
     from pipeline.train.job import run_train
 
@@ -121,15 +104,14 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     # 3 search
     search_dir = out / "search"
     predictor, _ = load_predictor(p, choice, seq, foreign=foreign_table, log=lambda _: None)
-    key = _search_key(train_dir, table, o, seq)
-    fresh = o.force or _stored_key(search_dir / SEARCH) != key
+    key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
+                     o.margin, o.seed, o.min_readout)
+    fresh = o.force or reusable(search_dir / SEARCH, key) is None
 
     def do_search() -> None:
         run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
                    o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress,
                    min_readout=o.min_readout)
-        record = json.loads((search_dir / SEARCH).read_text())
-        write_json_atomic(search_dir / SEARCH, {**record, "key": key})
 
     stage("search", do_search if fresh else lambda: None, reused=not fresh)
     # 4 export (reuses each architecture exported with the same inputs)
@@ -140,11 +122,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     stage("export", lambda: run_export(train_dir, targets_from_search(search_dir), export_dir, backend, ecfg,
                                        force=o.force, progress=progress, log=log))
     # 5 benchmark
-    bkey = bench_key(export_dir, backend, o.baselines)
-    fresh = o.force or _stored_key(out / "report.json") != bkey
-    report = stage("benchmark", lambda: run_benchmark(export_dir, backend, out, predictor, o.baselines, progress,
-                                                      log) if fresh else json.loads((out / "report.json").read_text()),
-                   reused=not fresh)
+    old = None if o.force else reusable(out / "report.json", bench_key(export_dir, backend, o.baselines))
+    report = stage("benchmark", lambda: old or run_benchmark(export_dir, backend, out, predictor, o.baselines,
+                                                             progress, log), reused=old is not None)
     write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None},
                                          "train_config": asdict(cfg), "table": str(table), "stages": stages})
     return report

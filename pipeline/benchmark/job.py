@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.artifacts import read_json, short_hash, write_json_atomic
+from pipeline.artifacts import content_key, read_json, short_hash, write_json_atomic
 from pipeline.benchmark.measure import drift_of, measure_runners
 from pipeline.devices import Backend
 from pipeline.devices.timing import STATISTIC
@@ -66,8 +66,6 @@ class Bench:
 
     def __init__(self, export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,
                  progress: bool = False, log: Callable[[str], None] = print):
-        from pipeline.model.teacher import load_teacher
-
         self.export_dir, self.backend, self.out, self.predictor = Path(export_dir), backend, Path(out), predictor
         self.progress, self.log = progress, log
         path = self.export_dir / EXPORT
@@ -82,7 +80,7 @@ class Bench:
             raise PipelineError(f"{path} is corrupt ({type(e).__name__}); run `export` again") from None
         p = backend.profile
         self.seq = p.seq_lens[0]
-        self.teacher = load_teacher(self.trained.teacher)
+        self.teacher = self.trained.teacher_model
         self.encoder = Encoder(self.teacher).eval()
         self.inputs = example_inputs(p.batch, self.seq, self.trained.frame.vocab_size)
         self.teacher_layers = self.teacher.config.num_hidden_layers
@@ -168,7 +166,7 @@ class Bench:
         ft = self.export.get("config", {}).get("finetune", {})
         cfg = DistillConfig(steps=steps, device=ft.get("device", "auto"), views=ft.get("views", 0),
                             replace=ft.get("replace", DistillConfig.replace))
-        ex = StudentBuilder(self.trained, BuildConfig(finetune=cfg), self.progress, self.log, teacher=self.teacher)
+        ex = StudentBuilder(self.trained, BuildConfig(finetune=cfg), self.progress, self.log)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
@@ -214,9 +212,6 @@ class Bench:
             return measure_runners(runners, p, rounds, self.progress)
 
     def run(self, with_baselines: bool = True) -> dict[str, Any]:
-        from pipeline.model.corpus import load_corpus
-        from pipeline.model.teacher import load_tokenizer
-
         p = self.backend.profile
         self.log(f"exporting and optimising the teacher for {p.name} ...")
         teacher, teacher_ms, tried = self.pick_teacher(self.teacher_variants())
@@ -230,9 +225,7 @@ class Bench:
         lats = self.measure(models + [m for m, _ in anchors])
         lats, anchor_lats = lats[:len(models)], lats[len(models):]
         drift = drift_of([lat.robust_ms for lat in anchor_lats], [ms for _, ms in anchors])
-        corpus = self.trained.summary["corpus"]
-        data = load_corpus(load_tokenizer(self.trained.teacher), self.trained.seq_len, corpus.get("corpus"),
-                           corpus.get("dataset"))
+        data = self.trained.corpus
         ref = model_outputs(Model("teacher", "teacher", self.encoder), data.test)  # [N, S, T], PyTorch fp32
         rows = []
         for m, lat in zip(tqdm(models, desc="fidelity, memory", unit="model", disable=not self.progress), lats,
@@ -298,8 +291,8 @@ def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, se
 def bench_key(export_dir: Path, backend: Backend, with_baselines: bool) -> str:
     """What a report depends on: the exported students and the device (for `run`'s reuse)."""
     blob = (Path(export_dir) / EXPORT).read_text() if (Path(export_dir) / EXPORT).is_file() else ""
-    return short_hash({"export": short_hash(blob), "device": backend.fingerprint(),
-                       "profile": repr(backend.profile), "baselines": with_baselines, "format": 1})
+    return content_key("benchmark", 1, export=short_hash(blob), device=backend.fingerprint(),
+                       profile=repr(backend.profile), baselines=with_baselines)
 
 
 def run_benchmark(export_dir: Path, backend: Backend, out: Path, predictor: Predictor | None,

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import read_json, short_hash, write_json_atomic
+from pipeline.artifacts import content_key, read_json, reusable, write_json_atomic
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
@@ -87,20 +87,13 @@ def check_onnx(path: Path, student: Student, shapes: list[tuple[int, int]], prec
 
 
 def _key(target: Target, trained: TrainedSupernet, cfg: ExportConfig, backend: Backend) -> str:
-    return short_hash({"arch": target.arch.to_dict(), "train": trained.content_hash, "cfg": asdict(cfg),
-                       "device": [backend.profile.name, backend.profile.backend, backend.profile.precision],
-                       "format": FORMAT})
+    return content_key("export", FORMAT, arch=target.arch.to_dict(), train=trained.content_hash, cfg=asdict(cfg),
+                       device=[backend.profile.name, backend.profile.backend, backend.profile.precision])
 
 
-def _reusable(folder: Path, key: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads((folder / EXPORT).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if record.get("key") != key:
-        return None
-    paths = [a["path"] for a in record.get("artifacts", [])]
-    return record if paths and all(Path(p).exists() for p in paths) else None
+def _files_there(record: dict[str, Any]) -> bool:
+    paths = [a["path"] for a in record.get("artifacts", []) if isinstance(a, dict) and "path" in a]
+    return bool(paths) and all(Path(p).exists() for p in paths)
 
 
 def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBuilder], backend: Backend, out: Path,
@@ -186,7 +179,7 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
             records.append(record)
             continue
         key = _key(target, trained, cfg, backend)
-        old = None if force else _reusable(out / target.name, key)
+        old = None if force else reusable(out / target.name / EXPORT, key, also=_files_there)
         if old is not None:
             log(f"reusing {out / target.name} (same architecture, supernet and settings; --force re-exports)")
             records.append(old)

@@ -73,24 +73,29 @@ def fitted_embedding(teacher, embed_dim: int, ids: torch.Tensor, steps: int = 30
     """svd_init + fit_embedding, kept in $PIPELINE_CACHE/embeddings under the hash of the teacher's
     weights, the chunks and the settings: export and the benchmark's baselines need the same fit
     (~10 s on 2 CPU cores), and the fit is deterministic (seeded batches, no dropout)."""
-    from pipeline.artifacts import cache_dir, short_hash, write_atomic
+    from pipeline.artifacts import disk_cached
     from pipeline.model.teacher import chunks_hash, weights_hash
 
-    key = short_hash({"teacher": weights_hash(teacher), "ids": chunks_hash(ids), "embed_dim": embed_dim,
-                      "steps": steps, "seed": seed, "format": 1})
-    path = cache_dir() / "embeddings" / f"{key}.pt"
+    key = {"teacher": weights_hash(teacher), "ids": chunks_hash(ids), "embed_dim": embed_dim, "steps": steps,
+           "seed": seed, "format": 1}
     f = svd_init(teacher, embed_dim)
-    if path.is_file():
+    initial = {k: v.clone() for k, v in f.state_dict().items()}
+
+    def fit() -> dict:
+        f.load_state_dict(initial)  # a rejected entry may have been half loaded
+        loss = fit_embedding(f, teacher, ids, steps=steps, seed=seed, progress=progress)
+        return {"state": f.state_dict(), "loss": loss}
+
+    def fits(saved: dict) -> bool:
         try:
-            saved = torch.load(path, weights_only=True)
             f.load_state_dict(saved["state"])
-            return f.eval(), float(saved["loss"])
-        except Exception:  # a corrupt cache entry is refitted, never trusted
-            path.unlink(missing_ok=True)
-            f = svd_init(teacher, embed_dim)
-    loss = fit_embedding(f, teacher, ids, steps=steps, seed=seed, progress=progress)
-    write_atomic(path, lambda tmp: torch.save({"state": f.state_dict(), "loss": loss}, tmp))
-    return f.eval(), loss
+            float(saved["loss"])
+        except Exception:  # not this embedding's state: refitted
+            return False
+        return True
+
+    saved = disk_cached("embeddings", key, fit, valid=fits)
+    return f.eval(), float(saved["loss"])
 
 
 @torch.no_grad()

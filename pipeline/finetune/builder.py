@@ -33,24 +33,13 @@ class StudentBuilder:
     """What every architecture of one export shares: teacher, corpus, fitted embeddings, targets."""
 
     def __init__(self, trained: TrainedSupernet, cfg: BuildConfig, progress: bool = False,
-                 log: Callable[[str], None] = print, teacher=None):
+                 log: Callable[[str], None] = print):
         from pipeline.finetune.assemble import fitted_embedding
         from pipeline.model.augment import text_views, views_for
-        from pipeline.model.corpus import load_corpus
-        from pipeline.model.teacher import (
-            cached_teacher_states,
-            chunks_for_states,
-            load_teacher,
-            load_tokenizer,
-            max_state_chunks,
-            sample_chunks,
-        )
+        from pipeline.model.teacher import cached_teacher_states, chunks_for_states, max_state_chunks, sample_chunks
 
         self.trained, self.cfg, self.progress = trained, cfg, progress
-        corpus = trained.summary["corpus"]
-        self.tokenizer = load_tokenizer(trained.teacher)
-        self.data = load_corpus(self.tokenizer, trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
-        teacher = teacher if teacher is not None else load_teacher(trained.teacher)
+        self.tokenizer, self.data, teacher = trained.tokenizer, trained.corpus, trained.teacher_model
         torch.manual_seed(cfg.seed)
         self.embedding, self.embed_loss = fitted_embedding(teacher, trained.frame.embed_dim, self.data.train,
                                                            cfg.embed_steps, cfg.seed, progress)

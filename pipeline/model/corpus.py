@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.artifacts import cache_dir, short_hash, write_atomic
+from pipeline.artifacts import disk_cached
 from pipeline.errors import PipelineError
 
 DEFAULT_CORPUS = "pydoc_data.topics"
@@ -181,26 +181,23 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
     if extra:
         source = f"{source} + {DEFAULT_EXTRA} (training only)"
     content = hashlib.sha256("\x00".join(docs + ["\x01"] + extra).encode()).hexdigest()[:16]
-    key = short_hash({"content": content, "tokenizer": _tokenizer_id(tokenizer), "seq": seq_len,
-                      "held_out": HELD_OUT, "seed": SPLIT_SEED, "format": 1})
-    path = cache_dir() / "corpus" / f"{key}.pt"
-    if path.is_file():
-        try:
-            d = torch.load(path, weights_only=True)
-            return Corpus(source, seq_len, d["train"], d["validation"], d["test"], held_out)
-        except Exception:  # a corrupt cache is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs]
-    splits = split_documents(docs, [len(t) for t in tokens])
-    extra_tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in extra]
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    if cls_id is None or sep_id is None:
-        raise PipelineError("the teacher's tokenizer has no [CLS]/[SEP] tokens; is it a BERT tokenizer?")
-    parts = {s: chunk([tokens[i] for i in sorted(splits[s])] + (extra_tokens if s == "train" else []),
-                      seq_len, cls_id, sep_id) for s in SPLITS}
-    for s in ("train", "validation"):
-        if parts[s].shape[0] == 0:
-            raise PipelineError(f"corpus {source} is too short: its {s} split has no full chunk of {seq_len} "
-                                f"tokens ({sum(map(len, tokens))} tokens in all)")
-    write_atomic(path, lambda tmp: torch.save(parts, tmp))
+    key = {"content": content, "tokenizer": _tokenizer_id(tokenizer), "seq": seq_len, "held_out": HELD_OUT,
+           "seed": SPLIT_SEED, "format": 1}
+
+    def tokenise() -> dict[str, torch.Tensor]:
+        tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs]
+        splits = split_documents(docs, [len(t) for t in tokens])
+        extra_tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in extra]
+        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        if cls_id is None or sep_id is None:
+            raise PipelineError("the teacher's tokenizer has no [CLS]/[SEP] tokens; is it a BERT tokenizer?")
+        parts = {s: chunk([tokens[i] for i in sorted(splits[s])] + (extra_tokens if s == "train" else []),
+                          seq_len, cls_id, sep_id) for s in SPLITS}
+        for s in ("train", "validation"):
+            if parts[s].shape[0] == 0:
+                raise PipelineError(f"corpus {source} is too short: its {s} split has no full chunk of {seq_len} "
+                                    f"tokens ({sum(map(len, tokens))} tokens in all)")
+        return parts
+
+    parts = disk_cached("corpus", key, tokenise, valid=lambda d: isinstance(d, dict) and set(SPLITS) <= set(d))
     return Corpus(source, seq_len, parts["train"], parts["validation"], parts["test"], held_out)

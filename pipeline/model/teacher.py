@@ -137,22 +137,12 @@ def cached_teacher_states(model, ids: torch.Tensor, layer: int, progress: bool =
     """teacher_states(model, ids, [layer])[layer], kept in $PIPELINE_CACHE/states under the hash of
     the teacher's weights and of the chunks: export and benchmark both distil against the final states
     of the whole training split (MiniLM + the default corpus: 650 MB, 2 min to compute on 2 CPU cores)."""
-    from pipeline.artifacts import cache_dir, short_hash, write_atomic
+    from pipeline.artifacts import disk_cached
 
-    key = short_hash({"teacher": weights_hash(model), "ids": chunks_hash(ids), "shape": list(ids.shape), "layer": layer,
-                      "format": 1})
-    path = cache_dir() / "states" / f"{key}.pt"
-    if path.is_file():
-        try:
-            states = torch.load(path, weights_only=True)
-            if states.shape[:2] == ids.shape:
-                return states
-        except Exception:  # a corrupt cache entry is recomputed, never trusted
-            pass
-        path.unlink(missing_ok=True)
-    states = teacher_states(model, ids, [layer], progress=progress)[layer]
-    write_atomic(path, lambda tmp: torch.save(states, tmp))
-    return states
+    key = {"teacher": weights_hash(model), "ids": chunks_hash(ids), "shape": list(ids.shape), "layer": layer,
+           "format": 1}
+    return disk_cached("states", key, lambda: teacher_states(model, ids, [layer], progress=progress)[layer],
+                       valid=lambda states: isinstance(states, torch.Tensor) and states.shape[:2] == ids.shape)
 
 
 class Encoder(torch.nn.Module):

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import write_json_atomic
+from pipeline.artifacts import content_key, short_hash, write_json_atomic
 from pipeline.budget import format_ms
 from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
@@ -50,15 +50,11 @@ SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chai
 
 def chained_loss_fn(trained: TrainedSupernet, progress: bool = False):
     """Architecture -> MSE of its chained student against the teacher's last hidden states (validation)."""
-    from pipeline.model.corpus import load_corpus
-    from pipeline.model.teacher import load_teacher, load_tokenizer, teacher_states
+    from pipeline.model.teacher import teacher_states
     from pipeline.train.blockwise import mean_loss
 
-    corpus = trained.summary["corpus"]
-    tokenizer = load_tokenizer(trained.teacher)
-    data = load_corpus(tokenizer, trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
     last = trained.summary["space"]["teacher_layers"]
-    states = teacher_states(load_teacher(trained.teacher), data.validation, [0, last], progress=progress)
+    states = teacher_states(trained.teacher_model, trained.corpus.validation, [0, last], progress=progress)
     x, y = states[0], states[last]
 
     def loss(arch: Architecture) -> float:
@@ -73,13 +69,13 @@ def finetune_fidelity_fn(trained: TrainedSupernet, steps: int, seed: int = 0, pr
     distillation from the supernet's weights (lower is better, like a loss)."""
     from pipeline.finetune.builder import BuildConfig, StudentBuilder
     from pipeline.finetune.distill import DistillConfig, fidelity, outputs
-    from pipeline.model.teacher import cached_teacher_states, load_teacher
+    from pipeline.model.teacher import cached_teacher_states
 
-    teacher = load_teacher(trained.teacher)
     cfg = BuildConfig(finetune=DistillConfig(steps=steps, seed=seed), seed=seed)
-    ex = StudentBuilder(trained, cfg, progress=progress, log=lambda _m: None, teacher=teacher)
+    ex = StudentBuilder(trained, cfg, progress=progress, log=lambda _m: None)
     last = trained.summary["space"]["teacher_layers"]
-    reference = cached_teacher_states(teacher, ex.data.validation, last)  # [N, S, T]; the read-out caps' too
+    # [N, S, T], the same entry as the read-out caps'
+    reference = cached_teacher_states(trained.teacher_model, ex.data.validation, last)
     numbers = itertools.count(1)
 
     def score(arch: Architecture) -> float:
@@ -111,16 +107,13 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
     """The read-out cap of every last-block width in the pools (readout.py: fit on READOUT_CHUNKS of
     the training text, judged on the validation split), and the widths that reach `floor` (None: no
     preference, floor 0 or none reaches it)."""
-    from pipeline.model.corpus import load_corpus
-    from pipeline.model.teacher import cached_teacher_states, load_teacher, load_tokenizer, sample_chunks
+    from pipeline.model.teacher import cached_teacher_states, sample_chunks
     from pipeline.search.readout import readout_caps, wide_enough
 
     if floor <= 0:
         return {}, None
-    corpus = trained.summary["corpus"]
-    data = load_corpus(load_tokenizer(trained.teacher), trained.seq_len, corpus.get("corpus"), corpus.get("dataset"))
+    data, teacher = trained.corpus, trained.teacher_model
     last = trained.summary["space"]["teacher_layers"]
-    teacher = load_teacher(trained.teacher)
     states = cached_teacher_states(teacher, data.validation, last)                          # [N, S, T]
     fit = cached_teacher_states(teacher, sample_chunks(data.train, READOUT_CHUNKS, seed=0), last)  # [M, S, T]
     caps = readout_caps(fit, states, {int(e["hidden"]) for e in trained.pools[-1]})
@@ -130,6 +123,17 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
         + (f"preferring {', '.join(map(str, sorted(wide)))} (at least {floor:g})" if wide else
            f"none reaches {floor:g}, no preference"))
     return caps, wide
+
+
+def search_key(train_dir: Path, predictor: Predictor, budgets_ms: list[float], max_params: int | None = None,
+               top_t: int = 5, rerank: str = "finetune", rerank_steps: int = 150, margin: float = 0.0, seed: int = 0,
+               min_readout: float = MIN_READOUT) -> str:
+    """What a search result depends on (run_search's arguments): written into search.json, so that `run`
+    reuses a search of the same pools, table and options."""
+    return content_key("search", 3, train=TrainedSupernet(train_dir).content_hash,
+                       table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
+                       budgets=list(budgets_ms), max_params=max_params, top=top_t, margin=margin,
+                       rerank=[rerank, rerank_steps, seed], min_readout=min_readout)
 
 
 def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
@@ -189,8 +193,10 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         names.add(name)
         path = save_architecture(c.arch, out / f"{name}.json")
         records.append({**c.as_dict(), "arch_path": str(path)})
+    key = search_key(train_dir, predictor, user_budgets, max_params, top_t, rerank, rerank_steps, margin, seed,
+                     min_readout)
     write_json_atomic(out / SEARCH, {
-        "device": device, "train_dir": str(train_dir), "budgets_ms": user_budgets, "margin": margin,
+        "key": key, "device": device, "train_dir": str(train_dir), "budgets_ms": user_budgets, "margin": margin,
         "searched_under_ms": budgets_ms, "max_params": max_params,
         "top_t": top_t, "min_use": MIN_USE,
         "min_readout": min_readout, "readout_caps": {str(h): c for h, c in caps.items()},

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.artifacts import short_hash, write_atomic, write_json_atomic
+from pipeline.artifacts import content_key, write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.space import Block, SearchSpace, op_params
@@ -358,6 +358,6 @@ def _finetune(block_net: torch.nn.Module, data: BlockData, cfg: TrainConfig, see
 
 def settings_hash(teacher_id: dict[str, Any], corpus_id: dict[str, Any], cfg: TrainConfig, block: int,
                   tables: dict[str, str], target: str | None) -> str:
-    """What a block's result depends on: a different hash means its checkpoint cannot be resumed."""
-    return short_hash({"teacher": teacher_id, "corpus": corpus_id, "config": asdict(cfg), "block": block,
-                       "tables": tables, "target": target})
+    """What a block's result depends on: a different key means its checkpoint cannot be resumed."""
+    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=asdict(cfg), block=block,
+                       tables=tables, target=target)

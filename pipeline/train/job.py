@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import read_json, write_json_atomic
+from pipeline.artifacts import read_json, reusable, write_json_atomic
 from pipeline.compute import compute_device
 from pipeline.errors import PipelineError
 from pipeline.model.corpus import load_corpus
@@ -89,12 +89,10 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
         if force:
             for name in ("checkpoint.pt", "result.json", "supernet.pt"):
                 (block_dir / name).unlink(missing_ok=True)
-        done = _result(block_dir)
-        if done is not None and done.get("settings") == settings:
+        if reusable(block_dir / "result.json", settings, field="settings"):
             log(f"block {b}: already trained with these settings ({block_dir / 'result.json'}), reused")
             continue
-        if done is not None:
-            (block_dir / "result.json").unlink()
+        (block_dir / "result.json").unlink(missing_ok=True)  # of other settings, or damaged: trained again
         todo.append((b, settings))
     if todo:
         layers = sorted({bounds[b - 1] for b, _ in todo} | {bounds[b] for b, _ in todo})

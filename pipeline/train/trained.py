@@ -9,6 +9,7 @@ validation loss is the search's re-ranking signal (block losses alone ignore how
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,29 @@ class TrainedSupernet:
 
     @property
     def teacher(self) -> str:
+        """Where the teacher was loaded from (a folder or a Hugging Face id)."""
         return self.summary["teacher"]
+
+    # The teacher, its tokenizer and the corpus that trained the supernet, loaded once for every later
+    # stage that needs them (search's re-rankers and read-out caps, export, benchmark).
+    @cached_property
+    def teacher_model(self):  # -> transformers.BertModel, in eval mode, on the CPU
+        from pipeline.model.teacher import load_teacher
+
+        return load_teacher(self.teacher)
+
+    @cached_property
+    def tokenizer(self):  # -> transformers.PreTrainedTokenizerBase
+        from pipeline.model.teacher import load_tokenizer
+
+        return load_tokenizer(self.teacher)
+
+    @cached_property
+    def corpus(self):  # -> pipeline.model.corpus.Corpus
+        from pipeline.model.corpus import load_corpus
+
+        c = self.summary["corpus"]
+        return load_corpus(self.tokenizer, self.seq_len, c.get("corpus"), c.get("dataset"))
 
     @property
     def seq_len(self) -> int:

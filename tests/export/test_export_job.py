@@ -128,16 +128,15 @@ def test_budgets_that_pick_one_architecture_share_its_export(tiny_export, tiny_t
 def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
     from pipeline.finetune.builder import BuildConfig, StudentBuilder
     from pipeline.finetune.distill import DistillConfig
-    from pipeline.model.teacher import load_teacher, teacher_states
+    from pipeline.model.teacher import teacher_states
     from pipeline.train.trained import TrainedSupernet
 
     trained = TrainedSupernet(tiny_trained[0])
-    teacher = load_teacher(trained.teacher)
+    teacher = trained.teacher_model
     last = trained.summary["space"]["teacher_layers"]
     logs = []
     # Steps only count here: the builder prepares the text and the teacher's states, student() would train.
-    ex = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000), embed_steps=2), log=logs.append,
-                  teacher=teacher)
+    ex = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000), embed_steps=2), log=logs.append)
     n = ex.data.train.shape[0]
     assert ex.views == 3 and ex.train_ids.shape[0] == n + 3 * (n - 1) == ex.targets.shape[0]
     assert torch.equal(ex.train_ids[:n], ex.data.train)
@@ -147,5 +146,5 @@ def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
     torch.testing.assert_close(ex.targets[-3:], expected, rtol=1e-4, atol=1e-4)   # labelled by the teacher
     assert any("3 augmented views" in m for m in logs)
     plain = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000, views=0), embed_steps=2),
-                     log=logs.append, teacher=teacher)
+                           log=logs.append)
     assert plain.views == 0 and torch.equal(plain.train_ids, ex.data.train)
