@@ -18,7 +18,8 @@ from pipeline.errors import PipelineError
 from pipeline.finetune.distill import DEVICES as DISTILL_DEVICES
 from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
-from pipeline.search.job import RERANKERS, check_min_readout, check_rerank
+from pipeline.run import RunOptions
+from pipeline.search.job import RERANKERS, check_search_options
 from pipeline.search.readout import MIN_READOUT
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.tables import choose_table, load_predictor, missing_table
@@ -58,8 +59,10 @@ def _add_rerank_args(p: argparse.ArgumentParser) -> None:
                    help="finetune: distil the best student of each attention count end to end for --rerank-steps "
                    "and keep the closest to the teacher on validation text (~30 s each on 2 CPU cores); chained: "
                    "the top T's untrained validation loss (seconds); none: the block losses' best")
-    p.add_argument("--rerank-steps", type=int, default=150, metavar="N", help="distillation steps per candidate")
-    p.add_argument("--top", type=int, default=5, help="candidates per budget that the re-ranker compares")
+    p.add_argument("--rerank-steps", type=int, default=RunOptions.rerank_steps, metavar="N",
+                   help="distillation steps per candidate")
+    p.add_argument("--top", type=int, default=RunOptions.top_t,
+                   help="candidates per budget that the re-ranker compares")
     p.add_argument("--min-readout", type=float, default=MIN_READOUT, metavar="COS",
                    help="prefer students whose last block is wide enough that a read-out of it can reach this "
                    "sentence cosine to the teacher on new text (readout.py; narrower only where "
@@ -154,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/search", help="output folder")
     _add_rerank_args(p)
     p.add_argument("--margin", type=float, default=0.0,
-                   help="search under budget x (1 - margin), room for the predictor's error (run uses 0.03)")
+                   help="search under budget x (1 - margin), room for the predictor's error (run: "
+                   f"{RunOptions.margin})")
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
     p.add_argument("--max-params", help="parameter cap, e.g. 10M")
     _add_rerank_args(p)
-    p.add_argument("--margin", type=float, default=0.03,
+    p.add_argument("--margin", type=float, default=RunOptions.margin,
                    help="search under budget x (1 - margin), room for the predictor's error")
     p.add_argument("--no-baselines", action="store_true", help="leave the hand-designed students out of the report")
     p.add_argument("--seed", type=int, default=0)
@@ -396,8 +400,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     budgets = parse_budgets(args.budget)
     max_params = parse_count(args.max_params) if args.max_params else None
-    if args.top < 1:
-        raise PipelineError(f"--top must be at least 1, got {args.top}")
+    check_search_options(args.top, args.rerank, args.rerank_steps, args.margin, args.min_readout)
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile, require_present=False)
     TrainedSupernet(Path(args.train_dir))  # a missing supernet is named before the table
@@ -449,26 +452,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.budget import parse_budgets, parse_count
-    from pipeline.run import RunOptions, run_all, summary_lines
+    from pipeline.run import run_all, summary_lines
 
-    budgets = parse_budgets(args.budget)  # before anything slow: a bad budget is an instant error
+    # Budgets and options are checked (RunOptions) before anything slow: a bad one is an instant error.
     max_params = parse_count(args.max_params) if args.max_params else None
-    if args.top < 1:
-        raise PipelineError(f"--top must be at least 1, got {args.top}")
-    _check_finetune(args)
-    check_rerank(args.rerank, args.rerank_steps)  # checked again by the search, but only after training
-    check_min_readout(args.min_readout)
-    if not 0 <= args.margin < 0.5:  # checked again by the search, but only after training
-        raise PipelineError(f"--margin must be in [0, 0.5), got {args.margin}")
+    o = RunOptions(tuple(parse_budgets(args.budget)), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset,
+                   quick=args.quick, finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
+                   finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
+                   rerank=args.rerank, rerank_steps=args.rerank_steps, min_readout=args.min_readout,
+                   margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     table = choose_table(profile, backend, args.table).path
     out = Path(args.out) if args.out else Path("runs") / profile.name
-    o = RunOptions(tuple(budgets), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset, quick=args.quick,
-                   finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
-                   finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
-                   rerank=args.rerank, rerank_steps=args.rerank_steps, min_readout=args.min_readout,
-                   margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
     try:
         report = run_all(backend, table, out, o, progress=not args.quiet, log=_note, foreign_table=args.foreign_table)
     except KeyboardInterrupt:

@@ -36,23 +36,33 @@ class RunOptions:
     corpus: str | None = None
     dataset: str | None = None
     quick: bool = False               # the scaled-down training schedule (train --quick)
-    finetune_steps: int | None = None  # None: 200 with --quick, 2000 otherwise (end-to-end
-                                       # distillation; 3.5 ms student: 0.75 after 500 steps, 0.82 after 1500)
+    finetune_steps: int | None = None  # None: 200 with --quick (minutes on a CPU), 2000 otherwise; end-to-end
+                                       # distillation is what brings an assembled student close to the teacher
     finetune_views: int = DistillConfig.views  # augmented views of the text for long fine-tuning (augment.py)
-    finetune_device: str = "auto"     # where fine-tuning runs (DistillConfig.device), the baselines' too
-    int8: bool = False
-    max_params: int | None = None
-    top_t: int = 5                    # re-ranked candidates per budget
-    rerank: str = "finetune"          # search.job.RERANKERS; finetune picked 4 attention layers over 1 at 3.5 ms
-    rerank_steps: int = 150           # per candidate: enough to order them (0.653 .. 0.723 for 0 .. 4 attention
-                                      # layers at 3.5 ms), ~30 s each on 2 CPU cores
+    finetune_device: str = "auto"     # where fine-tuning runs (compute.py), the baselines' too
+    int8: bool = False                # int8 costs fidelity, so it is asked for
+    max_params: int | None = None     # no cap: the budget is the constraint
+    top_t: int = 5                    # re-ranked candidates per budget: one per attention count, 0 to 4 at MiniLM size
+    rerank: str = "finetune"          # search.job.RERANKERS: block losses are blind to attention, a short
+                                      # end-to-end distillation is not
+    rerank_steps: int = 150           # per candidate: enough to order them, ~30 s each on 2 CPU cores
     min_readout: float = MIN_READOUT  # prefer last blocks wide enough for this fidelity (readout.py)
-    margin: float = 0.03              # search under 97% of each budget: the cpu predictor read 1-3% low on
-                                      # searched students (2 ms budget: predicted 1.970, measured 2.007)
-    baselines: bool = True            # hand-designed students in the report
+    margin: float = 0.03              # search under 97% of each budget: room for the predictor's error, a few
+                                      # percent on a shared CPU
+    baselines: bool = True            # hand-designed students in the report: what the search buys over them
     force: bool = False
     seed: int = 0
     train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
+
+    def __post_init__(self) -> None:
+        """Every option is checked here, before anything slow runs."""
+        from pipeline.search.job import check_search_options
+
+        check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout)
+        for name in ("finetune_steps", "finetune_views"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
 
     @property
     def steps(self) -> int:

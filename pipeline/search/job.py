@@ -103,6 +103,16 @@ def check_rerank(rerank: str, steps: int) -> None:
         raise PipelineError(f"--rerank-steps must be at least 1, got {steps}")
 
 
+def check_search_options(top_t: int, rerank: str, rerank_steps: int, margin: float, min_readout: float) -> None:
+    """Every option of a search, checked before any work (run checks them before training)."""
+    if top_t < 1:
+        raise PipelineError(f"--top must be at least 1, got {top_t}")
+    if not 0 <= margin < 0.5:
+        raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
+    check_rerank(rerank, rerank_steps)
+    check_min_readout(min_readout)
+
+
 def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[dict[int, float], set[int] | None]:
     """The read-out cap of every last-block width in the pools (readout.py: fit on READOUT_CHUNKS of
     the training text, judged on the validation split), and the widths that reach `floor` (None: no
@@ -144,10 +154,7 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     the predictor's error, so that the measured latency stays within the budget. `rerank` is one of
     RERANKERS (module docstring). `min_readout`: prefer last blocks whose read-out cap reaches it
     (readout.py; 0 turns the preference off)."""
-    if not 0 <= margin < 0.5:
-        raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
-    check_min_readout(min_readout)
-    check_rerank(rerank, rerank_steps)
+    check_search_options(top_t, rerank, rerank_steps, margin, min_readout)
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)
