@@ -369,16 +369,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(seed=args.seed)
     cfg = cfg.quick() if args.quick else cfg
-    if args.epochs is not None:
-        cfg = replace(cfg, epochs=args.epochs, warmup_epochs=min(cfg.warmup_epochs, max(0, args.epochs - 1)))
-    if args.epoch_steps is not None:
-        cfg = replace(cfg, epoch_steps=args.epoch_steps)
-    if args.batch_size is not None:
-        cfg = replace(cfg, batch_size=args.batch_size)
-    if args.seq_len is not None:
-        cfg = replace(cfg, seq_len=args.seq_len)
-    if args.sandwich_every is not None:
-        cfg = replace(cfg, sandwich_every=args.sandwich_every)
+    overrides = {name: getattr(args, name) for name in ("epochs", "epoch_steps", "batch_size", "seq_len",
+                                                       "sandwich_every") if getattr(args, name) is not None}
+    if "epochs" in overrides:  # shrinking needs an epoch after the warm-up
+        overrides["warmup_epochs"] = min(cfg.warmup_epochs, max(0, overrides["epochs"] - 1))
+    cfg = replace(cfg, **overrides)  # checked as it is made (TrainConfig.__post_init__)
     out = Path(args.out)
     try:
         summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,
@@ -419,27 +414,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_finetune(args: argparse.Namespace) -> None:
-    """Negative fine-tuning counts are refused before any work (DistillConfig checks them only when it runs)."""
-    for flag in ("finetune_steps", "finetune_views"):
-        value = getattr(args, flag)
-        if value is not None and value < 0:
-            raise PipelineError(f"--{flag.replace('_', '-')} must be 0 or more, got {value}")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export.job import EXPORT, ExportConfig, Target, run_export, targets_from_search
 
+    # DistillConfig checks its settings as it is made: before the device and the targets are looked at.
+    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed, views=args.finetune_views,
+                                              device=args.finetune_device), int8=args.int8,
+                       seed=args.seed)
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
-    _check_finetune(args)
     if args.arch:
         targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
     else:
         targets = targets_from_search(Path(args.search_dir))
-    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed, views=args.finetune_views,
-                                              device=args.finetune_device), int8=args.int8,
-                       seed=args.seed)
     out = Path(args.out)
     records = run_export(Path(args.train_dir), targets, out, backend, cfg, args.force, progress=not args.quiet,
                          log=_note)

@@ -36,23 +36,28 @@ DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-d
 class DistillConfig:
     steps: int = 0                # 0 = keep the supernet's weights as they are
     batch_size: int = 16          # as block-wise training: 2k tokens a step at sequence 128
-    lr: float = 1e-3              # as block-wise training; 3e-4 was slower (module docstring)
+    lr: float = 1e-3              # as block-wise training: the assembled student starts close to the teacher
     weight_decay: float = 0.01    # BERT's
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
     seed: int = 0
     views: int = 3                # at most this many augmented views of the training text (augment.py), made only
-                                  # for schedules that read it many times: 6000 steps, 0.857 -> 0.864 at 3.5 ms
+                                  # for schedules that read it many times, where the student starts to overfit it
     replace: float = 0.15         # share of a view's tokens replaced (BERT's masking rate)
-    device: str = "auto"          # where the steps run, not the target: "auto" is CUDA when present (the curve
-                                  # still rises past 5000 steps; 10000 took 35 min on 2 CPU cores), else cpu
+    device: str = "auto"          # where the steps run, not the target: "auto" is CUDA when present (long
+                                  # schedules are what a GPU is for), else cpu
+
+    def __post_init__(self) -> None:
+        self.check()  # a bad setting is refused where the config is made, before any work
 
     def check(self) -> None:
         if self.steps < 0:
             raise PipelineError(f"--finetune-steps must be 0 or more, got {self.steps}")
         if self.batch_size <= 0:
             raise PipelineError(f"the distillation batch size must be positive, got {self.batch_size}")
-        if self.views < 0 or not 0 <= self.replace < 1:
-            raise PipelineError(f"views must be 0 or more and replace in [0, 1), got {self.views} and {self.replace}")
+        if self.views < 0:
+            raise PipelineError(f"--finetune-views must be 0 or more, got {self.views}")
+        if not 0 <= self.replace < 1:
+            raise PipelineError(f"the share of replaced tokens must be in [0, 1), got {self.replace}")
         if self.device not in DEVICES:
             raise PipelineError(f"unknown fine-tuning device {self.device!r}; use auto, cpu or gpu")
 

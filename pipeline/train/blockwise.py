@@ -77,6 +77,9 @@ class TrainConfig:
         return replace(self, epochs=16, warmup_epochs=3, samples_per_bin=48, keep_per_bin=4, score_batches=1,
                        eval_paths=12, tau_steps=40)
 
+    def __post_init__(self) -> None:
+        self.check()  # a bad setting is refused where the config is made, before any work
+
     def check(self) -> None:
         for name in ("seq_len", "batch_size", "epochs", "epoch_steps", "bins", "samples_per_bin", "keep_per_bin",
                      "score_batches", "eval_paths", "checkpoint_every"):
