@@ -54,6 +54,12 @@ def _add_device_args(p: argparse.ArgumentParser, table: bool = True, foreign: bo
                        help="use a --table measured on another machine (another fingerprint), with a warning")
 
 
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """What predict and benchmark share: the sequence length measured or predicted, and JSON output."""
+    p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _add_rerank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", choices=RERANKERS, default="finetune",
                    help="finetune: distil the best student of each attention count end to end for --rerank-steps "
@@ -90,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict an architecture's latency from a latency table")
     _add_device_args(p)
     p.add_argument("--arch", required=True, help="architecture JSON")
-    p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_output_args(p)
 
     p = sub.add_parser("benchmark", help="the report: teacher, exported students and baselines on the device",
                        description="With --export-dir: load the teacher (exported and optimised by ONNX Runtime "
@@ -105,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch", help="architecture JSON: time it beside the prediction")
     p.add_argument("--out", default="runs/benchmark", help="report folder (with --export-dir)")
     p.add_argument("--no-baselines", action="store_true", help="leave out the hand-designed students")
-    p.add_argument("--seq", type=int, help="sequence length (default: the profile's first)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_output_args(p)
 
     p = sub.add_parser("train", help="train the supernet by block-wise distillation, with progressive shrinking",
                        description="NAS-BERT stage 2: split the teacher into blocks, train a weight-sharing supernet "

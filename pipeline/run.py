@@ -95,8 +95,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     # 1 profile: measures only what the table lacks (nothing when it is complete).
     space = space_for_teacher(o.teacher)
     choice = TableChoice(table, backend.fingerprint())
+    predictor = None
     if foreign_table:  # measured elsewhere: nothing measured here may be added to it
-        stage("profile", lambda: load_predictor(p, choice, seq, foreign=True, log=log), reused=True)
+        predictor, _ = stage("profile", lambda: load_predictor(p, choice, seq, foreign=True, log=log), reused=True)
     else:
         if not table.exists():
             n = len(plan(space, p.batch, p.seq_lens, p.calibration_archs))
@@ -113,7 +114,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
                                      p.name, o.force, progress=progress, log=log))
     # 3 search
     search_dir = out / "search"
-    predictor, _ = load_predictor(p, choice, seq, foreign=foreign_table, log=lambda _: None)
+    if predictor is None:  # this machine's table, as profiling left it
+        predictor, _ = load_predictor(p, choice, seq, log=lambda _: None)
     key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
                      o.margin, o.seed, o.min_readout)
     fresh = o.force or reusable(search_dir / SEARCH, key) is None

@@ -11,7 +11,6 @@ training nor search ever read, computed by the deployed artifact (ONNX Runtime f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +75,7 @@ class Bench:
         except FileNotFoundError:
             raise PipelineError(f"no exported students in {export_dir} ({EXPORT} is missing); run `export` first") \
                 from None
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise PipelineError(f"{path} is corrupt ({type(e).__name__}); run `export` again") from None
         p = backend.profile
         self.seq = p.seq_lens[0]

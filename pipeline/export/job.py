@@ -17,7 +17,6 @@ and compared with the PyTorch student; the device's runner is compared too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,7 +69,7 @@ def targets_from_search(search_dir: Path) -> list[Target]:
         return [Target(Path(c["arch_path"]).stem, load_architecture(c["arch_path"]),
                        {k: c[k] for k in ("budget_ms", "predicted_ms", "est_loss", "true_loss") if k in c})
                 for c in choices]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise PipelineError(f"{path} is corrupt ({type(e).__name__}: {e}); run `search` again") from None
 
 
