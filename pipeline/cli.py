@@ -15,14 +15,18 @@ from pipeline.config import DeviceProfile, resolve_profile, shipped_devices
 from pipeline.devices import get_backend
 from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
-from pipeline.finetune.distill import DEVICES as DISTILL_DEVICES
 from pipeline.finetune.distill import DistillConfig
-from pipeline.latency import Predictor
+from pipeline.options import add_options, options_of
 from pipeline.run import RunOptions
-from pipeline.search.job import RERANKERS, check_search_options
-from pipeline.search.readout import MIN_READOUT
+from pipeline.search.job import check_search_options
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
-from pipeline.tables import choose_table, load_predictor, missing_table
+from pipeline.tables import choose_table, load_predictor, missing_table, training_table
+from pipeline.train.blockwise import TrainConfig
+
+TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every"]
+FINETUNE_FLAGS = ["steps", "views", "device"]  # DistillConfig's fields, --finetune-*
+RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_device", "int8", "max_params", "top_t", "rerank",
+             "rerank_steps", "min_readout", "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):
@@ -60,19 +64,22 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _add_rerank_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rerank", choices=RERANKERS, default="finetune",
-                   help="finetune: distil the best student of each attention count end to end for --rerank-steps "
-                   "and keep the closest to the teacher on validation text (~30 s each on 2 CPU cores); chained: "
-                   "the top T's untrained validation loss (seconds); none: the block losses' best")
-    p.add_argument("--rerank-steps", type=int, default=RunOptions.rerank_steps, metavar="N",
-                   help="distillation steps per candidate")
-    p.add_argument("--top", type=int, default=RunOptions.top_t,
-                   help="candidates per budget that the re-ranker compares")
-    p.add_argument("--min-readout", type=float, default=MIN_READOUT, metavar="COS",
-                   help="prefer students whose last block is wide enough that a read-out of it can reach this "
-                   "sentence cosine to the teacher on new text (readout.py; narrower only where "
-                   "nothing wider fits; 0 = no preference; default %(default)s)")
+def _add_text_args(p: argparse.ArgumentParser, corpus: bool = True) -> None:
+    add_options(p, RunOptions, ["teacher"])
+    if corpus:
+        add_options(p.add_mutually_exclusive_group(), RunOptions, ["corpus", "dataset"])
+
+
+def _add_common(p: argparse.ArgumentParser, out: str | None, force: str | None = None) -> None:
+    if out:
+        p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if force:
+        p.add_argument("--force", action="store_true", help=force)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+SEARCH_FLAGS = ["max_params", "top_t", "rerank", "rerank_steps", "min_readout", "margin"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "whole students on the device's runtime; write a fingerprinted latency table. "
                        "An interrupted profile resumes where it stopped.")
     _add_device_args(p, foreign=False)
-    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    _add_text_args(p, corpus=False)
     p.add_argument("--force", action="store_true", help="re-measure everything, replacing the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--export-dir", help="output folder of `export`: write the full report")
     g.add_argument("--arch", help="architecture JSON: time it beside the prediction")
     p.add_argument("--out", default="runs/benchmark", help="report folder (with --export-dir)")
-    p.add_argument("--no-baselines", action="store_true", help="leave out the hand-designed students")
+    add_options(p, RunOptions, ["baselines"])
     _add_output_args(p)
 
     p = sub.add_parser("train", help="train the supernet by block-wise distillation, with progressive shrinking",
@@ -119,51 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
                        "pool of candidates per block with their validation losses to OUT/train_summary.json. "
                        "A killed run resumes from its checkpoints; finished blocks are reused. "
                        "Several processes: torchrun --nproc_per_node N -m pipeline train ... (each rank trains "
-                       "its share of the blocks).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--corpus", help="plain text (documents separated by blank lines) or .jsonl with a 'text' "
-                   "field (default: the English text shipped with CPython: pydoc_data.topics, and the standard "
-                   "library's docstrings for training only)")
-    g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG, with a 'text' column")
-    p.add_argument("--out", default="runs/train", help="output folder")
+                       "its share of the blocks).")
+    _add_text_args(p)
     p.add_argument("--block", type=int, action="append", metavar="N",
                    help="train only block N (1-based; repeatable); blocks are independent")
     p.add_argument("--quick", action="store_true", help="scaled-down schedule for a CPU (a few minutes)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where training runs (not the target)")
     p.add_argument("--target", default="cpu", help="device profile (shipped name) whose latency table bins the "
-                   "candidates")
+                   "candidates (default cpu)")
     p.add_argument("--table", help="that latency table (default: this machine's table of --target; without one "
                    "the bins use parameters only)")
     p.add_argument("--foreign-table", action="store_true", help="use a --table measured on another machine")
-    p.add_argument("--epochs", type=int, help="override the schedule's epochs")
-    p.add_argument("--epoch-steps", type=int, help="override the steps per epoch (each a random sample of chunks)")
-    p.add_argument("--batch-size", type=int, help="override the batch size")
-    p.add_argument("--seq-len", type=int, help="override the chunk length (default 128, as the latency tables)")
-    p.add_argument("--sandwich-every", type=int, metavar="K", help="every K-th step also trains a path of the "
-                   "dearest bin, so the widest channels learn (0 = never)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="discard checkpoints and results in OUT and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    # Not given: the schedule's own (the default or --quick's), shown in the help.
+    add_options(p, TrainConfig, TRAIN_OVERRIDES, defaults=dict.fromkeys(TRAIN_OVERRIDES))
+    _add_common(p, "runs/train", "discard checkpoints and results in OUT and start over")
 
     p = sub.add_parser("search", help="the best architecture under each latency budget, from the trained pools",
                        description="Combine the per-block candidate pools of a trained supernet into the student "
                        "with the lowest estimated loss (sum of block losses) whose latency, predicted from the "
                        "device's latency table, fits each budget (exact search; preferring last blocks wide enough "
                        "for --min-readout and students using 90% of their budget), then re-rank T candidates "
-                       "(--rerank) and keep the best. Writes OUT/arch_<budget>.json and OUT/search.json.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "(--rerank) and keep the best. Writes OUT/arch_<budget>.json and OUT/search.json.")
     _add_device_args(p)
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 5ms,8ms,12ms")
-    p.add_argument("--max-params", help="parameter cap, e.g. 10M or 500k")
-    p.add_argument("--train-dir", default="runs/train", help="output folder of `train`")
-    p.add_argument("--out", default="runs/search", help="output folder")
-    _add_rerank_args(p)
-    p.add_argument("--margin", type=float, default=0.0,
-                   help="search under budget x (1 - margin), room for the predictor's error (run: "
-                   f"{RunOptions.margin})")
+    p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (default runs/train)")
+    # A search alone takes the budget as given; `run` keeps its margin (RunOptions.margin).
+    add_options(p, RunOptions, SEARCH_FLAGS, defaults={"margin": 0.0})
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
+    p.add_argument("--out", default="runs/search", help="output folder (default runs/search)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("export", help="searched architectures -> deployable students, every artifact checked",
@@ -173,56 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
                        "it with pipeline.model.hf.load_student), model.onnx (dynamic batch and sequence), "
                        "model.opt.onnx (ONNX Runtime-optimised), model.int8.onnx (--int8), and the device's own "
                        "build (a TensorRT engine for tensorrt). Each is compared with the PyTorch student and the "
-                       "max |diff| is recorded in export.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "max |diff| is recorded in export.json.")
     _add_device_args(p, table=False)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--search-dir", default="runs/search", help="output folder of `search`")
+    g.add_argument("--search-dir", default="runs/search", help="output folder of `search` (default runs/search)")
     g.add_argument("--arch", action="append", help="architecture JSON instead (repeatable)")
-    p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (the weights)")
-    p.add_argument("--out", default="runs/export", help="output folder")
-    p.add_argument("--finetune-steps", type=int, default=0, help="end-to-end distillation steps after assembly "
-                   "(MiniLM at 3.5 ms: 2000 -> 0.85 sentence cosine, 10000 -> 0.90; 36 min on 2 CPU cores)")
-    p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
-                   help="at most this many augmented views of the training text for long fine-tuning (0: none)")
-    p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
-                   help="where the fine-tuning steps run (not the target): auto is CUDA when present")
-    p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 ONNX (cpu)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="re-export even what is already exported")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--train-dir", default="runs/train", help="output folder of `train`, the weights "
+                   "(default runs/train)")
+    add_options(p, DistillConfig, FINETUNE_FLAGS)
+    add_options(p, RunOptions, ["int8"])
+    _add_common(p, "runs/export", "re-export even what is already exported")
 
     p = sub.add_parser("run", help="profile, train, search, export and benchmark in a row (the main job)",
                        description="Chain every stage for a device and latency budget(s). A stage whose artifact "
                        "exists and whose inputs did not change is reused, so a second identical run takes "
                        "seconds; --force redoes them. Ends with one line per budget: met or not, measured latency, "
-                       "speedup, fidelity, where the model is.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "speedup, fidelity, where the model is.")
     _add_device_args(p)
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 3ms,5ms")
-    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--corpus", help="text or .jsonl corpus (default: CPython's pydoc_data.topics + stdlib "
-                   "docstrings)")
-    g.add_argument("--dataset", help="a `datasets` name, NAME or NAME:CONFIG")
+    _add_text_args(p)
     p.add_argument("--out", help="run folder (default runs/<device>)")
-    p.add_argument("--quick", action="store_true", help="scaled-down training and fine-tuning (CPU minutes)")
-    p.add_argument("--finetune-steps", type=int, help="end-to-end distillation steps (default 200 quick, 2000 full; "
-                   "MiniLM at 3.5 ms: 10000 -> 0.90 sentence cosine, 36 min on 2 CPU cores, for each baseline too)")
-    p.add_argument("--finetune-views", type=int, default=DistillConfig.views,
-                   help="at most this many augmented views of the training text for long fine-tuning (0: none)")
-    p.add_argument("--finetune-device", choices=DISTILL_DEVICES, default="auto",
-                   help="where fine-tuning runs, the baselines' too (not the target): auto is CUDA when present")
-    p.add_argument("--int8", action="store_true", help="also export and benchmark int8 students (cpu)")
-    p.add_argument("--max-params", help="parameter cap, e.g. 10M")
-    _add_rerank_args(p)
-    p.add_argument("--margin", type=float, default=RunOptions.margin,
-                   help="search under budget x (1 - margin), room for the predictor's error")
-    p.add_argument("--no-baselines", action="store_true", help="leave the hand-designed students out of the report")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="redo every stage (the latency table is kept)")
+    add_options(p, RunOptions, RUN_FLAGS)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
-    p.add_argument("--teacher", help="Hugging Face BERT id or folder (default: offline all-MiniLM-L6-v2)")
+    _add_text_args(p, corpus=False)
     p.add_argument("--sample", type=int, default=0, metavar="N", help="write N random architectures")
     p.add_argument("--out", default="archs", help="folder for sampled architectures (default archs/)")
     p.add_argument("--seed", type=int, default=0)
@@ -241,31 +206,21 @@ def _seq(profile: DeviceProfile, seq: int | None) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from pipeline.model.teacher import space_for_teacher
-    from pipeline.profile.probes import check_fits, open_table, profile_device
+    from pipeline.profile.job import run_profile
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     space = space_for_teacher(args.teacher)
     path = choose_table(profile, backend, args.table).path
-    # Refuse a corrupt or foreign table before any work; what it holds already is not measured again.
-    check_fits(profile, space)
-    before = len(open_table(path, backend.fingerprint(), args.force).df)
-    _note(f"profiling device '{profile.name}' ({profile.backend}, {profile.precision}, batch {profile.batch}, "
-          f"seq {list(profile.seq_lens)}) for a space of {len(space.ops())} ops x hidden {list(space.hidden_sizes)}")
     try:
-        table = profile_device(backend, space, path, force=args.force, progress=not args.quiet)
+        table, added = run_profile(backend, space, path, args.force, progress=not args.quiet, log=_note)
     except KeyboardInterrupt:
         _note(f"interrupted: the rounds measured so far are saved beside {path}; run the same command to resume")
         return 130
-    if len(table.df) == before:
-        print(f"{path} already holds every part of this space ({before} rows); --force measures it anew")
-        return 0
-    for seq in profile.seq_lens:
-        cal = Predictor(table, profile.batch, seq).calibration
-        coefs = ", ".join(f"{k} {v:.3f}" for k, v in cal.as_dict()["coefs"].items())
-        _note(f"seq {seq}: calibrated ({cal.method}) on {cal.archs} whole students: coefficients {coefs}, "
-              f"offset {cal.offset_ms:+.3f} ms; worst fitted error {cal.max_abs_error_pct:.1f}%")
-    print(f"wrote {path} ({len(table.df)} rows, fingerprint {table.fingerprint_hash})")
+    if not added:
+        print(f"{path} already holds every part of this space ({len(table.df)} rows); --force measures it anew")
+    else:
+        print(f"wrote {path} ({len(table.df)} rows, fingerprint {table.fingerprint_hash})")
     return 0
 
 
@@ -311,7 +266,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         from pipeline.run import summary_lines
 
         out = Path(args.out)
-        report = run_benchmark(Path(args.export_dir), backend, out, predictor, not args.no_baselines,
+        report = run_benchmark(Path(args.export_dir), backend, out, predictor, args.baselines,
                                progress=not args.json, log=_note)
         if args.json:
             print(json.dumps(report))
@@ -348,40 +303,22 @@ def cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
-def _training_table(args: argparse.Namespace) -> Path | None:
-    """The table whose latencies bin the candidates: --table, else this machine's of --target if it exists."""
-    from pipeline.tables import load_table
-
-    profile = resolve_profile(args.target, None)
-    try:
-        choice = choose_table(profile, get_backend(profile, require_present=False), args.table)
-        load_table(profile, choice, args.foreign_table, log=_note)
-    except PipelineError as e:
-        if args.table:
-            raise
-        _note(f"note: {e}")
-        return None
-    return choice.path
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pipeline.train.blockwise import TrainConfig
     from pipeline.train.job import run_train
     from pipeline.train.trained import SUMMARY
 
     cfg = TrainConfig(seed=args.seed)
     cfg = cfg.quick() if args.quick else cfg
-    overrides = {name: getattr(args, name) for name in ("epochs", "epoch_steps", "batch_size", "seq_len",
-                                                       "sandwich_every") if getattr(args, name) is not None}
+    overrides = options_of(args, TrainConfig, TRAIN_OVERRIDES, skip_none=True)
     if "epochs" in overrides:  # shrinking needs an epoch after the warm-up
         overrides["warmup_epochs"] = min(cfg.warmup_epochs, max(0, overrides["epochs"] - 1))
     cfg = replace(cfg, **overrides)  # checked as it is made (TrainConfig.__post_init__)
-    out = Path(args.out)
+    out, table = Path(args.out), training_table(args.target, args.table, args.foreign_table, _note)
     try:
-        summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device,
-                            _training_table(args), args.target, args.force, progress=not args.quiet, log=_note)
+        summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device, table,
+                            args.target, args.force, progress=not args.quiet, log=_note)
     except KeyboardInterrupt:
         _note(f"interrupted: checkpoints are in {out}/block_*/; run the same command to resume")
         return 130
@@ -393,12 +330,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from pipeline.budget import parse_budgets, parse_count
+    from pipeline.budget import parse_budgets
     from pipeline.search.job import SEARCH, run_search
     from pipeline.train.trained import TrainedSupernet
 
     budgets = parse_budgets(args.budget)
-    max_params = parse_count(args.max_params) if args.max_params else None
     check_search_options(args.top, args.rerank, args.rerank_steps, args.margin, args.min_readout)
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile, require_present=False)
@@ -406,7 +342,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     choice = choose_table(profile, backend, args.table)
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
-    choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, max_params, args.top,
+    choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, args.max_params, args.top,
                          rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
                          progress=not args.quiet, min_readout=args.min_readout)
     for c in choices:
@@ -422,9 +358,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export.job import EXPORT, ExportConfig, Target, run_export, targets_from_search
 
     # DistillConfig checks its settings as it is made: before the device and the targets are looked at.
-    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps, seed=args.seed, views=args.finetune_views,
-                                              device=args.finetune_device), int8=args.int8,
-                       seed=args.seed)
+    cfg = ExportConfig(finetune=DistillConfig(seed=args.seed, **options_of(args, DistillConfig, FINETUNE_FLAGS)),
+                       int8=args.int8, seed=args.seed)
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     if args.arch:
@@ -442,16 +377,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.budget import parse_budgets, parse_count
+    from pipeline.budget import parse_budgets
     from pipeline.run import run_all, summary_lines
 
     # Budgets and options are checked (RunOptions) before anything slow: a bad one is an instant error.
-    max_params = parse_count(args.max_params) if args.max_params else None
-    o = RunOptions(tuple(parse_budgets(args.budget)), teacher=args.teacher, corpus=args.corpus, dataset=args.dataset,
-                   quick=args.quick, finetune_steps=args.finetune_steps, finetune_views=args.finetune_views,
-                   finetune_device=args.finetune_device, int8=args.int8, max_params=max_params, top_t=args.top,
-                   rerank=args.rerank, rerank_steps=args.rerank_steps, min_readout=args.min_readout,
-                   margin=args.margin, baselines=not args.no_baselines, force=args.force, seed=args.seed)
+    o = RunOptions(tuple(parse_budgets(args.budget)), **options_of(args, RunOptions, ["teacher", "corpus", "dataset",
+                                                                                      *RUN_FLAGS]))
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     table = choose_table(profile, backend, args.table).path
@@ -489,11 +420,12 @@ def _glue_negative_budgets(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_glue_negative_budgets(sys.argv[1:] if argv is None else argv))
-    if not args.command:
-        parser.print_help()
-        return 0
     try:
+        # Inside the try: some flags are read by the parsers of their configs (--max-params: parse_count).
+        args = parser.parse_args(_glue_negative_budgets(sys.argv[1:] if argv is None else argv))
+        if not args.command:
+            parser.print_help()
+            return 0
         return COMMANDS[args.command](args)
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,38 +20,55 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import reusable, write_json_atomic
-from pipeline.budget import format_ms
+from pipeline.budget import format_ms, parse_count
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
 from pipeline.export.job import ExportConfig
 from pipeline.finetune.distill import DistillConfig
+from pipeline.options import opt, same_as
+from pipeline.search.job import RERANKERS
 from pipeline.search.readout import MIN_READOUT
 from pipeline.train.blockwise import TrainConfig
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """What `run` is asked for; each field is also its command-line flag (options.py)."""
+
     budgets_ms: tuple[float, ...]
-    teacher: str | None = None
-    corpus: str | None = None
-    dataset: str | None = None
-    quick: bool = False               # the scaled-down training schedule (train --quick)
-    finetune_steps: int | None = None  # None: 200 with --quick (minutes on a CPU), 2000 otherwise; end-to-end
-                                       # distillation is what brings an assembled student close to the teacher
-    finetune_views: int = DistillConfig.views  # augmented views of the text for long fine-tuning (augment.py)
-    finetune_device: str = "auto"     # where fine-tuning runs (compute.py), the baselines' too
-    int8: bool = False                # int8 costs fidelity, so it is asked for
-    max_params: int | None = None     # no cap: the budget is the constraint
-    top_t: int = 5                    # re-ranked candidates per budget: one per attention count, 0 to 4 at MiniLM size
-    rerank: str = "finetune"          # search.job.RERANKERS: block losses are blind to attention, a short
-                                      # end-to-end distillation is not
-    rerank_steps: int = 150           # per candidate: enough to order them, ~30 s each on 2 CPU cores
-    min_readout: float = MIN_READOUT  # prefer last blocks wide enough for this fidelity (readout.py)
-    margin: float = 0.03              # search under 97% of each budget: room for the predictor's error, a few
-                                      # percent on a shared CPU
-    baselines: bool = True            # hand-designed students in the report: what the search buys over them
-    force: bool = False
-    seed: int = 0
+    teacher: str | None = opt(None, "Hugging Face BERT id or folder (default: the offline all-MiniLM-L6-v2)",
+                              type=str)
+    corpus: str | None = opt(None, "plain text (documents separated by blank lines) or .jsonl with a 'text' field "
+                             "(default: the offline corpus, model/corpus.py)", type=str)
+    dataset: str | None = opt(None, "a `datasets` name, NAME or NAME:CONFIG, with a 'text' column", type=str)
+    # The scaled-down schedule: the whole chain in CPU minutes, for trying the tool out.
+    quick: bool = opt(False, "scaled-down training and fine-tuning (CPU minutes)")
+    # End-to-end distillation is what brings an assembled student close to the teacher; the quick
+    # schedule keeps it to minutes on a CPU.
+    finetune_steps: int | None = opt(None, "end-to-end distillation steps per student, the baselines' too "
+                                     "(default: 200 with --quick, 2000 otherwise)", type=int)
+    finetune_views: int = same_as(DistillConfig, "views")
+    finetune_device: str = same_as(DistillConfig, "device")
+    int8: bool = opt(False, "also export and benchmark int8 students (cpu)")  # int8 costs fidelity: asked for
+    # No cap by default: the budget is the constraint.
+    max_params: int | None = opt(None, "parameter cap, e.g. 10M or 500k", type=parse_count)
+    # One candidate per attention count a block can have: the re-ranker sees attention, the block losses not.
+    top_t: int = opt(5, "candidates per budget that the re-ranker compares", flag="--top")
+    # Block losses are blind to how blocks work together; a short end-to-end distillation is not.
+    rerank: str = opt("finetune", "finetune: distil each candidate end to end for --rerank-steps and keep the "
+                      "closest to the teacher on validation text; chained: the candidates' untrained validation "
+                      "loss (seconds); none: the block losses' best", choices=RERANKERS)
+    # Enough steps to order candidates, far fewer than a student's fine-tuning.
+    rerank_steps: int = opt(150, "distillation steps per re-ranked candidate", metavar="N")
+    min_readout: float = opt(MIN_READOUT, "prefer students whose last block is wide enough that a read-out of it "
+                             "can reach this sentence cosine to the teacher on new text (0: no preference)",
+                             metavar="COS")
+    # The predictor errs by a few percent on a shared CPU; searching below the budget leaves room for it.
+    margin: float = opt(0.03, "search under budget x (1 - margin), room for the predictor's error")
+    # The report shows what the search buys over hand-designed students of the same latency.
+    baselines: bool = opt(True, "leave the hand-designed students out of the report", flag="--no-baselines")
+    force: bool = opt(False, "redo every stage (the latency table is kept)")
+    seed: int = opt(0, "random seed of every stage")
     train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
 
     def __post_init__(self) -> None:

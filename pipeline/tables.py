@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import PROFILES_DIR, DeviceProfile
-from pipeline.devices import Backend
+from pipeline.config import PROFILES_DIR, DeviceProfile, resolve_profile
+from pipeline.devices import Backend, get_backend
 from pipeline.errors import DeviceUnavailable, PipelineError
 from pipeline.latency import LatencyTable, Predictor, describe_fingerprint, fingerprint_hash
 
@@ -116,3 +116,19 @@ def load_predictor(profile: DeviceProfile, choice: TableChoice, seq: int, foreig
     """The predictor of the chosen table at (profile.batch, seq); see load_table."""
     table, matched = load_table(profile, choice, foreign, log)
     return Predictor(table, profile.batch, seq), matched
+
+
+def training_table(target: str, given: str | Path | None, foreign: bool = False,
+                   log: Callable[[str], None] = print) -> Path | None:
+    """The table whose latencies bin training's candidates: `given`, else this machine's table of the
+    shipped profile `target` if it exists (None: the bins use parameters only, with a note)."""
+    profile = resolve_profile(target, None)
+    try:
+        choice = choose_table(profile, get_backend(profile, require_present=False), given)
+        load_table(profile, choice, foreign, log=log)
+    except PipelineError as e:
+        if given:
+            raise
+        log(f"note: {e}")
+        return None
+    return choice.path

@@ -25,7 +25,8 @@ MIN_DISTILL_CHUNKS = 8192  # chunks that fine-tuning draws from even when its st
 @dataclass(frozen=True)
 class BuildConfig:
     finetune: DistillConfig = field(default_factory=DistillConfig)  # end-to-end steps after assembly
-    embed_steps: int = 300        # fitting the factorised embeddings to the teacher's: ~10 s on a CPU
+    embed_steps: int = 300        # fitting the factorised embeddings to the teacher's: a small regression of
+                                  # one matrix, cheap next to the students' fine-tuning
     seed: int = 0
 
 

@@ -28,23 +28,28 @@ from tqdm import tqdm
 
 from pipeline.compute import CHOICES, compute_device
 from pipeline.errors import PipelineError
+from pipeline.options import opt
 
 DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-device): compute.py
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    steps: int = 0                # 0 = keep the supernet's weights as they are
+    # 0 keeps the supernet's weights as they are; a user asks for fine-tuning and its cost.
+    steps: int = opt(0, "end-to-end distillation steps after assembly", flag="--finetune-steps")
     batch_size: int = 16          # as block-wise training: 2k tokens a step at sequence 128
     lr: float = 1e-3              # as block-wise training: the assembled student starts close to the teacher
     weight_decay: float = 0.01    # BERT's
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
     seed: int = 0
-    views: int = 3                # at most this many augmented views of the training text (augment.py), made only
-                                  # for schedules that read it many times, where the student starts to overfit it
+    # Augmented views (augment.py) are made only for schedules that read the text many times, where the
+    # student starts to overfit it; a few views are enough to break the repetition.
+    views: int = opt(3, "at most this many augmented views of the training text for long fine-tuning (0: none)",
+                     flag="--finetune-views")
     replace: float = 0.15         # share of a view's tokens replaced (BERT's masking rate)
-    device: str = "auto"          # where the steps run, not the target: "auto" is CUDA when present (long
-                                  # schedules are what a GPU is for), else cpu
+    # Where the steps run, not the target: long schedules are what a GPU is for, so auto takes CUDA when present.
+    device: str = opt("auto", "where fine-tuning runs (not the target): auto is CUDA when present",
+                      flag="--finetune-device", choices=DEVICES)
 
     def __post_init__(self) -> None:
         self.check()  # a bad setting is refused where the config is made, before any work

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import torch
 
-READS_PER_VIEW = 6  # passes per view, less one view: 6000 steps of 16 (28 passes) get 3, 2000 (9 passes) none
+# One view per 6 passes over the text, less one: a schedule that reads the text fewer than 12 times does
+# not overfit it and gets none, a long one gets several (views_for).
+READS_PER_VIEW = 6
 
 
 def views_for(reads: int, chunks: int, max_views: int, max_chunks: int) -> int:

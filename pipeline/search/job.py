@@ -39,10 +39,12 @@ from pipeline.space import Architecture, save_architecture
 from pipeline.train.trained import TrainedSupernet
 
 SEARCH = "search.json"
-MIN_USE = 0.9  # students predicted at >= 90% of the (margin-reduced) budget come first: with the read-out
-               # preference, the quick supernet's best 4-attention student at 3.5 ms sat at 2.926 of 3.395 ms
-READOUT_CHUNKS = 512  # training chunks the read-out caps are fit on: 256 read 0.931 at 192 wide, 512 0.938, all
-                      # 3,324 0.936 (on the test split)
+# Students predicted at >= 90% of the (margin-reduced) budget come first: a student that leaves a tenth of
+# its budget unused leaves capacity the user pays for in latency anyway.
+MIN_USE = 0.9
+# Training chunks the read-out caps are fit on: a least-squares fit of a width into the teacher's needs a
+# few times more chunks than the width, and the cap is a preference, not a result (experiments.md).
+READOUT_CHUNKS = 512
 RERANKERS = ("finetune", "chained", "none")
 SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chained": "validation MSE of the "
           "chained student", "none": None}  # what each candidate's "score" in search.json is

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from pipeline.artifacts import content_key, write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
+from pipeline.options import opt
 from pipeline.space import Block, SearchSpace, op_params
 from pipeline.train import shrinking
 from pipeline.train.supernet import SuperBlock
@@ -49,28 +50,34 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seq_len: int = 128            # NAS-BERT's setting, and the latency tables'
-    batch_size: int = 16          # 2k tokens a step: ~0.08 s per step for MiniLM's blocks on 2 CPU cores
+    # NAS-BERT's setting, and the latency tables': blocks learn the states at the length they are timed at.
+    seq_len: int = opt(128, "chunk length of the training text")
+    # 2k tokens a step at length 128: small enough for a CPU step, large enough for a stable regression.
+    batch_size: int = opt(16, "chunks per step")
     lr: float = 1e-3              # AdamW peak; shallow blocks regressing hidden states tolerate BERT-small rates
     weight_decay: float = 0.01    # BERT's
     warmup_steps: int = 50        # linear lr warm-up, then cosine decay to 10% over all steps
-    epochs: int = 20              # NAS-BERT's schedule is in epochs: warm-up, then shrinking after each one
-    epoch_steps: int = 60         # steps per epoch at most: a fresh random sample of the chunks each time, so
-                                  # training time does not grow with the corpus (default corpus: 168 to see all)
+    # NAS-BERT's schedule is in epochs: warm-up, then shrinking after each one.
+    epochs: int = opt(20, "epochs of the schedule (shrinking starts after the warm-up epochs)")
+    # Steps per epoch at most, each a fresh random sample of the chunks: training time does not grow with
+    # the corpus, so a large corpus costs tokenising, not training.
+    epoch_steps: int = opt(60, "steps per epoch (each a random sample of the chunks)")
     warmup_epochs: int = 4        # NAS-BERT starts shrinking after epoch 4 (its Figure 4)
     bins: int = 10                # B, NAS-BERT's
-    samples_per_bin: int = 2000   # E, NAS-BERT's; larger than a MiniLM bin (~312), so every candidate is scored
+    samples_per_bin: int = 2000   # E, NAS-BERT's; at MiniLM's size larger than a bin, so every candidate is scored
     keep_per_bin: int = 10        # m, NAS-BERT's: a pool of B * m = 100 per block
     score_batches: int = 2        # validation batches that score a candidate while shrinking
     eval_paths: int = 16          # random paths for val_loss_untrained / val_loss_trained
     tau_paths: int = 12           # pool paths for the Kendall tau: 10 or more for a meaningful rank correlation
     tau_steps: int = 200          # standalone training steps per tau path, from the shared weights
     tau_lr: float = 2e-4          # fine-tuning rate for those steps
-    dropout: float = 0.0          # block regression on a small corpus; dropout only slowed the fit
-    sandwich_every: int = 4       # every k-th step also trains a path of the dearest bin (0 = never): uniform
-                                  # sampling leaves the widest channels to ~10% of the steps (module docstring)
-    checkpoint_every: int = 25    # steps between checkpoints (~2 s of CPU work; cheap to save)
-    seed: int = 0
+    dropout: float = 0.0          # regressing the teacher's states is not classification: the target is
+                                  # dense and exact, and the random paths already regularise the shared weights
+    # Uniform sampling leaves the widest channels to a small share of the steps (module docstring).
+    sandwich_every: int = opt(4, "every K-th step also trains a path of the dearest bin, so the widest channels "
+                              "learn (0: never)", metavar="K")
+    checkpoint_every: int = 25    # steps between checkpoints: a few seconds of work lost at most, cheap to save
+    seed: int = opt(0, "random seed")
 
     def quick(self) -> TrainConfig:
         """Scaled down to finish the offline defaults in a few minutes on a 2-core CPU."""
