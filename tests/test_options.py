@@ -55,3 +55,12 @@ def test_choices_are_enforced():
 def test_a_flag_read_by_its_config_parser_is_a_one_line_error(capsys):
     assert main(["run", "--budget", "5ms", "--max-params", "lots"]) == 1
     assert capsys.readouterr().err.strip().startswith("error: bad parameter count 'lots'")
+
+
+def test_run_with_no_flags_asks_for_run_options_defaults():
+    from pipeline.cli import RUN_FLAGS, build_parser
+    from pipeline.run import RunOptions
+
+    args = build_parser().parse_args(["run", "--budget", "3.5ms", "--quick"])
+    assert RunOptions((3.5,), **options_of(args, RunOptions, ["teacher", "corpus", "dataset", *RUN_FLAGS])) == \
+        RunOptions((3.5,), quick=True)
