@@ -1,25 +1,23 @@
 """Corpus loading, document-level train/validation/test split, tokenisation into fixed-length chunks.
 
-The default corpus is the English reference text that ships with CPython (`pydoc_data.topics`,
-79 documents, about 65k words), so that training works offline. Its training split is joined by
-the docstrings of CPython's own standard library (about 2,900 of 20+ words, 190k words in all,
-read from the sources with `ast`, nothing imported): 65k words were too few, a student
-fine-tuned on them alone reached 0.90 sentence cosine on training text and 0.77 on held-out text.
-The docstrings only ever train; validation and test stay pydoc topics, so fidelity numbers keep
-their meaning. `--corpus FILE` reads plain text
-(documents separated by blank lines) or JSONL (a "text" field per line); `--dataset NAME[:CONFIG]`
-goes through the `datasets` library. Documents, not chunks, are split, so no text of the test
-split (kept for the benchmark's fidelity check) or the validation split is ever trained on.
-Tokenised chunks are cached under $PIPELINE_CACHE/corpus (default ~/.cache/pipeline).
+The default corpus is offline text that Python and the project's dependencies ship (texts.py):
+WordNet's glosses and usage examples (general English, about 1.8M words) mixed with CPython's
+reference topics (pydoc_data.topics, Python documentation, 65k words), split together by
+document; the docstrings of CPython's standard library (190k words) join the training split only.
+A student learns the text it is distilled on: Python documentation alone made students that were
+no better than a bag of the teacher's token embeddings on general English (docs/experiments.md).
+`--corpus FILE` reads plain text (documents separated by blank lines) or JSONL (a "text" field per
+line); `--dataset NAME[:CONFIG]` goes through the `datasets` library. Documents, not chunks, are
+split, so no text of the test split (kept for the benchmark's fidelity check) or the validation
+split is ever trained on. Tokenised chunks are cached under $PIPELINE_CACHE/corpus
+(default ~/.cache/pipeline).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import random
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +26,14 @@ import torch
 from pipeline.artifacts import disk_cached
 from pipeline.errors import PipelineError
 
-DEFAULT_CORPUS = "pydoc_data.topics"
+DEFAULT_CORPUS = "WordNet glosses + pydoc_data.topics"
 DEFAULT_EXTRA = "CPython stdlib docstrings"
-# Left out of the docstrings: tests (terse, repetitive) and GUI/tooling packages that are not the library.
-SKIP_STDLIB = frozenset({"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "site-packages",
-                         "dist-packages"})
 SPLITS = ("train", "validation", "test")
 HELD_OUT = {"validation": 0.1, "test": 0.1}  # fractions of tokens; the rest trains
+# At most this many tokens per held-out split: enough chunks (~300 of 128) to measure fidelity to a
+# few thousandths, and validation is read by every re-ranked candidate, so it must stay cheap on a
+# corpus of millions of tokens.
+HELD_OUT_MAX_TOKENS = 40_000
 SPLIT_SEED = 0  # fixed, so every stage and every run sees the same split
 
 
@@ -101,40 +100,19 @@ def load_documents(corpus: str | None = None, dataset: str | None = None) -> tup
     elif corpus:
         source, docs = f"file {Path(corpus).resolve()}", _read_file(Path(corpus))
     else:
-        from pydoc_data.topics import topics
+        from pipeline.model.texts import pydoc_topics, wordnet_documents
 
-        source, docs = DEFAULT_CORPUS, [topics[k] for k in sorted(topics)]
+        source, docs = DEFAULT_CORPUS, wordnet_documents() + pydoc_topics()
     docs = [d.strip() for d in docs if d and d.strip()]
     if not docs:
         raise PipelineError(f"corpus {source} is empty")
     return source, docs
 
 
-def stdlib_docstrings(min_words: int = 20) -> list[str]:
-    """Module, class and function docstrings of the standard library's .py sources, each once, in
-    path order. Parsed, never imported: no side effects, and the same text on every run."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    docs: list[str] = []
-    seen: set[str] = set()
-    for path in sorted(root.rglob("*.py")):
-        if SKIP_STDLIB.intersection(path.relative_to(root).parts[:-1]):
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
-            continue  # a few stdlib files are deliberately broken or not UTF-8
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc and len(doc.split()) >= min_words and doc not in seen:
-                    seen.add(doc)
-                    docs.append(doc)
-    return docs
-
-
 def split_documents(docs: list[str], token_counts: list[int]) -> dict[str, list[int]]:
     """Document indices per split: shuffled once with a fixed seed, held-out splits filled to their
-    share of tokens first; the training split always keeps at least one document."""
+    share of tokens (at most HELD_OUT_MAX_TOKENS) first; the training split always keeps at least one
+    document."""
     order = list(range(len(docs)))
     random.Random(SPLIT_SEED).shuffle(order)
     total = sum(token_counts)
@@ -142,7 +120,7 @@ def split_documents(docs: list[str], token_counts: list[int]) -> dict[str, list[
     pos = 0
     for split, frac in HELD_OUT.items():
         got = 0
-        while pos < len(order) - 1 and got < frac * total:  # the last document always trains
+        while pos < len(order) - 1 and got < min(frac * total, HELD_OUT_MAX_TOKENS):  # the last always trains
             out[split].append(order[pos])
             got += token_counts[order[pos]]
             pos += 1
@@ -177,12 +155,14 @@ def load_corpus(tokenizer, seq_len: int, corpus: str | None = None, dataset: str
         raise PipelineError(f"sequence length must be at least 8, got {seq_len}")
     source, docs = load_documents(corpus, dataset)
     held_out = source
+    from pipeline.model.texts import stdlib_docstrings
+
     extra = stdlib_docstrings() if not (corpus or dataset) else []  # training-only text of the default
     if extra:
         source = f"{source} + {DEFAULT_EXTRA} (training only)"
     content = hashlib.sha256("\x00".join(docs + ["\x01"] + extra).encode()).hexdigest()[:16]
     key = {"content": content, "tokenizer": _tokenizer_id(tokenizer), "seq": seq_len, "held_out": HELD_OUT,
-           "seed": SPLIT_SEED, "format": 1}
+           "seed": SPLIT_SEED, "max_held_out": HELD_OUT_MAX_TOKENS, "format": 1}
 
     def tokenise() -> dict[str, torch.Tensor]:
         tokens = [tokenizer(d, add_special_tokens=False, verbose=False)["input_ids"] for d in docs]
