@@ -165,6 +165,12 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     drift = report.get("machine_drift")
     note = (f" (the machine ran {drift['percent']:+.1f}% against its latency table)"
             if drift and abs(drift["percent"]) >= 2 else "")
+    def ood(s: dict[str, Any]) -> str:
+        if s.get("ood_neighbour_recall_at_10") is None:
+            return ""
+        return (f" (out of domain: recall@10 {s['ood_neighbour_recall_at_10']:.2f}, similarity spearman "
+                f"{s['ood_similarity_spearman']:.2f})")
+
     lines = []
     for s in report["students"]:
         if s["kind"] != "searched":
@@ -173,6 +179,6 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
         lines.append(
             f"budget {format_ms(s['budget_ms'])} {met}: measured {s['latency_ms']:.3f} ms "
             f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), speedup {s['speedup']:.1f}x over "
-            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}{note}; "
+            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}{ood(s)}{note}; "
             f"model in {Path(s['model_dir']).parent}, report in {out / 'report.md'}")
     return lines

@@ -5,59 +5,38 @@ together, round-robin (timing.measure), on the same inputs with the same setting
 stretch of the machine hits them alike. The teacher is exported the way a user would deploy it
 at ONNX Runtime's best: the plain export optimised by ONNX Runtime, and the export fused by its
 transformer optimizer (optimum's engine); the faster of the two on this machine is the baseline.
-Fidelity is the cosine similarity to the teacher on the corpus's test split, which neither
-training nor search ever read, computed by the deployed artifact (ONNX Runtime for ONNX files).
+Quality (evaluate.py) is measured against the teacher's sentence embeddings on the corpus's test
+split and on out-of-domain sentences, neither ever read by training or search, by the deployed
+artifact (ONNX Runtime for ONNX files). Beside the baselines sits the cheap peer (peer.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from pipeline.artifacts import content_key, read_json, short_hash, write_json_atomic
+from pipeline.benchmark.evaluate import OOD_BATCH, OOD_TEXTS, EvalTexts, Model, evaluate
 from pipeline.benchmark.measure import drift_of, measure_runners
 from pipeline.devices import Backend
 from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
-from pipeline.finetune.distill import DistillConfig, distill, fidelity
+from pipeline.finetune.distill import DistillConfig, distill
 from pipeline.latency import Predictor
 from pipeline.model.student import example_inputs
-from pipeline.model.teacher import Encoder
-from pipeline.onnxio import export_onnx, optimize_bert, optimize_onnx, ort_session
+from pipeline.model.teacher import Encoder, weights_hash
+from pipeline.model.texts import NEWS_SOURCE, news_sentences
+from pipeline.onnxio import export_onnx, optimize_bert, optimize_onnx
 from pipeline.space import count_flops, count_params
 from pipeline.train.trained import TrainedSupernet
 
 ANCHORS = 4  # calibration students re-timed with every benchmark (a few seconds more)
-
-
-@dataclass
-class Model:
-    name: str
-    kind: str                         # teacher | searched | searched-int8 | narrow | pkd
-    module: nn.Module                 # the fp32 PyTorch original every artifact is checked against
-    onnx_path: Path | None = None     # the deployed file, for backends that run ONNX
-    precision: str | None = None      # tolerance override (int8 on an fp32 device)
-    info: dict[str, Any] = field(default_factory=dict)  # budget, prediction, params, FLOPs, ...
-
-
-@torch.no_grad()
-def model_outputs(m: Model, ids: torch.Tensor) -> torch.Tensor:
-    """Final states [N, S, T] of the deployed artifact (the ONNX file where there is one)."""
-    if m.onnx_path is not None:
-        run = ort_session(m.onnx_path)
-        return torch.cat([torch.from_numpy(run({"input_ids": b, "attention_mask": torch.ones_like(b)}))
-                          for b in ids.split(16)]).float()
-    from pipeline.finetune.distill import outputs
-
-    return outputs(m.module, ids).float()
 
 
 class Bench:
@@ -196,6 +175,16 @@ class Bench:
             models.append(Model(b.name, b.kind, module, onnx, info=info))
         return models
 
+    def peer(self) -> Model:
+        """model2vec distilled from the teacher (peer.py), cached by the teacher's weights."""
+        from pipeline.benchmark.peer import PEER_NAME, RUNS_ON, load_peer
+
+        static = load_peer(self.teacher.name_or_path, weights_hash(self.teacher), self.log)
+        return Model(PEER_NAME, "peer", None, peer=static,
+                     info={"arch": f"static token embeddings of the teacher ({static.embedding.shape[0]} x "
+                                   f"{static.dim}), mean-pooled", "runs_on": RUNS_ON,
+                           "params": int(static.embedding.size)})
+
     # -- measuring --------------------------------------------------------------------------------
     def measure(self, models: list[Model], rounds: int | None = None):
         from contextlib import ExitStack
@@ -204,6 +193,11 @@ class Bench:
         with ExitStack() as stack:
             runners = []
             for i, m in enumerate(models):
+                if m.peer is not None:  # numpy on the host, whatever the device (peer.py)
+                    from pipeline.benchmark.peer import PeerRunner
+
+                    runners.append(PeerRunner(m.peer, p.batch, self.seq))
+                    continue
                 r = self.backend.load(m.module, self.inputs, self.out / "work" / f"{i}-{m.name}", what=m.name,
                                       onnx_path=m.onnx_path, precision=m.precision)
                 m.info["device_max_abs_diff"] = r.max_abs_diff
@@ -218,6 +212,7 @@ class Bench:
         models = [teacher, *searched]
         if with_baselines:
             models += self.baselines([m for m in searched if m.kind == "searched"], teacher_ms)
+            models.append(self.peer())
         anchors = self.anchors()
         self.log(f"measuring {len(models)} models together on {p.name} ({p.rounds} rounds x {p.runs_per_round} "
                  f"runs, batch {p.batch}, seq {self.seq}), with {len(anchors)} of the table's calibration students ...")
@@ -225,13 +220,15 @@ class Bench:
         lats, anchor_lats = lats[:len(models)], lats[len(models):]
         drift = drift_of([lat.robust_ms for lat in anchor_lats], [ms for _, ms in anchors])
         data = self.trained.corpus
-        ref = model_outputs(Model("teacher", "teacher", self.encoder), data.test)  # [N, S, T], PyTorch fp32
+        self.log(f"measuring quality on the test split and on {OOD_TEXTS} sentences of the {NEWS_SOURCE} ...")
+        texts = EvalTexts.make(self.encoder, self.trained.tokenizer, data.test, news_sentences(OOD_TEXTS, seed=0))
         rows = []
-        for m, lat in zip(tqdm(models, desc="fidelity, memory", unit="model", disable=not self.progress), lats,
+        for m, lat in zip(tqdm(models, desc="quality, memory", unit="model", disable=not self.progress), lats,
                           strict=True):
-            fid = fidelity(model_outputs(m, data.test), ref)
-            mem = self.backend.peak_memory_mb(m.module, self.inputs, self.out / "work" / f"mem-{m.name}", m.onnx_path)
-            rows.append(_row(m, lat, fid, mem, p.batch, self.seq))
+            quality = evaluate(m, texts)
+            mem = None if m.module is None else self.backend.peak_memory_mb(m.module, self.inputs, self.out / "work"
+                                                                            / f"mem-{m.name}", m.onnx_path)
+            rows.append(_row(m, lat, quality, mem, p.batch, self.seq))
         teacher_row = rows[0]
         for row in rows:
             row["speedup"] = teacher_row["latency_ms_p50"] / row["latency_ms_p50"]
@@ -248,9 +245,12 @@ class Bench:
             "batch": p.batch, "seq": self.seq, "statistic": STATISTIC,
             "fidelity_on": f"test split of {data.held_out_source}: {data.test.shape[0]} chunks of {data.test.shape[1]} "
                            "tokens",
+            "out_of_domain_on": f"{len(texts.ood)} sentences of the {NEWS_SOURCE} ({texts.ood_words:.0f} words on "
+                                f"average), padded in batches of {OOD_BATCH}",
             "teacher": {**teacher_row, "name": self.trained.teacher, "variants_tried": tried},
             "students": [r for r in rows if r["kind"].startswith("searched")],
             "baselines": [r for r in rows if r["kind"] in ("narrow", "pkd")],
+            "peers": [r for r in rows if r["kind"] == "peer"],
             "machine_drift": drift,
             "export_dir": str(self.export_dir), "key": bench_key(self.export_dir, self.backend, with_baselines),
         }
@@ -270,7 +270,7 @@ class Bench:
         return out
 
 
-def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, seq: int) -> dict[str, Any]:
+def _row(m: Model, lat, quality: dict[str, Any], mem: float | None, batch: int, seq: int) -> dict[str, Any]:
     info = dict(m.info)
     predicted = info.pop("predicted_ms", None)
     onnx = info.pop("onnx_path", None) or (str(m.onnx_path) if m.onnx_path else None)
@@ -281,8 +281,7 @@ def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, se
         "throughput_seq_per_s": batch * 1000 / lat.p50_ms, "throughput_tokens_per_s": batch * seq * 1000 / lat.p50_ms,
         "predicted_ms": predicted,
         "prediction_error_pct": (predicted / lat.robust_ms - 1) * 100 if predicted else None,
-        "fidelity_cosine": fid["sentence"], "fidelity_token_cosine": fid["token"],
-        "fidelity_sentence_min": fid["sentence_min"], "peak_memory_mb": mem,
+        **quality, "peak_memory_mb": mem,
         "onnx_path": onnx,
     }
 
@@ -290,7 +289,7 @@ def _row(m: Model, lat, fid: dict[str, float], mem: float | None, batch: int, se
 def bench_key(export_dir: Path, backend: Backend, with_baselines: bool) -> str:
     """What a report depends on: the exported students and the device (for `run`'s reuse)."""
     blob = (Path(export_dir) / EXPORT).read_text() if (Path(export_dir) / EXPORT).is_file() else ""
-    return content_key("benchmark", 1, export=short_hash(blob), device=backend.fingerprint(),
+    return content_key("benchmark", 2, export=short_hash(blob), device=backend.fingerprint(),
                        profile=repr(backend.profile), baselines=with_baselines)
 
 

@@ -17,12 +17,15 @@ COLUMNS = [
     ("latency_ms_p50", "p50 ms"), ("latency_ms_p90", "p90 ms"), ("latency_ms_p99", "p99 ms"),
     ("predicted_ms", "predicted ms"), ("prediction_error_pct", "pred. err %"), ("speedup", "speedup (p50)"),
     ("fidelity_cosine", "fidelity (sentence cos)"), ("fidelity_token_cosine", "token cos"),
+    ("similarity_spearman", "sim. spearman"), ("neighbour_recall_at_10", "recall@10"),
+    ("ood_fidelity_cosine", "OOD cos"), ("ood_similarity_spearman", "OOD spearman"),
+    ("ood_neighbour_recall_at_10", "OOD recall@10"),
     ("params", "params"), ("flops", "FLOPs"), ("throughput_seq_per_s", "seq/s"), ("peak_memory_mb", "peak MiB"),
 ]
 
 
 def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [report["teacher"], *report["students"], *report["baselines"]]
+    return [report["teacher"], *report["students"], *report["baselines"], *report.get("peers", [])]
 
 
 def _fmt(key: str, v: Any) -> str:
@@ -45,8 +48,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"Batch {report['batch']}, sequence {report['seq']}. Latency = {report['statistic']} "
         "(what the latency table stores and `predict` returns); p50/p90/p99 beside it; all models were timed "
         "together, round-robin, on the same inputs. Speedup = teacher p50 / model p50.",
-        f"Fidelity: cosine similarity to the teacher of mean-pooled sentence embeddings (and of token states) "
-        f"on the {report['fidelity_on']}, never seen by training or search.",
+        f"Quality against the teacher's sentence embeddings (mean-pooled, normalised) on the {report['fidelity_on']} "
+        f"and, out of domain (OOD), on {report.get('out_of_domain_on', '-')}; neither is ever read by training "
+        "or search. Fidelity: mean cosine to the teacher's embedding (token cos: of every token's state); "
+        "sim. spearman: rank correlation of the model's and the teacher's cosine similarities over random "
+        "pairs; recall@10: share of each text's 10 nearest neighbours under the teacher that the model also "
+        "ranks in its top 10.",
         "",
         f"Teacher `{t['name']}`: {_fmt('', t['latency_ms'])} ms (p50 {_fmt('', t['latency_ms_p50'])} ms), "
         f"{_fmt('params', t['params'])} parameters; deployed as {t.get('optimisation', 'PyTorch')}.",
@@ -77,7 +84,30 @@ def markdown(report: dict[str, Any]) -> str:
             verdict = "better" if s["fidelity_cosine"] > b["fidelity_cosine"] else "NOT better"
             lines.append(f"- `{s['name']}` ({s['latency_ms']:.3f} ms, cos {s['fidelity_cosine']:.4f}) vs `{b['name']}` "
                          f"({b['latency_ms']:.3f} ms, cos {b['fidelity_cosine']:.4f}): {verdict}")
+    lines += peer_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def peer_lines(report: dict[str, Any]) -> list[str]:
+    """What each searched student buys over the cheap peer, and what it costs in latency."""
+    peers = report.get("peers", [])
+    if not peers:
+        return []
+    p = peers[0]
+    lines = ["", f"Against the cheap peer `{p['name']}` ({p.get('runs_on', '')}; {p['latency_ms']:.3f} ms): "
+             "out-of-domain recall@10 and spearman, and the latency it costs:", ""]
+    for s in report["students"]:
+        if s["kind"] != "searched":
+            continue
+        better = (s["ood_neighbour_recall_at_10"] > p["ood_neighbour_recall_at_10"]
+                  and s["ood_similarity_spearman"] > p["ood_similarity_spearman"]
+                  and s["neighbour_recall_at_10"] > p["neighbour_recall_at_10"]
+                  and s["similarity_spearman"] > p["similarity_spearman"])
+        lines.append(f"- `{s['name']}`: recall@10 {s['ood_neighbour_recall_at_10']:.3f} vs "
+                     f"{p['ood_neighbour_recall_at_10']:.3f}, spearman {s['ood_similarity_spearman']:.3f} vs "
+                     f"{p['ood_similarity_spearman']:.3f}, at {s['latency_ms'] / p['latency_ms']:.0f}x its latency: "
+                     + ("better on both measures on both sources" if better else "NOT better on every measure"))
+    return lines
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -102,7 +132,7 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     style = {"teacher": ("*", "black"), "searched": ("o", "tab:blue"), "searched-int8": ("s", "tab:cyan"),
-             "narrow": ("^", "tab:orange"), "pkd": ("v", "tab:red")}
+             "narrow": ("^", "tab:orange"), "pkd": ("v", "tab:red"), "peer": ("D", "tab:green")}
     for kind, (marker, color) in style.items():
         pts = [r for r in rows(report) if r["kind"] == kind]
         if pts:

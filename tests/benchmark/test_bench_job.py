@@ -75,3 +75,32 @@ def test_key_follows_the_exports(tiny_export, cpu_backend, tmp_path):
     assert k == bench_key(tiny_export[0], cpu_backend, True) != bench_key(tiny_export[0], cpu_backend, False)
     with pytest.raises(PipelineError, match="run `export` first"):
         run_benchmark(tmp_path, cpu_backend, tmp_path / "r", None)
+
+
+QUALITY = ("fidelity_cosine", "similarity_spearman", "neighbour_recall_at_10", "ood_fidelity_cosine",
+           "ood_similarity_spearman", "ood_neighbour_recall_at_10")
+
+
+def test_every_model_is_scored_as_embeddings_are_used_on_both_sources(report):
+    r, out, _ = report
+    assert all(r["teacher"][k] == pytest.approx(1.0) for k in QUALITY)
+    assert "test split" in r["fidelity_on"] and "sentences of the Lee news corpus" in r["out_of_domain_on"]
+    for m in r["students"] + r["baselines"] + r["peers"]:
+        for k in QUALITY:
+            assert -1 <= m[k] <= 1, (m["name"], k)
+        assert m["neighbour_recall_at_10"] < 1 and m["ood_neighbour_recall_at_10"] < 1  # not the teacher
+    text = (out / "report.md").read_text()
+    assert "OOD recall@10" in text and "out of domain (OOD), on 1500 sentences" in text
+    with open(out / "report.csv") as f:
+        header = next(csv.reader(f))
+    assert set(QUALITY) <= set(header)
+
+
+def test_the_cheap_peer_is_distilled_timed_and_compared(report):
+    r, out, _ = report
+    (peer,) = r["peers"]
+    assert peer["kind"] == "peer" and peer["name"] == "model2vec" and "numpy" in peer["runs_on"]
+    assert peer["latency_ms_p50"] > 0 and peer["speedup"] > 0 and peer["fidelity_token_cosine"] is None
+    text = (out / "report.md").read_text()
+    assert "Against the cheap peer `model2vec`" in text
+    assert all(f"`{s['name']}`: recall@10" in text for s in r["students"] if s["kind"] == "searched")

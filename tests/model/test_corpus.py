@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.model.corpus import DEFAULT_CORPUS, HELD_OUT_MAX_TOKENS, chunk, load_corpus, load_documents, split_documents
+from pipeline.model.corpus import (
+    DEFAULT_CORPUS,
+    HELD_OUT_MAX_TOKENS,
+    chunk,
+    load_corpus,
+    load_documents,
+    split_documents,
+)
 from pipeline.model.teacher import load_tokenizer
 
 
