@@ -16,10 +16,10 @@ from typing import Any
 from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.errors import PipelineError
 
+# The op names and kernels live with the network code that student folders carry (pipeline.portable).
+from pipeline.portable.opset import CONV_KERNELS, OPS
+
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
-OPS = ("mha", "ffn", "sepconv3", "sepconv5", "sepconv7", "identity")
-HEAD_DIM = 64  # MHA uses H/64 heads of size 64
-CONV_KERNELS = {"sepconv3": 3, "sepconv5": 5, "sepconv7": 7}
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
 
 
@@ -206,10 +206,6 @@ class SearchSpace:
 # ---- parameter and FLOP counts (analytic, so the search can score thousands of candidates) ----
 # FLOPs are 2 x multiply-adds of matmuls and convolutions at one sequence; elementwise work is
 # ignored (the convention of NAS-BERT and torch.utils.flop_counter).
-
-def num_heads(hidden: int) -> int:
-    return max(2, hidden // HEAD_DIM)
-
 
 def op_params(op: str, h: int) -> int:
     ln = 2 * h

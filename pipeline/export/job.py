@@ -2,7 +2,8 @@
 
 Per architecture, in OUT/<name>/:
 
-    model/              Hugging Face-style folder: config.json, model.safetensors, tokenizer files
+    model/              Hugging Face-style folder: config.json, model.safetensors, tokenizer files, the
+                        network's source (AutoModel/SentenceTransformer with trust_remote_code=True)
     model.onnx          fp32, dynamic batch and sequence
     model.opt.onnx      ONNX Runtime's graph optimisations applied offline
     model.int8.onnx     dynamic int8 quantisation (--int8, ONNX Runtime devices)
@@ -36,7 +37,7 @@ from pipeline.onnxio import check_close, export_onnx, optimize_onnx, ort_outputs
 from pipeline.space import Architecture, count_flops, count_params, load_architecture
 from pipeline.train.trained import TrainedSupernet
 
-FORMAT = 1
+FORMAT = 2  # 2: model/ carries the network's source and the teacher's sentence modules
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,10 @@ def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBui
     student, finetune = ex.student(target.arch, target.name)
     meta = {"pipeline": {"teacher": ex.trained.teacher, "train_dir": str(ex.trained.dir), "search": target.search,
                          "finetune": finetune}}
-    save_student(student, folder / "model", ex.tokenizer, meta)
+    # The teacher's sentence-transformers modules (pooling, normalisation) go with the student, so that
+    # SentenceTransformer(folder) encodes as the teacher does; a Hugging Face id (no folder) gives none.
+    teacher = Path(ex.trained.teacher)
+    save_student(student, folder / "model", ex.tokenizer, meta, teacher if teacher.is_dir() else None)
     reloaded, _ = load_student(folder / "model", with_tokenizer=False)
     artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"),
                                         "max_abs_diff": _compare_students(reloaded, student),

@@ -1,4 +1,5 @@
-"""A student as a Hugging Face-style folder: config.json, model.safetensors, tokenizer files.
+"""A student as a Hugging Face-style folder: config.json, model.safetensors, tokenizer files, the
+network's source, and the teacher's sentence-transformers modules when it has them.
 
     from pipeline.model.hf import load_student
     model, tokenizer = load_student("runs/cpu/export/arch_3ms/model")
@@ -8,36 +9,98 @@
 The model is a plain torch module (pipeline.model.student.Student), trainable as it is, so downstream
 fine-tuning puts a head on its output states exactly as on the teacher's `last_hidden_state`.
 config.json holds the architecture JSON plus where the student came from.
+
+Without this project, the folder loads where its teacher does: the files of pipeline.portable are
+copied into it verbatim and config.json's auto_map names them, so that
+`transformers.AutoModel.from_pretrained(folder, trust_remote_code=True)` builds the same network
+(its output's `last_hidden_state` is load_student's states), and with the teacher's modules.json,
+pooling and normalisation copied too, `SentenceTransformer(folder, trust_remote_code=True)` encodes
+as the teacher's pipeline does. A teacher without them (a plain BERT) gives none, and
+sentence-transformers then falls back to mean pooling without normalisation.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+import pipeline.portable
 from pipeline.artifacts import write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import architecture_from_dict
 
+# configuration_nasbert.NasBertStudentConfig.model_type too (a test checks); not imported from there,
+# which would import transformers with this module.
 MODEL_TYPE = "nasbert-student"
 WEIGHTS = "model.safetensors"
+PORTABLE = Path(pipeline.portable.__file__).parent
+AUTO_MAP = {"AutoConfig": "configuration_nasbert.NasBertStudentConfig",
+            "AutoModel": "modeling_nasbert.NasBertStudentModel"}
+# A sentence-transformers folder's own files: the module list, the transformer module's settings (max_seq_length...)
+# and the whole model's (prompts, similarity function).
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
-def save_student(student: Student, folder: str | Path, tokenizer=None, meta: dict[str, Any] | None = None) -> Path:
-    """Write the folder (each file atomically); tokenizer is a transformers tokenizer or None."""
+def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
+    """Copy a sentence-transformers teacher's module list and every module after the transformer
+    (pooling, normalisation, dense...) into the student folder, whose root is the transformer module;
+    the names copied, none when the teacher is a plain Hugging Face model (no modules.json)."""
+    teacher, folder = Path(teacher), Path(folder)
+    try:
+        modules = json.loads((teacher / "modules.json").read_text())
+    except FileNotFoundError:
+        return []
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PipelineError(f"{teacher / 'modules.json'} is corrupt (not JSON)") from None
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise PipelineError(f"{teacher / 'modules.json'} is not a list of modules")
+    transformer = [m for m in modules if str(m.get("type", "")).endswith("Transformer")]
+    if len(transformer) != 1:
+        raise PipelineError(f"{teacher / 'modules.json'} does not hold exactly one Transformer module")
+    home = teacher / transformer[0].get("path", "")  # where the teacher's own sentence_bert_config.json is
+    copied = []
+    for name in SENTENCE_FILES[1:]:
+        for src in (home / name, teacher / name):
+            if src.is_file():
+                write_atomic(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+                copied.append(name)
+                break
+    for m in modules:
+        src = teacher / m.get("path", "")
+        if m is not transformer[0] and m.get("path") and src.is_dir():  # Normalize may have no folder
+            shutil.rmtree(folder / m["path"], ignore_errors=True)
+            shutil.copytree(src, folder / m["path"])
+            copied.append(m["path"])
+    # The student folder is the transformer module: it sits at the root whatever the teacher's layout.
+    write_json_atomic(folder / "modules.json", [{**m, "path": ""} if m is transformer[0] else m for m in modules])
+    return ["modules.json", *copied]
+
+
+def save_student(student: Student, folder: str | Path, tokenizer=None, meta: dict[str, Any] | None = None,
+                 sentence_modules_from: str | Path | None = None) -> Path:
+    """Write the folder (each file atomically, the teacher's module folders by plain copies); tokenizer is a
+    transformers tokenizer or None;
+    sentence_modules_from is the teacher's folder, whose sentence-transformers modules are copied."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
     write_atomic(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
+    for name in pipeline.portable.FILES:  # verbatim: tests/model/test_hf.py checks they match the package
+        write_atomic(folder / name, lambda tmp, name=name: shutil.copyfile(PORTABLE / name, tmp))
+    copied = copy_sentence_modules(sentence_modules_from, folder) if sentence_modules_from is not None else []
+    if not copied:  # a folder saved again for a plain teacher must not keep an older teacher's module list
+        (folder / "modules.json").unlink(missing_ok=True)
     config = {
         "model_type": MODEL_TYPE,
-        "architectures": ["pipeline.model.student.Student"],
+        "architectures": ["NasBertStudentModel"],
+        "auto_map": AUTO_MAP,
         "loader": "pipeline.model.hf.load_student",
         "torch_dtype": "float32",
         "hidden_size": student.arch.teacher_hidden,  # of the output states, as the teacher's
@@ -75,8 +138,10 @@ def load_student(folder: str | Path, with_tokenizer: bool = True) -> tuple[Stude
         raise PipelineError(f"{folder / WEIGHTS} does not fit its config: {str(e).splitlines()[0]}") from None
     tokenizer = None
     if with_tokenizer and (folder / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PretrainedConfig
 
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        # Without a config AutoTokenizer reads config.json, whose auto_map would have it ask to run the
+        # folder's code (or warn) only to learn the model type; tokenizer_config.json names the class.
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=PretrainedConfig())
     return student.eval(), tokenizer
 

@@ -1,8 +1,9 @@
 """A standalone student network built from an architecture JSON.
 
 input_ids, attention_mask [B, S] -> hidden states [B, S, teacher_hidden]: a drop-in replacement
-for the teacher's encoder output. Embeddings are factorised (vocab x E, then E -> H1); between
-blocks the two supernet adapters are folded into one H_i -> H_{i+1} matrix.
+for the teacher's encoder output. The network itself is pipeline.portable.network, the source that
+every student folder carries; here it takes the pipeline's Architecture, and the supernet's
+standalone blocks and example inputs are added.
 """
 
 from __future__ import annotations
@@ -11,43 +12,20 @@ import torch
 from torch import nn
 
 from pipeline.model.ops import Sublayer, masks
+from pipeline.portable import network
+from pipeline.portable.network import Embeddings
 from pipeline.space import Architecture, Block
 
-
-class Embeddings(nn.Module):
-    def __init__(self, vocab_size: int, max_positions: int, dim: int):
-        super().__init__()
-        self.word = nn.Embedding(vocab_size, dim)
-        self.position = nn.Embedding(max_positions, dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-12)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # [S]
-        return self.norm(self.word(input_ids) + self.position(positions)[None])  # [B, S, E]
+__all__ = ["BlockNet", "Embeddings", "Student", "example_inputs"]
 
 
-class Student(nn.Module):
+class Student(network.Student):
+    """The portable network, typed with the pipeline's checked Architecture (its key, describe...)."""
+
+    arch: Architecture
+
     def __init__(self, arch: Architecture, dropout: float = 0.1):
-        super().__init__()
-        self.arch = arch
-        hs = [b.hidden for b in arch.blocks]
-        self.embeddings = Embeddings(arch.vocab_size, arch.max_positions, arch.embed_dim)
-        self.in_proj = nn.Linear(arch.embed_dim, hs[0])
-        self.blocks = nn.ModuleList(
-            nn.ModuleList(Sublayer(op, b.hidden, dropout) for op in b.layers) for b in arch.blocks
-        )
-        self.adapters = nn.ModuleList(nn.Linear(a, b) for a, b in zip(hs, hs[1:], strict=False))
-        self.out_proj = nn.Linear(hs[-1], arch.teacher_hidden)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        x = self.in_proj(self.embeddings(input_ids))  # [B, S, H1]
-        keep, bias = masks(attention_mask, x.dtype)
-        for i, block in enumerate(self.blocks):
-            if i > 0:
-                x = self.adapters[i - 1](x)  # [B, S, H_i]
-            for layer in block:
-                x = layer(x, keep, bias)
-        return self.out_proj(x)  # [B, S, teacher_hidden]
+        super().__init__(arch, dropout)
 
 
 class BlockNet(nn.Module):
