@@ -92,4 +92,4 @@ class PeerRunner(Runner):
         return (time.perf_counter() - start) * 1000
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the model is a numpy array the report keeps for its quality."""
