@@ -4,41 +4,21 @@ input_ids, attention_mask [B, S] -> hidden states [B, S, teacher_hidden]: a drop
 for the teacher's encoder output. Embeddings are factorised (vocab x E, then E -> H1); between
 blocks the two supernet adapters are folded into one H_i -> H_{i+1} matrix.
 
-The network reads only the fields of `ArchitectureLike`, so the pipeline builds it from its
-validated pipeline.space.Architecture and a student folder from `Spec.from_dict` of config.json's
-"architecture". Copied verbatim into every student folder (see pipeline/portable/__init__.py).
+The network reads only the fields of `Spec` (teacher_hidden, embed_dim, vocab_size, max_positions,
+blocks of hidden and layers), which pipeline.space.Architecture has too: the pipeline builds it from
+its validated Architecture, a student folder from `Spec.from_dict` of config.json's "architecture".
+Copied verbatim into every student folder (see pipeline/portable/__init__.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from .ops import Sublayer, masks
-
-
-class BlockLike(Protocol):
-    @property
-    def hidden(self) -> int: ...
-    @property
-    def layers(self) -> Sequence[str]: ...
-
-
-class ArchitectureLike(Protocol):
-    @property
-    def teacher_hidden(self) -> int: ...
-    @property
-    def embed_dim(self) -> int: ...
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def max_positions(self) -> int: ...
-    @property
-    def blocks(self) -> Sequence[BlockLike]: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +58,7 @@ class Embeddings(nn.Module):
 
 
 class Student(nn.Module):
-    def __init__(self, arch: ArchitectureLike, dropout: float = 0.1):
+    def __init__(self, arch: Spec, dropout: float = 0.1):  # or anything with Spec's fields (Architecture)
         super().__init__()
         self.arch = arch
         hs = [b.hidden for b in arch.blocks]
