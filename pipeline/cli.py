@@ -24,9 +24,9 @@ from pipeline.tables import choose_table, load_predictor, missing_table, trainin
 from pipeline.train.blockwise import TrainConfig
 
 TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every"]
-FINETUNE_FLAGS = ["steps", "views", "device"]  # DistillConfig's fields, --finetune-*
-RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_device", "int8", "max_params", "top_t", "rerank",
-             "rerank_steps", "min_readout", "margin", "baselines", "force", "seed"]
+FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
+RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
+             "top_t", "rerank", "rerank_steps", "min_readout", "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):

@@ -48,6 +48,7 @@ class RunOptions:
     finetune_steps: int | None = opt(None, "end-to-end distillation steps per student, the baselines' too "
                                      "(default: 200 with --quick, 2000 otherwise)", type=int)
     finetune_views: int = same_as(DistillConfig, "views")
+    finetune_spans: int = same_as(DistillConfig, "span_rows")
     finetune_device: str = same_as(DistillConfig, "device")
     int8: bool = opt(False, "also export and benchmark int8 students (cpu)")  # int8 costs fidelity: asked for
     # No cap by default: the budget is the constraint.
@@ -76,7 +77,7 @@ class RunOptions:
         from pipeline.search.job import check_search_options
 
         check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout)
-        for name in ("finetune_steps", "finetune_views"):
+        for name in ("finetune_steps", "finetune_views", "finetune_spans"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
@@ -146,7 +147,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     # 4 export (reuses each architecture exported with the same inputs)
     export_dir = out / "export"
     ecfg = ExportConfig(finetune=DistillConfig(steps=o.steps, seed=o.seed, views=o.finetune_views,
-                                               device=o.finetune_device), int8=o.int8,
+                                               span_rows=o.finetune_spans, device=o.finetune_device), int8=o.int8,
                         seed=o.seed)
     stage("export", lambda: run_export(train_dir, targets_from_search(search_dir), export_dir, backend, ecfg,
                                        force=o.force, progress=progress, log=log))

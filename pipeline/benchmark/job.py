@@ -13,6 +13,7 @@ artifact (ONNX Runtime for ONNX files). Beside the baselines sits the cheap peer
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
-from pipeline.finetune.distill import DistillConfig, distill
+from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
 from pipeline.model.student import example_inputs
 from pipeline.model.teacher import Encoder, weights_hash
@@ -138,21 +139,18 @@ class Bench:
                 wanted.setdefault(b.name, b)
         if not wanted:
             return []
-        # The students' fine-tuning settings: where the steps ran (export --finetune-device; "auto" for exports
-        # that predate it) and the augmented views of the text (none before they existed), so the baselines
-        # learn from the same text.
+        # The students' fine-tuning recipe, so the baselines learn the same way from the same text: where the
+        # steps ran, the augmented views, the spans. Exports that predate a setting ran without it.
         ft = self.export.get("config", {}).get("finetune", {})
-        cfg = DistillConfig(steps=steps, device=ft.get("device", "auto"), views=ft.get("views", 0),
-                            replace=ft.get("replace", DistillConfig.replace))
+        known = {f.name for f in fields(DistillConfig)} - {"steps", "seed"}
+        before = {"device": "auto", "views": 0, "span_rows": 0, "batch_size": 16}
+        recipe = {k: tuple(v) if isinstance(v, list) else v for k, v in {**before, **ft}.items() if k in known}
+        cfg = DistillConfig(steps=steps, **recipe)
         ex = StudentBuilder(self.trained, BuildConfig(finetune=cfg), self.progress, self.log)
         models = []
         for b in wanted.values():
             module = bl.build_narrow(b, ex.embedding) if b.kind == "narrow" else bl.build_pkd(b, self.teacher)
-            record = {"steps": 0}
-            if ex.targets is not None:
-                record = distill(module, ex.train_ids, ex.targets, ex.cfg.finetune, desc=f"distil {b.name}",
-                                 progress=self.progress)
-            module.eval()
+            record = ex.distil(module, f"distil {b.name}")
             folder = self.out / "baselines" / b.name
             onnx = None
             if self.backend.onnx is not None:

@@ -2,8 +2,9 @@
 
 Assembled from the supernet's blocks (assemble.py), its factorised embeddings fitted to the
 teacher's, and optionally finished by end-to-end distillation (distill.py) on the teacher's final
-states of the training text (and of augmented views of it, for long schedules). A builder loads the
-teacher, the corpus and the targets once and builds any number of students from them.
+states of the training text (and of augmented views of it, for long schedules) and of short spans of
+it (spans.py). A builder loads the teacher, the corpus and the targets once and builds any number of
+students from them; `distil` finishes any module the same way (the benchmark's baselines).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from pipeline.finetune.distill import DistillConfig, distill
+from pipeline.finetune.spans import SpanSampler
 from pipeline.model.student import Student
 from pipeline.space import Architecture
 from pipeline.train.trained import TrainedSupernet
@@ -46,7 +48,7 @@ class StudentBuilder:
                                                            cfg.embed_steps, cfg.seed, progress)
         log(f"fitted the factorised embeddings (E={trained.frame.embed_dim}) to the teacher's: "
             f"MSE {self.embed_loss:.4f} after {cfg.embed_steps} steps")
-        self.targets, self.train_ids, self.views = None, self.data.train, 0
+        self.targets, self.train_ids, self.views, self.spans = None, self.data.train, 0, None
         if cfg.finetune.steps:
             last = trained.summary["space"]["teacher_layers"]
             ft = cfg.finetune
@@ -63,15 +65,27 @@ class StudentBuilder:
                 self.train_ids = torch.cat([self.train_ids, extra])
                 self.targets = torch.cat([self.targets, cached_teacher_states(teacher, extra, last, progress)])
             self.views = views
+            if ft.span_rows:
+                from pipeline.model.teacher import Encoder
+
+                tok = self.tokenizer
+                pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+                # Spans of the whole training split: labelled on the fly, so they cost no memory.
+                self.spans = SpanSampler(self.data.train, Encoder(teacher), tok.cls_token_id, tok.sep_token_id, pad,
+                                         ft.span_tokens)
 
     def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
         from pipeline.finetune.assemble import assemble
 
         student = assemble(arch, self.trained, self.embedding)
-        record = {"steps": 0}
-        if self.targets is not None:
-            student.train()
-            record = distill(student, self.train_ids, self.targets, self.cfg.finetune, desc=f"finetune {name}",
-                             progress=self.progress)
-            record.update(views=self.views, chunks=int(self.train_ids.shape[0]))
-        return student.eval(), record
+        return student.eval(), self.distil(student, f"finetune {name}")
+
+    def distil(self, module: torch.nn.Module, desc: str) -> dict[str, Any]:
+        """Fine-tune module (input_ids, attention_mask) -> [B, S, T] as every student is; its record."""
+        if self.targets is None:
+            return {"steps": 0}
+        module.train()
+        record = distill(module, self.train_ids, self.targets, self.cfg.finetune, desc=desc, progress=self.progress,
+                         spans=self.spans)
+        module.eval()
+        return {**record, "views": self.views, "chunks": int(self.train_ids.shape[0])}

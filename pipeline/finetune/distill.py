@@ -13,6 +13,10 @@ student by the direction of its states (fidelity is a cosine): on MiniLM with th
 The rate is BERT-small's 1e-3, not a gentle "finishing" one: the student's blocks have never seen
 each other's outputs, so there is much to relearn. On the same 3.5 ms student (pydoc + docstrings),
 1500 steps reached 0.786 held-out sentence cosine at 3e-4 and 0.825 at 1e-3.
+
+Each step also reads short padded spans of the text, labelled by the teacher on the fly, with terms
+on their sentence embeddings and on the similarities between them (spans.py): what users send and
+what they compare, which chunks of 128 real tokens never show.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tqdm import tqdm
 
 from pipeline.compute import CHOICES, compute_device
 from pipeline.errors import PipelineError
+from pipeline.finetune.spans import SpanSampler, span_loss
 from pipeline.options import opt
 
 DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-device): compute.py
@@ -37,7 +42,15 @@ DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-d
 class DistillConfig:
     # 0 keeps the supernet's weights as they are; a user asks for fine-tuning and its cost.
     steps: int = opt(0, "end-to-end distillation steps after assembly", flag="--finetune-steps")
-    batch_size: int = 16          # as block-wise training: 2k tokens a step at sequence 128
+    batch_size: int = 8           # chunks per step: 1k tokens at sequence 128, as many as the spans hold
+    # Short padded spans beside the chunks, labelled by the teacher on the fly (spans.py): the texts users
+    # embed are short and padded, and their similarities are what a search reads. Twice the chunks' rows:
+    # a span is on average a quarter of a chunk.
+    span_rows: int = opt(16, "short padded spans of the training text per fine-tuning step, labelled by the "
+                             "teacher on the fly (0: chunks only)", flag="--finetune-spans", metavar="N")
+    span_tokens: tuple[int, int] = (6, 64)  # words of a query up to a long sentence (64 tokens ~ 50 words)
+    relation: float = 10.0        # weight of the span batch's similarity-matrix MSE: its entries are cosines,
+                                  # errors of ~0.1, so x10 brings it to the other terms' scale
     lr: float = 1e-3              # as block-wise training: the assembled student starts close to the teacher
     weight_decay: float = 0.01    # BERT's
     warmup_frac: float = 0.1      # linear warm-up over the first 10% of steps, then cosine to 10%
@@ -59,6 +72,8 @@ class DistillConfig:
             raise PipelineError(f"--finetune-steps must be 0 or more, got {self.steps}")
         if self.batch_size <= 0:
             raise PipelineError(f"the distillation batch size must be positive, got {self.batch_size}")
+        if self.span_rows < 0:
+            raise PipelineError(f"--finetune-spans must be 0 or more, got {self.span_rows}")
         if self.views < 0:
             raise PipelineError(f"--finetune-views must be 0 or more, got {self.views}")
         if not 0 <= self.replace < 1:
@@ -76,16 +91,20 @@ def lr_at(step: int, cfg: DistillConfig) -> float:
 
 
 def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: DistillConfig,
-            desc: str = "distil", progress: bool = False) -> dict[str, float]:
+            desc: str = "distil", progress: bool = False, spans: SpanSampler | None = None) -> dict[str, float]:
     """Train model(input_ids, attention_mask) -> [B, S, T] towards targets [N, S, T] for chunks
-    ids [N, S] (no padding), both on the CPU; the steps run on cfg.device and the model comes back on
-    the CPU. Returns the mean loss of the first and last tenth of the steps and where they ran."""
+    ids [N, S] (no padding), both on the CPU, and, given spans, on cfg.span_rows spans a step too; the
+    steps run on cfg.device and the model comes back on the CPU. Returns the mean loss of the first
+    and last tenth of the steps and where they ran."""
     cfg.check()
     if cfg.steps == 0:
         return {"steps": 0, "loss_first": float("nan"), "loss_last": float("nan"), "seconds": 0.0}
     dev = compute_device(cfg.device)
     g = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same batches wherever the steps run
     model.to(dev)
+    rows_of_spans = cfg.span_rows if spans is not None else 0
+    if spans is not None:
+        spans.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Per-step losses written into one buffer on the device: no synchronisation per step. Not a list of
     # loss.detach(): each kept loss pinned a small allocation among the step's large ones, glibc's heap
@@ -100,15 +119,20 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
         batch = ids[rows].to(dev)                                     # [B, S]
         out = model(batch, torch.ones_like(batch))                    # [B, S, T]
         loss = distill_loss(out, targets[rows].to(dev))
+        if rows_of_spans:
+            span_ids, mask, target = spans(rows_of_spans, g, dev)                # [R, L], [R, L], [R, L, T]
+            loss = loss + span_loss(model(span_ids, mask), target, mask, cfg.relation)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         curve[step] = loss.detach()
     model.eval().to("cpu")
+    if spans is not None:
+        spans.to(torch.device("cpu"))
     curve = curve.cpu()
     tenth = max(1, cfg.steps // 10)
-    return {"steps": cfg.steps, "loss_first": float(curve[:tenth].mean()), "loss_last": float(curve[-tenth:].mean()),
-            "seconds": time.perf_counter() - start, "device": dev.type}
+    return {"steps": cfg.steps, "span_rows": rows_of_spans, "loss_first": float(curve[:tenth].mean()),
+            "loss_last": float(curve[-tenth:].mean()), "seconds": time.perf_counter() - start, "device": dev.type}
 
 
 def distill_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Corpus loading, document-level train/validation/test split, tokenisation into fixed-length chunks.
 
 The default corpus is offline text that Python and the project's dependencies ship (texts.py):
-WordNet's glosses and usage examples (general English, about 1.8M words) mixed with CPython's
-reference topics (pydoc_data.topics, Python documentation, 65k words), split together by
-document; the docstrings of CPython's standard library (190k words) join the training split only.
+WordNet's glosses and usage examples (general English, about 1.8M words) and 106 Wikipedia
+articles (encyclopaedic prose, 450k words) mixed with CPython's reference topics (pydoc_data.topics,
+Python documentation, 65k words), split together by document; the docstrings of CPython's
+standard library (190k words) join the training split only.
 A student learns the text it is distilled on: Python documentation alone made students that were
 no better than a bag of the teacher's token embeddings on general English (docs/experiments.md).
 `--corpus FILE` reads plain text (documents separated by blank lines) or JSONL (a "text" field per
@@ -26,7 +27,7 @@ import torch
 from pipeline.artifacts import disk_cached
 from pipeline.errors import PipelineError
 
-DEFAULT_CORPUS = "WordNet glosses + pydoc_data.topics"
+DEFAULT_CORPUS = "WordNet glosses + Wikipedia excerpt + pydoc_data.topics"
 DEFAULT_EXTRA = "CPython stdlib docstrings"
 SPLITS = ("train", "validation", "test")
 HELD_OUT = {"validation": 0.1, "test": 0.1}  # fractions of tokens; the rest trains
@@ -100,9 +101,9 @@ def load_documents(corpus: str | None = None, dataset: str | None = None) -> tup
     elif corpus:
         source, docs = f"file {Path(corpus).resolve()}", _read_file(Path(corpus))
     else:
-        from pipeline.model.texts import pydoc_topics, wordnet_documents
+        from pipeline.model.texts import pydoc_topics, wikipedia_documents, wordnet_documents
 
-        source, docs = DEFAULT_CORPUS, wordnet_documents() + pydoc_topics()
+        source, docs = DEFAULT_CORPUS, wordnet_documents() + wikipedia_documents() + pydoc_topics()
     docs = [d.strip() for d in docs if d and d.strip()]
     if not docs:
         raise PipelineError(f"corpus {source} is empty")

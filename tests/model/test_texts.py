@@ -1,10 +1,12 @@
 from pipeline.model.corpus import load_documents
 from pipeline.model.texts import (
     NEWS_WORDS,
+    WIKI_DOC_WORDS,
     _sense_line,
     news_sentences,
     pydoc_topics,
     stdlib_docstrings,
+    wikipedia_documents,
     wordnet_dir,
     wordnet_documents,
 )
@@ -23,6 +25,15 @@ def test_wordnet_is_found_and_grouped_by_lexicographer_file():
     assert len(docs) > 2500 and sum(len(d.split()) for d in docs) > 1_500_000
     assert all(1 <= len(d.splitlines()) <= 40 for d in docs)
     assert docs == wordnet_documents()  # deterministic: the split depends on it
+
+
+def test_wikipedia_excerpt_is_prose_without_markup_in_passages():
+    docs = wikipedia_documents()
+    assert len(docs) > 500 and sum(len(d.split()) for d in docs) > 400_000
+    assert all(len(d.split()) <= 3 * WIKI_DOC_WORDS for d in docs)  # cut at paragraph ends
+    assert not any("\'\'" in d or "[[" in d or "{{" in d for d in docs)
+    assert any("anarchist" in d.lower() for d in docs)  # the excerpt's first article
+    assert docs == wikipedia_documents()
 
 
 def test_stdlib_docstrings_are_english_and_deterministic():
