@@ -21,10 +21,12 @@ from pipeline.run import RunOptions
 from pipeline.search.job import check_search_options
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.tables import choose_table, load_predictor, missing_table, training_table
+from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
 
 TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every"]
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
+TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "seed"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
              "top_t", "rerank", "rerank_steps", "min_readout", "margin", "baselines", "force", "seed"]
 
@@ -35,6 +37,7 @@ stages, each a subcommand (COMMAND --help):
   3 search     supernet + latency table + budget(s) -> architecture per budget
   4 export     architecture -> HF folder, ONNX, ORT-optimised, int8, TensorRT engine
   5 benchmark  teacher vs students vs hand-designed baselines on the device -> report
+  6 task       labelled task + exported students -> task students (PKD), accuracy at measured latency
   run          all five in a row, reusing what is already done (the main job)
 helpers:
   predict      latency of an architecture JSON from a latency table
@@ -184,6 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_text_args(p)
     p.add_argument("--out", help="run folder (default runs/<device>)")
     add_options(p, RunOptions, RUN_FLAGS)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("task", help="distil the exported students for a labelled task (PKD); accuracy at latency",
+                       description="Fine-tune the teacher on a labelled task (cached), teach it to each exported "
+                       "student with PKD (and to PKD's own student, the teacher's first layers, with the same "
+                       "recipe), export and time every task model on the device, and write OUT/task_report.md, "
+                       ".csv, .json and task_accuracy.png. Without --train or --task-dataset: the offline default "
+                       "task, WordNet glosses labelled with their 45 lexicographer files.")
+    _add_device_args(p, table=False)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--export-dir", help="output folder of `export`: every student in it")
+    g.add_argument("--student", help="one student folder (export's <name>/model)")
+    p.add_argument("--train", help="labelled examples: .csv, .tsv or .jsonl (alone: split 80/10/10, seeded)")
+    p.add_argument("--dev", help="dev examples (same format)")
+    p.add_argument("--test", help="test examples (same format)")
+    p.add_argument("--task-dataset", help="a `datasets` name, NAME or NAME:CONFIG (GLUE: glue:sst2)")
+    p.add_argument("--text-column", default="text", help="column of the text (default: text)")
+    p.add_argument("--pair-column", help="column of the second text, for sentence-pair tasks")
+    p.add_argument("--label-column", default="label", help="column of the label (floats: a regression)")
+    p.add_argument("--teacher", help="teacher: HF id or folder (default: the offline MiniLM)")
+    p.add_argument("--out", default="runs/task", help="report folder (default runs/task)")
+    p.add_argument("--quick", action="store_true", help="fewer steps and a third of the default task (CPU minutes)")
+    p.add_argument("--force", action="store_true", help="redo the stage even if its report is up to date")
+    add_options(p, TaskConfig, TASK_FLAGS)
+    add_options(p, RunOptions, ["baselines"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
@@ -396,7 +424,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
+def cmd_task(args: argparse.Namespace) -> int:
+    from pipeline.task.data import Columns
+    from pipeline.task.job import exported_students, load_task, run_task, student_folder
+    cfg = TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS))
+    cfg = cfg.quick() if args.quick and args.task_steps == TaskConfig.steps else cfg
+    task = load_task(args.train, args.dev, args.test, args.task_dataset,
+                     Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick)
+    students = exported_students(Path(args.export_dir)) if args.export_dir else [student_folder(Path(args.student))]
+    backend = get_backend(resolve_profile(args.device, args.profile))
+    report = run_task(task, students, backend, Path(args.out), args.teacher, cfg, args.baselines, args.force,
+                      progress=not args.quiet, log=_note)
+    for m in report["models"]:
+        kept = f" ({100 * m['test_accuracy_kept']:.1f}% of the teacher's)" if m.get("test_accuracy_kept") else ""
+        score = m["test_accuracy"] if m.get("test_accuracy") is not None else m["dev_accuracy"]
+        print(f"{m['name']}: {m['latency_ms']:.3f} ms, {m['speedup']:.1f}x, accuracy {score:.3f}{kept}")
+    print(f"report: {Path(args.out) / 'task_report.md'}")
+    return 0
+
+
+COMMANDS = {"task": cmd_task, "profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
             "benchmark": cmd_benchmark, "export": cmd_export, "run": cmd_run, "space": cmd_space}
 
 

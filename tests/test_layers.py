@@ -13,8 +13,8 @@ LAYERS = {
     "config": 2, "space": 2, "onnxio": 2,
     "model": 3, "devices": 3, "latency": 3,
     "tables": 4, "compute": 4,
-    "profile": 5, "train": 6, "finetune": 7, "search": 8, "export": 9, "benchmark": 10,
-    "run": 11, "cli": 12, "__main__": 13,
+    "profile": 5, "train": 6, "finetune": 7, "search": 8, "export": 9, "benchmark": 10, "task": 11,
+    "run": 12, "cli": 13, "__main__": 14,
 }
 SIBLINGS = {("devices", "model"), ("latency", "devices"), ("latency", "model"), ("devices", "latency")}
 ROOT = Path(pipeline.__file__).parent

@@ -1,0 +1,259 @@
+"""Stage 6: a labelled task in, task students and their accuracy at measured latency out.
+
+1. The teacher learns the task first (its base model, a mean-pooled head, plain fine-tuning),
+   cached by the content of the teacher, the training data and the recipe: a second run reuses it.
+2. Each exported searched student gets a head and learns the task from the teacher (PKD by
+   default, train.py), its block boundaries mapped to teacher layers (pkd.layer_map). The
+   hand-designed baselines learn with the same recipe and steps: PKD's own student (the
+   fine-tuned teacher's first k layers, k matched to the student's latency as the benchmark
+   matches it) and, where the benchmark saved them, the narrowed BERTs.
+3. Every task model is exported (ONNX, ONNX Runtime-optimised where the device runs it), checked
+   against PyTorch on the device's runtime, timed on the device together with the teacher, and
+   scored as deployed: dev and test accuracy (F1 for two classes, Spearman for a regression).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.artifacts import content_key, disk_cached, read_json, reusable, short_hash, write_json_atomic
+from pipeline.benchmark.evaluate import Model, Outputs
+from pipeline.benchmark.measure import measure_runners
+from pipeline.devices import Backend
+from pipeline.devices.timing import STATISTIC
+from pipeline.errors import PipelineError
+from pipeline.model.student import example_inputs
+from pipeline.onnxio import export_onnx, optimize_onnx
+from pipeline.task.data import Task
+from pipeline.task.metrics import scores
+from pipeline.task.models import bert_task_model, student_task_model
+from pipeline.task.pkd import layer_map
+from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
+
+TASK = "task_report.json"
+FORMAT = 1  # bump when the stage's outputs change meaning
+
+
+def task_key(task: Task, teacher_hash: str, students: list[dict[str, Any]], backend: Backend, cfg: TaskConfig,
+             baselines: bool) -> str:
+    data = short_hash([task.describe(), [s.texts + (s.pairs or []) + [str(x) for x in s.labels]
+                                         for s in (task.train, task.dev, task.test) if s is not None]])
+    return content_key("task", FORMAT, data=data, teacher=teacher_hash, students=[s["key"] for s in students],
+                       device=backend.profile.name, fingerprint=backend.fingerprint(), cfg=asdict(cfg),
+                       baselines=baselines)
+
+
+def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: TaskConfig, progress: bool,
+                       log: Callable[[str], None]):
+    """The teacher with a head for the task, fine-tuned (cached by content) -> (TaskModel, record)."""
+    from pipeline.model.teacher import load_teacher, weights_hash
+
+    bert = load_teacher(teacher_name)
+    teacher = bert_task_model(bert, task.outputs)
+    data = short_hash([task.train.texts, task.train.pairs, [str(x) for x in task.train.labels], task.classes])
+    key = {"teacher": weights_hash(bert), "data": data, "steps": cfg.teacher_steps, "lr": cfg.teacher_lr,
+           "batch": cfg.batch_size, "max_length": cfg.max_length, "seed": cfg.seed, "format": 1}
+    record: dict[str, Any] = {}
+
+    def train() -> dict[str, torch.Tensor]:
+        torch.manual_seed(cfg.seed)
+        teacher.head.reset_parameters()
+        record.update(fit(teacher, rows, task.train.labels, pad_id, cfg, task.regression, steps=cfg.teacher_steps,
+                          lr=cfg.teacher_lr, desc="fine-tune teacher", progress=progress))
+        log(f"fine-tuned the teacher on the task: {record.get('steps', 0)} steps in {record.get('seconds', 0):.0f} s")
+        return {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+
+    state = disk_cached("task-teacher", key, train, valid=lambda s: isinstance(s, dict) and "head.weight" in s)
+    if not record:
+        log("reused the teacher fine-tuned on this task (cached by the teacher, the data and the recipe)")
+        record = {"steps": cfg.teacher_steps, "reused": True}
+    teacher.load_state_dict(state)
+    return teacher.eval(), record
+
+
+def exported_students(export_dir: Path) -> list[dict[str, Any]]:
+    path = Path(export_dir) / "export.json"
+    try:
+        records = read_json(path, "run `export` again")["models"]
+    except FileNotFoundError:
+        raise PipelineError(f"no exported students in {export_dir} (export.json is missing); run `export` first") \
+            from None
+    if not records:
+        raise PipelineError(f"{path} lists no students")
+    return [{"name": r["name"], "kind": "searched", "model_dir": r["model_dir"], "key": r["key"],
+             "describe": r.get("describe"), "params": r.get("params")} for r in records]
+
+
+def student_folder(folder: Path) -> dict[str, Any]:
+    """--student DIR: one student folder written by export."""
+    from pipeline.model.hf import load_student
+
+    student, _ = load_student(folder, with_tokenizer=False)
+    return {"name": Path(folder).resolve().parent.name if Path(folder).name == "model" else Path(folder).name,
+            "kind": "searched", "model_dir": str(folder), "key": student.arch.key, "describe": student.arch.describe(),
+            "params": sum(p.numel() for p in student.parameters())}
+
+
+def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str | None,
+             cfg: TaskConfig | None = None, baselines: bool = True, force: bool = False, progress: bool = False,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The task report (also written to OUT/task_report.*); reused when made from the same inputs."""
+    from pipeline.model.teacher import load_teacher, resolve_teacher, weights_hash
+
+    backend.check_available()
+    cfg = cfg or TaskConfig()
+    out = Path(out)
+    teacher_name = resolve_teacher(teacher_name)
+    key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines)
+    old = None if force else reusable(out / TASK, key)
+    if old is not None:
+        log(f"task stage reused: {out / TASK} was made from the same task, students, teacher and recipe")
+        return old
+    report = {"key": key, **_run(task, students, backend, out, teacher_name, cfg, baselines, progress, log)}
+    from pipeline.task.report import write_task_report
+
+    write_task_report(report, out)
+    return report
+
+
+def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str,
+         cfg: TaskConfig, baselines: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    from pipeline.benchmark.baselines import pkd_layers
+    from pipeline.model.hf import load_student
+    from pipeline.model.teacher import load_teacher_config, load_tokenizer, truncated_teacher
+
+    tokenizer = load_tokenizer(teacher_name)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # No longer than the teacher's positions, nor than what latency is measured at.
+    max_length = min(cfg.max_length, load_teacher_config(teacher_name).max_position_embeddings,
+                     backend.profile.seq_lens[0])
+    rows = {s: encode(tokenizer, getattr(task, s), max_length) for s in ("train", "dev", "test")
+            if getattr(task, s) is not None}
+    log(f"task {task.name}: {task.describe()['kind']}, {task.outputs if not task.regression else 'float'} "
+        f"{'classes' if not task.regression else 'labels'}; {len(task.train)} train / {len(task.dev)} dev / "
+        f"{len(task.test) if task.test else 0} test examples")
+    teacher, teacher_record = fine_tuned_teacher(teacher_name, task, rows["train"], pad_id, cfg, progress, log)
+    layers = teacher.encoder.config.num_hidden_layers
+    targets = teacher_targets(teacher, rows["train"], pad_id)                  # [N, C], [N, L - 1, T]
+
+    models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
+                                     "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
+                                              "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
+    for s in students:
+        student, _ = load_student(s["model_dir"], with_tokenizer=False)
+        torch.manual_seed(cfg.seed)
+        model = student_task_model(student, task.outputs)
+        mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
+        record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
+                     desc=f"task {s['name']}", progress=progress)
+        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}), {record['steps']} steps, "
+            f"{record['seconds']:.0f} s")
+        models.append({"name": s["name"], "kind": s["kind"], "module": model,
+                       "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,
+                                "train": record}})
+
+    # Latency first: the PKD baselines are matched to the students' measured share of the teacher's.
+    timed = measure(backend, out, models, log)
+    if baselines:
+        teacher_ms = timed["teacher"]["latency_ms"]
+        wanted = sorted({pkd_layers(timed[s["name"]]["latency_ms"], teacher_ms, layers) for s in students})
+        extra = []
+        for k in wanted:
+            torch.manual_seed(cfg.seed)
+            model = bert_task_model(truncated_teacher(teacher.encoder, k), task.outputs)
+            model.head.load_state_dict(teacher.head.state_dict())  # PKD: the student starts as the teacher's bottom
+            mapping = layer_map(k, layers, cfg.pkd)
+            record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
+                         desc=f"task pkd_{k}", progress=progress)
+            log(f"pkd_{k} (the fine-tuned teacher's first {k} layers): {record['steps']} steps")
+            extra.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
+                          "info": {"params": sum(p.numel() for p in model.encoder.parameters()),
+                                   "describe": f"teacher's first {k} of {layers} layers", "layer_map": mapping,
+                                   "train": record}})
+        if extra:
+            models += extra
+            timed = measure(backend, out, models, log)  # all together again: one machine state for every ratio
+
+    teacher_ms = timed["teacher"]["latency_ms"]
+    reference: dict[str, dict[str, float]] = {}
+    entries = []
+    for m in models:
+        t = timed[m["name"]]
+        out_fn = Outputs(Model(m["name"], m["kind"], m["module"], t["onnx_path"]))
+        entry = {"name": m["name"], "kind": m["kind"], **m["info"], "latency_ms": t["latency_ms"],
+                 "p50_ms": t["p50_ms"], "speedup": teacher_ms / t["latency_ms"], "onnx_path": t["onnx_path"],
+                 "max_abs_diff": t["max_abs_diff"]}
+        for split in ("dev", "test"):
+            if split not in rows:
+                entry[f"{split}_accuracy"] = None
+                continue
+            logits = predict(lambda ids, mask, f=out_fn: f(ids, mask), rows[split], pad_id)
+            for k, v in scores(logits, getattr(task, split).labels, task.regression).items():
+                entry[f"{split}_{k}"] = v
+        write_json_atomic(out / "models" / m["name"] / "task.json",
+                          {"name": m["name"], "kind": m["kind"], "task": task.name, "classes": task.classes,
+                           "inputs": ["input_ids", "attention_mask"], "output": "logits",
+                           "pooling": "mean over attention_mask", "dev_accuracy": entry.get("dev_accuracy")})
+        if m["kind"] == "teacher":
+            reference = {k: v for k, v in entry.items() if k.startswith(("dev_", "test_")) and v is not None}
+        entries.append(entry)
+    for entry in entries:
+        for k, v in reference.items():
+            if entry.get(k) is not None and v:
+                entry[f"{k}_kept"] = entry[k] / v
+    report = {"task": task.describe(), "teacher": teacher_name, "device": backend.profile.name,
+              "fingerprint": backend.fingerprint(), "statistic": STATISTIC, "config": asdict(cfg),
+              "models": entries}
+    return report
+
+
+def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log) -> dict[str, dict[str, Any]]:
+    """Export every task model, load it on the device (checked against PyTorch) and time them together."""
+    p = backend.profile
+    seq = p.seq_lens[0]
+    vocab = models[0]["module"].encoder.config.vocab_size
+    inputs = example_inputs(p.batch, seq, vocab)
+    found: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="pipeline-task-") as tmp, ExitStack() as stack:
+        runners = []
+        for m in models:
+            folder = out / "models" / m["name"]
+            onnx = None
+            if backend.onnx is not None:
+                onnx = export_onnx(m["module"].eval(), inputs, folder / "model.onnx", output_name="logits")
+                if backend.onnx == "onnxruntime":
+                    onnx = optimize_onnx(onnx, folder / "model.opt.onnx")
+            runner = backend.load(m["module"], inputs, Path(tmp) / m["name"], what=f"task model {m['name']}",
+                                  onnx_path=onnx)
+            runners.append(stack.enter_context(runner))
+            found[m["name"]] = {"onnx_path": str(onnx) if onnx else None, "max_abs_diff": runner.max_abs_diff}
+        latencies = measure_runners(runners, p)
+    for m, lat in zip(models, latencies, strict=True):
+        found[m["name"]].update(latency_ms=lat.robust_ms, p50_ms=lat.as_dict().get("p50_ms"))
+    log("timed " + ", ".join(f"{n} {f['latency_ms']:.3f} ms" for n, f in found.items()))
+    return found
+
+
+def load_task(train: str | None = None, dev: str | None = None, test: str | None = None,
+              dataset: str | None = None, cols=None, quick: bool = False) -> Task:
+    """The task the user named: files, a `datasets` name, or (neither) the offline WordNet task."""
+    from pipeline.task.data import Columns, load_dataset, load_files
+    from pipeline.task.wordnet import SIZES, wordnet_task
+
+    cols = cols or Columns()
+    if train and dataset:
+        raise PipelineError("give --train (files) or --task-dataset, not both")
+    if train:
+        return load_files(train, dev, test, cols)
+    if dev or test:
+        raise PipelineError("--dev and --test need --train")
+    if dataset:
+        return load_dataset(dataset, cols)
+    return wordnet_task({k: v // 3 for k, v in SIZES.items()} if quick else None)

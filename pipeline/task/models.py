@@ -1,0 +1,83 @@
+"""Encoders with a task head: (input_ids, attention_mask) [B, S] -> logits [B, C].
+
+The head reads the mean of the encoder's final states over the real tokens (the pooling of the
+default teacher's sentence-transformers modules, so a student starts from the embedding it was
+distilled to produce), through dropout and one linear layer. `features` also returns the [CLS]
+states of the encoder's intermediate layers, for PKD's patient term:
+- a searched or narrow student (`Student`): its block outputs (each block is a run of teacher
+  layers, so block boundaries are its natural intermediate layers), each projected from the
+  block's width H_i to the teacher's (a linear map that only training uses, as TinyBERT's);
+- a BERT (the teacher, or the teacher's first k layers: PKD's own student): its layer outputs.
+`forward` is what is exported and deployed; the projections are not part of it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.model.student import Student
+
+DROPOUT = 0.1  # BERT's classifier dropout
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """states [B, S, T], mask [B, S] -> [B, T] mean over the real tokens."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class TaskModel(nn.Module):
+    def __init__(self, encoder: nn.Module, hidden: int, outputs: int, teacher_hidden: int | None = None):
+        """encoder: a Student, or a Hugging Face BERT (BertModel). hidden: width of its final states."""
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(DROPOUT)
+        self.head = nn.Linear(hidden, outputs)
+        self.is_student = isinstance(encoder, Student)
+        self.projections = nn.ModuleList()
+        if self.is_student:
+            widths = [b.hidden for b in encoder.arch.blocks[:-1]]
+            self.projections = nn.ModuleList(nn.Linear(h, teacher_hidden or hidden) for h in widths)
+
+    @property
+    def intermediate_layers(self) -> int:
+        """How many layers `features` returns states of (all but the last)."""
+        if self.is_student:
+            return len(self.encoder.arch.blocks) - 1
+        return self.encoder.config.num_hidden_layers - 1
+
+    def _states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, list]:
+        if self.is_student:
+            outs = self.encoder.block_outputs(input_ids, attention_mask)
+            return outs[-1], outs[:-1]
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.last_hidden_state, list(out.hidden_states[1:-1])  # [0] is the embeddings' output
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.is_student:
+            final = self.encoder(input_ids, attention_mask)
+        else:
+            final = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.dropout(mean_pool(final, attention_mask)))    # [B, C]
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 layers: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits [B, C], [CLS] states [B, T] of the given 1-based intermediate layers, default all)."""
+        final, inner = self._states(input_ids, attention_mask)
+        logits = self.head(self.dropout(mean_pool(final, attention_mask)))
+        layers = layers if layers is not None else list(range(1, len(inner) + 1))
+        cls = []
+        for k in layers:
+            state = inner[k - 1][:, 0]                                         # [B, H_k]
+            cls.append(self.projections[k - 1](state) if self.is_student else state)
+        return logits, cls
+
+
+def student_task_model(student: Student, outputs: int) -> TaskModel:
+    return TaskModel(student, student.arch.teacher_hidden, outputs, student.arch.teacher_hidden)
+
+
+def bert_task_model(bert, outputs: int) -> TaskModel:
+    """bert: a transformers BertModel (the teacher, or its first k layers)."""
+    return TaskModel(bert, bert.config.hidden_size, outputs)

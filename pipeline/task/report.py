@@ -1,0 +1,99 @@
+"""The task stage's report files: task_report.md, task_report.csv, task_accuracy.png.
+
+task_report.json (written by the command) is the source of all three; this module only formats it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import write_atomic, write_json_atomic, write_text_atomic
+
+COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("p50_ms", "p50 ms"),
+           ("speedup", "speedup"), ("dev_accuracy", "dev acc"), ("dev_accuracy_kept", "dev kept"),
+           ("dev_f1", "dev F1"), ("test_accuracy", "test acc"), ("test_accuracy_kept", "test kept"),
+           ("test_f1", "test F1"), ("params", "params"), ("describe", "architecture")]
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if key == "params":
+        return f"{v / 1e6:.2f}M"
+    if key.endswith("_kept"):
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    t = report["task"]
+    metric = "Spearman" if t["kind"] == "regression" else "accuracy"
+    cols = [(k, h) for k, h in COLUMNS if any(m.get(k) is not None for m in report["models"])]
+    lines = [f"# Task report: {t['name']} on {report['device']}", "",
+             f"{t['kind']}, {len(t['classes'] or []) or 'float'} {'classes' if t['classes'] else 'labels'}; "
+             f"{t['train_examples']} train / {t['dev_examples']} dev / {t['test_examples']} test examples. "
+             f"Teacher: {report['teacher']}, fine-tuned on the task. Students learn it by "
+             f"{report['config']['method']} ({report['config']['pkd']} layer map), "
+             f"{report['config']['steps']} steps each. Scores ({metric}) are of the deployed artifacts; "
+             f"latency is the {report['statistic']} on the device, all models timed together; kept = "
+             f"relative to the teacher.", "",
+             "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for m in report["models"]:
+        lines.append("| " + " | ".join(_fmt(k, m.get(k)) for k, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    keys = list(dict.fromkeys(k for m in report["models"] for k, v in m.items() if not isinstance(v, (dict, list))))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    for m in report["models"]:
+        w.writerow({k: m.get(k) for k in keys})
+    return buf.getvalue()
+
+
+def plot(report: dict[str, Any], path: Path) -> Path | None:
+    """Test (else dev) score against measured latency; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    split = "test" if all(m.get("test_accuracy") is not None for m in report["models"]) else "dev"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = {"teacher": ("*", "black"), "searched": ("o", "tab:blue"), "narrow": ("^", "tab:orange"),
+             "pkd": ("v", "tab:red")}
+    for kind, (marker, color) in style.items():
+        pts = [m for m in report["models"] if m["kind"] == kind]
+        if pts:
+            ax.scatter([m["latency_ms"] for m in pts], [m[f"{split}_accuracy"] for m in pts], marker=marker,
+                       color=color, s=120 if kind == "teacher" else 50, label=kind, zorder=3)
+            for m in pts:
+                ax.annotate(m["name"], (m["latency_ms"], m[f"{split}_accuracy"]), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel(f"measured latency ({report['statistic']}, ms), {report['device']}")
+    ax.set_ylabel(f"{split} {'Spearman' if report['task']['kind'] == 'regression' else 'accuracy'}")
+    ax.set_title(f"Task accuracy against latency: {report['task']['name']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_task_report(report: dict[str, Any], out: Path) -> list[Path]:
+    out = Path(out)
+    written = [write_json_atomic(out / "task_report.json", report),
+               write_text_atomic(out / "task_report.md", markdown(report)),
+               write_text_atomic(out / "task_report.csv", to_csv(report))]
+    png = plot(report, out / "task_accuracy.png")
+    return written + ([png] if png else [])

@@ -1,0 +1,163 @@
+"""Training on a labelled task: the teacher by plain fine-tuning, the students by PKD from it.
+
+The training split is tokenised once; a step draws a random batch and pads it to its longest
+example. The teacher's logits and [CLS] states at every layer are computed once for the whole
+training split (dropout off: PKD's soft targets are the teacher's predictions), so a student's
+step costs only its own forward and backward.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.errors import PipelineError
+from pipeline.options import opt
+from pipeline.task.data import Split
+from pipeline.task.pkd import MAPS, METHODS, method_weights, pkd_loss
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    method: str = opt("pkd", "how students learn the task: pkd (labels, soft targets and intermediate states), "
+                      "kd (soft targets only), ce (labels only)", choices=METHODS)
+    pkd: str = opt("skip", "which teacher layers a student's intermediate layers learn: skip (evenly spaced) or "
+                   "last (the last ones)", choices=MAPS)
+    # PKD's released presets: a = 0.7, T = 10, b = 500 on normalised states; the paper searched
+    # T in {5, 10, 20}, a in {0.2, 0.5, 0.7}, b in {10, 100, 500, 1000}.
+    alpha: float = opt(0.7, "weight of the soft targets against the labels (a)")
+    temperature: float = opt(10.0, "temperature of the soft targets (T)")
+    beta: float = opt(500.0, "weight of the normalised intermediate states (b)")
+    steps: int = opt(1500, "training steps per student (the baselines get as many)", flag="--task-steps")
+    # The teacher learns the task first when it has no head for it: it starts pretrained, so fewer steps.
+    teacher_steps: int = opt(1000, "fine-tuning steps of the teacher when it has no head for the task")
+    batch_size: int = 32          # BERT's fine-tuning batch
+    lr: float = 1e-4              # students start distilled, the head at random: BERT-small's fine-tuning rate
+    teacher_lr: float = 5e-5      # BERT's fine-tuning rate for a pretrained model
+    warmup_frac: float = 0.1      # BERT's linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01    # BERT's
+    max_length: int = 128         # tokens per example: the profile's sequence length, what latency is measured at
+    seed: int = opt(0, "random seed of the task stage")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PipelineError(f"unknown --method {self.method!r}; use pkd, kd or ce")
+        if self.pkd not in MAPS:
+            raise PipelineError(f"unknown --pkd {self.pkd!r}; use skip or last")
+        if not 0 <= self.alpha <= 1:
+            raise PipelineError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0 or self.beta < 0:
+            raise PipelineError("--temperature must be positive and --beta 0 or more")
+        if self.steps < 1 or self.teacher_steps < 0:
+            raise PipelineError("--task-steps must be positive and --teacher-steps 0 or more")
+
+    def quick(self) -> TaskConfig:
+        from dataclasses import replace
+
+        return replace(self, steps=300, teacher_steps=300)
+
+
+Encoded = list[list[int]]
+
+
+def encode(tokenizer, split: Split, max_length: int) -> Encoded:
+    """Token ids of every example ([CLS] text [SEP] (pair [SEP])), truncated to max_length."""
+    if split.pairs is None:
+        enc = tokenizer(split.texts, truncation=True, max_length=max_length)
+    else:
+        enc = tokenizer(split.texts, split.pairs, truncation=True, max_length=max_length)
+    return enc["input_ids"]
+
+
+def pad(rows: Encoded, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged ids -> (ids [B, S], mask [B, S]) padded to the longest."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
+    mask = torch.zeros(len(rows), width, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+def batches(rows: Encoded, pad_id: int, size: int = 64):
+    """(ids, mask) batches in order, each sorted-free and padded to its own longest."""
+    for i in range(0, len(rows), size):
+        yield pad(rows[i:i + size], pad_id)
+
+
+def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
+    warm = max(1, int(steps * warmup_frac))
+    if step < warm:
+        return lr * (step + 1) / warm
+    return lr * max(0.0, (steps - step) / max(1, steps - warm))
+
+
+@torch.no_grad()
+def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
+    """logits [N, C] of a module or deployed artifact (input_ids, attention_mask) -> [B, C] (modules in eval mode)."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    return torch.cat([model(ids, mask).float() for ids, mask in batches(rows, pad_id)])
+
+
+@torch.no_grad()
+def teacher_targets(teacher, rows: Encoded, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's (logits [N, C], [CLS] states of its intermediate layers [N, L - 1, T]) in eval mode."""
+    teacher.eval()
+    logits, states = [], []
+    for ids, mask in batches(rows, pad_id):
+        lg, cls = teacher.features(ids, mask)
+        logits.append(lg.float())
+        states.append(torch.stack(cls, 1).float() if cls else torch.zeros(len(ids), 0, lg.shape[1]))
+    return torch.cat(logits), torch.cat(states)
+
+
+def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regression: bool,
+        targets: tuple[torch.Tensor, torch.Tensor] | None = None, layer_map: list[int] | None = None,
+        steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False
+        ) -> dict[str, float]:
+    """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher [CLS] states
+    [N, L - 1, T]) by cfg.method and the layer map (student layer i -> teacher layer layer_map[i-1]);
+    without, by plain cross-entropy (or MSE). Returns the loss at the start and the end and the time."""
+    steps = cfg.steps if steps is None else steps
+    lr = cfg.lr if lr is None else lr
+    if steps == 0:
+        return {"steps": 0, "seconds": 0.0}
+    y = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
+    alpha, beta = method_weights(cfg.method, cfg.alpha, cfg.beta) if targets is not None else (0.0, 0.0)
+    mapped = layer_map or []
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt_ = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    curve = torch.empty(steps)
+    start = time.perf_counter()
+    model.train()
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
+        for group in opt_.param_groups:
+            group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
+        rows_ = torch.randint(0, len(rows), (cfg.batch_size,), generator=g)
+        ids, mask = pad([rows[i] for i in rows_.tolist()], pad_id)
+        if targets is None:
+            logits = model(ids, mask)
+            loss = pkd_loss(logits, y[rows_], logits.detach(), [], [], 0.0, 1.0, 0.0, regression)
+        else:
+            use = mapped if beta else []
+            logits, states = model.features(ids, mask, list(range(1, len(use) + 1)))
+            teacher_states = [targets[1][rows_, k - 1] for k in use]
+            loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
+                            beta, regression)
+        opt_.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_.step()
+        curve[step] = loss.detach()
+    model.eval()
+    tenth = max(1, steps // 10)
+    first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
+    if not math.isfinite(last):
+        raise PipelineError(f"{desc}: the training loss diverged (last {last}); try a lower rate or fewer steps")
+    return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start}

@@ -1,0 +1,83 @@
+"""Task data: files, splits, labels, the offline WordNet task, and bad input."""
+
+import json
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.task.data import Columns, load_files, split_rows
+from pipeline.task.wordnet import wordnet_task
+
+
+def _write(path, rows):
+    if path.suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    else:
+        sep = "\t" if path.suffix == ".tsv" else ","
+        keys = list(rows[0])
+        path.write_text("\n".join([sep.join(keys)] + [sep.join(str(r[k]) for k in keys) for r in rows]))
+    return path
+
+
+def test_csv_tsv_and_jsonl_read_alike(tmp_path):
+    rows = [{"text": f"example {i}", "label": ["neg", "pos"][i % 2]} for i in range(6)]
+    tasks = [load_files(_write(tmp_path / f"t{ext}", rows), _write(tmp_path / f"d{ext}", rows))
+             for ext in (".csv", ".tsv", ".jsonl")]
+    for t in tasks:
+        assert t.classes == ["neg", "pos"] and t.train.labels == [0, 1, 0, 1, 0, 1] and not t.regression
+        assert t.train.texts == tasks[0].train.texts and t.test is None
+
+
+def test_pairs_and_regression(tmp_path):
+    rows = [{"s1": f"a {i}", "s2": f"b {i}", "score": f"{i / 2:.1f}"} for i in range(5)]
+    t = load_files(_write(tmp_path / "t.csv", rows), _write(tmp_path / "d.csv", rows),
+                   cols=Columns("s1", "s2", "score"))
+    assert t.regression and t.outputs == 1 and t.train.pairs == [f"b {i}" for i in range(5)]
+    assert t.train.labels == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_one_file_is_split_without_overlap(tmp_path):
+    rows = [{"text": f"example {i}", "label": i % 3} for i in range(100)]
+    t = load_files(_write(tmp_path / "all.jsonl", rows))
+    sets = [set(s.texts) for s in (t.train, t.dev, t.test)]
+    assert [len(s) for s in sets] == [80, 10, 10]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert split_rows(rows) == split_rows(rows)  # seeded
+
+
+@pytest.mark.parametrize("rows, cols, match", [
+    ([{"text": "a", "label": 1}, {"text": "b", "label": 1}], Columns(), "two classes"),
+    ([{"text": "a", "label": 1}, {"text": "b", "label": 0}], Columns(label="y"), "no column 'y'"),
+    ([{"text": "a", "label": "0.5"}, {"text": "b", "label": "high"}], Columns(), "not a number"),
+    ([{"text": "a", "label": 1}, {"text": "", "label": 0}], Columns(), "example 2 has no 'text'"),
+])
+def test_bad_task_data_is_a_one_line_error(tmp_path, rows, cols, match):
+    path = _write(tmp_path / "t.jsonl", rows)
+    with pytest.raises(PipelineError, match=match):
+        load_files(path, path, cols=cols)
+
+
+def test_missing_empty_and_unknown_files(tmp_path):
+    with pytest.raises(PipelineError, match="not found"):
+        load_files(tmp_path / "nope.csv", tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(PipelineError, match="no examples"):
+        load_files(tmp_path / "empty.csv", tmp_path / "empty.csv")
+    (tmp_path / "t.txt").write_text("x")
+    with pytest.raises(PipelineError, match="use .csv"):
+        load_files(tmp_path / "t.txt", tmp_path / "t.txt")
+    rows = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
+    dev = _write(tmp_path / "d.jsonl", [{"text": "c", "label": "z"}])
+    with pytest.raises(PipelineError, match="never occurs"):
+        load_files(_write(tmp_path / "t.jsonl", rows), dev)
+
+
+def test_wordnet_task_is_45_lexicographer_files_of_distinct_glosses():
+    t = wordnet_task()
+    assert len(t.classes) == 45 and "noun.animal" in t.classes and "verb.motion" in t.classes
+    assert (len(t.train), len(t.dev), len(t.test)) == (6000, 1000, 1000)
+    texts = [set(s.texts) for s in (t.train, t.dev, t.test)]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2])
+    assert wordnet_task().train.texts[:20] == t.train.texts[:20]  # seeded
+    small = wordnet_task({"train": 300, "dev": 50, "test": 50})
+    assert len(small.train) == 300 and len(small.dev) <= 50

@@ -1,0 +1,65 @@
+"""The task stage end to end on the tiny teacher and the tiny exported students."""
+
+import json
+
+import pytest
+
+from pipeline.task.data import load_files
+from pipeline.task.job import exported_students, run_task
+from pipeline.task.train import TaskConfig
+from pipeline.task.wordnet import wordnet_task
+
+
+@pytest.fixture(scope="module")
+def two_class_files(tmp_path_factory):
+    """Real glosses of two lexicographer files (nouns of animals, verbs of motion) as JSONL files,
+    balanced, so that chance is 0.5 and a model that always says one class scores no better."""
+    t = wordnet_task({"train": 60000, "dev": 1, "test": 1})  # half of WordNet: hundreds of each class
+    names = {"noun.animal": "animal", "verb.motion": "motion"}
+    by_class = {name: [x for s in (t.train, t.dev, t.test) for x, y in zip(s.texts, s.labels, strict=True)
+                       if t.classes[y] == lexname] for lexname, name in names.items()}
+    folder = tmp_path_factory.mktemp("task")
+    paths, start = {}, 0
+    for split, n in (("train", 120), ("dev", 40), ("test", 40)):
+        rows = [{"text": x, "label": name} for name, texts in by_class.items() for x in texts[start:start + n]]
+        start += n
+        path = folder / f"{split}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+        paths[split] = path
+    return paths
+
+
+def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, tiny_teacher_tok, cpu_backend,
+                                                                  two_class_files, tmp_path):
+    export_dir = tiny_export[0]
+    task = load_files(two_class_files["train"], two_class_files["dev"], two_class_files["test"])
+    assert task.classes == ["animal", "motion"]
+    # The tiny teacher starts from random weights, not pretrained ones: BERT-small's rate, not BERT's.
+    cfg = TaskConfig(steps=150, teacher_steps=200, teacher_lr=1e-3, lr=1e-3)
+    logs = []
+    report = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,
+                      log=logs.append)
+    kinds = [m["kind"] for m in report["models"]]
+    assert kinds[0] == "teacher" and kinds.count("searched") == 2 and "pkd" in kinds
+    for m in report["models"]:
+        for key in ("kind", "name", "dev_accuracy", "test_accuracy", "latency_ms", "speedup", "dev_f1"):
+            assert m[key] is not None, (m["name"], key)
+        assert m["max_abs_diff"] < 1e-3  # the deployed artifact matches PyTorch
+    teacher = report["models"][0]
+    assert teacher["test_accuracy"] > 0.7 and teacher["test_f1"] > 0.6
+    best = max(report["models"][1:3], key=lambda m: m["test_accuracy"])
+    assert best["test_accuracy"] > 0.65 and best["test_f1"] > 0.5  # balanced: chance and one class are 0.5
+    for name in ("task_report.json", "task_report.md", "task_report.csv"):
+        assert (tmp_path / name).is_file()
+    assert "| teacher |" in (tmp_path / "task_report.md").read_text()
+    student = next(m for m in report["models"] if m["kind"] == "searched")
+    assert (tmp_path / "models" / student["name"] / "model.opt.onnx").is_file()
+    assert json.loads((tmp_path / "models" / student["name"] / "task.json").read_text())["classes"] == task.classes
+    # a second run is reused, the fine-tuned teacher too
+    again = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,
+                     log=logs.append)
+    assert again == json.loads((tmp_path / "task_report.json").read_text()) and "reused" in logs[-1]
+    fresh = run_task(task, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
+                     cfg, baselines=False, log=logs.append)
+    assert any("reused the teacher" in line for line in logs)
+    assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
