@@ -71,18 +71,24 @@ class Student(nn.Module):
         self.out_proj = nn.Linear(hs[-1], arch.teacher_hidden)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.block_outputs(input_ids, attention_mask)[-1]
+        return block_outputs(self, input_ids, attention_mask)[-1]
 
     def block_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         """Each block's output [B, S, H_i] (its natural intermediate layer), then the final states
         [B, S, teacher_hidden]."""
-        x = self.in_proj(self.embeddings(input_ids))  # [B, S, H1]
-        keep, bias = masks(attention_mask, x.dtype)
-        outs = []
-        for i, block in enumerate(self.blocks):
-            if i > 0:
-                x = self.adapters[i - 1](x)  # [B, S, H_i]
-            for layer in block:
-                x = layer(x, keep, bias)
-            outs.append(x)
-        return [*outs, self.out_proj(x)]
+        return block_outputs(self, input_ids, attention_mask)
+
+
+def block_outputs(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """The forward pass over a Student's children, for any module that holds them (the Hugging Face
+    model of modeling_nasbert.py adopts them)."""
+    x = net.in_proj(net.embeddings(input_ids))  # [B, S, H1]
+    keep, bias = masks(attention_mask, x.dtype)
+    outs = []
+    for i, block in enumerate(net.blocks):
+        if i > 0:
+            x = net.adapters[i - 1](x)  # [B, S, H_i]
+        for layer in block:
+            x = layer(x, keep, bias)
+        outs.append(x)
+    return [*outs, net.out_proj(x)]
