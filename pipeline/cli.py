@@ -28,7 +28,8 @@ TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_e
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
 TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "seed"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
-             "top_t", "rerank", "rerank_steps", "min_readout", "margin", "baselines", "force", "seed"]
+             "top_t", "rerank", "rerank_steps", "task", "task_train", "task_dev", "task_test", "task_dataset",
+             "min_readout", "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):

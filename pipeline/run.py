@@ -28,6 +28,7 @@ from pipeline.finetune.distill import DistillConfig
 from pipeline.options import opt, same_as
 from pipeline.search.job import RERANKERS
 from pipeline.search.readout import MIN_READOUT
+from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
 
 
@@ -70,13 +71,32 @@ class RunOptions:
     baselines: bool = opt(True, "leave the hand-designed students out of the report", flag="--no-baselines")
     force: bool = opt(False, "redo every stage (the latency table is kept)")
     seed: int = opt(0, "random seed of every stage")
+    # The task stage runs only when asked: it trains a model per student and baseline.
+    task: bool = opt(False, "append the task stage on the offline default task (WordNet lexnames)")
+    task_train: str | None = opt(None, "append the task stage on this labelled file (.csv, .tsv, .jsonl)", type=str)
+    task_dev: str | None = opt(None, "its dev examples (without: --task-train is split 80/10/10)", type=str)
+    task_test: str | None = opt(None, "its test examples", type=str)
+    task_dataset: str | None = opt(None, "append the task stage on a `datasets` task, NAME or NAME:CONFIG",
+                                   type=str)
     train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
+    task_config: TaskConfig | None = None  # overrides the task recipe (tests use a tiny one)
+
+    @property
+    def wants_task(self) -> bool:
+        return bool(self.task or self.task_train or self.task_dataset)
 
     def __post_init__(self) -> None:
         """Every option is checked here, before anything slow runs."""
         from pipeline.search.job import check_search_options
 
         check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout)
+        if (self.task_dev or self.task_test) and not self.task_train:
+            raise PipelineError("--task-dev and --task-test need --task-train")
+        if self.task_train and self.task_dataset:
+            raise PipelineError("give --task-train or --task-dataset, not both")
+        for name in ("task_train", "task_dev", "task_test"):
+            if getattr(self, name) and not Path(getattr(self, name)).is_file():
+                raise PipelineError(f"--{name.replace('_', '-')}: no such file {getattr(self, name)}")
         for name in ("finetune_steps", "finetune_views", "finetune_spans"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -104,7 +124,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     stages: list[dict[str, Any]] = []
 
     def stage(name: str, fn: Callable[[], Any], reused: bool = False) -> Any:
-        log(f"[{len(stages) + 1}/5 {name}] " + ("reusing the existing artifact" if reused else "running"))
+        done = "reusing the existing artifact" if reused else "running"
+        log(f"[{len(stages) + 1}/{6 if o.wants_task else 5} {name}] {done}")
         start = time.perf_counter()
         result = fn()
         stages.append({"stage": name, "seconds": round(time.perf_counter() - start, 1), "reused": reused})
@@ -155,7 +176,14 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     old = None if o.force else reusable(out / "report.json", bench_key(export_dir, backend, o.baselines))
     report = stage("benchmark", lambda: old or run_benchmark(export_dir, backend, out, predictor, o.baselines,
                                                              progress, log), reused=old is not None)
-    write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None},
+    if o.wants_task:  # 6 task: reused by its own key (task/job.py) like every stage
+        from pipeline.task.job import exported_students, load_task, run_task
+
+        task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick)
+        tcfg = o.task_config or (TaskConfig(seed=o.seed).quick() if o.quick else TaskConfig(seed=o.seed))
+        report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
+                                                        o.teacher, tcfg, o.baselines, o.force, progress, log))
+    write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None, "task_config": None},
                                          "train_config": asdict(cfg), "table": str(table), "stages": stages})
     return report
 
@@ -173,6 +201,12 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
                 f"{s['ood_similarity_spearman']:.2f})")
 
     lines = []
+    for m in (report.get("task") or {}).get("models", []):
+        if m["kind"] == "searched":
+            kept = m.get("test_accuracy_kept") or m.get("dev_accuracy_kept")
+            lines.append(f"task {report['task']['task']['name']}: {m['name']} accuracy "
+                         f"{m['test_accuracy'] if m.get('test_accuracy') is not None else m['dev_accuracy']:.3f}"
+                         f" ({100 * kept:.1f}% of the fine-tuned teacher's) at {m['latency_ms']:.3f} ms")
     for s in report["students"]:
         if s["kind"] != "searched":
             continue

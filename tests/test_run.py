@@ -36,6 +36,22 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     assert sum(s["seconds"] for s in stages) < 0.5 * sum(s["seconds"] for s in first)
     assert again["students"] == report["students"]
 
+    # the task stage appended: every earlier stage reused, the task run on the exported student
+    from pipeline.task.train import TaskConfig
+
+    task = tmp_path / "task.jsonl"
+    rows = [{"text": f"{w} is a word of the {c} kind", "label": c} for c in ("first", "second") for w in
+            ("time", "class", "list", "type", "value", "name", "file", "loop", "call", "test")]
+    task.write_text("\n".join(json.dumps(r) for r in rows))
+    with_task = RunOptions(**{**o.__dict__, "task_train": str(task),
+                              "task_config": TaskConfig(steps=5, teacher_steps=5)})
+    report = run_all(cpu_backend, tiny_table, out, with_task, progress=False, log=logs.append)
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert [s["stage"] for s in stages][-1] == "task" and stages[-2]["reused"]
+    assert (out / "task" / "task_report.md").is_file()
+    assert [m["kind"] for m in report["task"]["models"]][:2] == ["teacher", "searched"]
+    assert any(line.startswith("task task: ") for line in summary_lines(report, out))
+
 
 @pytest.mark.slow
 def test_a_newcomer_runs_from_nothing_without_flags(tiny_teacher_tok, tiny_corpus, tiny_profile_path, tmp_path,
