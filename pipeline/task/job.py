@@ -52,9 +52,16 @@ def task_key(task: Task, teacher_hash: str, students: list[dict[str, Any]], back
 
 def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: TaskConfig, progress: bool,
                        log: Callable[[str], None]):
-    """The teacher with a head for the task, fine-tuned (cached by content) -> (TaskModel, record)."""
+    """The teacher with a head for the task: its own, when it has one for this task (a sequence-classification
+    checkpoint), else its base model fine-tuned with a new head (cached by content) -> (model, record)."""
     from pipeline.model.teacher import load_teacher, weights_hash
+    from pipeline.task.models import headed_teacher
 
+    headed, why = headed_teacher(teacher_name, task.classes, task.outputs)
+    if headed is not None:
+        log(f"the teacher has a head for this task: used as it is ({why})")
+        return headed, {"steps": 0, "own_head": True}
+    log(f"the teacher learns the task first: {why}")
     bert = load_teacher(teacher_name)
     teacher = bert_task_model(bert, task.outputs)
     data = short_hash([task.train.texts, task.train.pairs, [str(x) for x in task.train.labels], task.classes])
@@ -168,7 +175,8 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         for k in wanted:
             torch.manual_seed(cfg.seed)
             model = bert_task_model(truncated_teacher(teacher.encoder, k), task.outputs)
-            model.head.load_state_dict(teacher.head.state_dict())  # PKD: the student starts as the teacher's bottom
+            if hasattr(teacher, "head"):  # PKD: the student starts as the teacher's bottom, head included
+                model.head.load_state_dict(teacher.head.state_dict())
             mapping = layer_map(k, layers, cfg.pkd)
             record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                          desc=f"task pkd_{k}", progress=progress)

@@ -49,8 +49,8 @@ class TaskModel(nn.Module):
 
     def _states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, list]:
         if self.is_student:
-            outs = self.encoder.block_outputs(input_ids, attention_mask)
-            return outs[-1], outs[:-1]
+            outs = self.encoder.block_outputs(input_ids, attention_mask)  # blocks 1..n, then the final states
+            return outs[-1], outs[:-2]
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return out.last_hidden_state, list(out.hidden_states[1:-1])  # [0] is the embeddings' output
 
@@ -81,3 +81,49 @@ def student_task_model(student: Student, outputs: int) -> TaskModel:
 def bert_task_model(bert, outputs: int) -> TaskModel:
     """bert: a transformers BertModel (the teacher, or its first k layers)."""
     return TaskModel(bert, bert.config.hidden_size, outputs)
+
+
+class HeadedTeacher(nn.Module):
+    """A teacher that has a head for the task already (BertForSequenceClassification), used as trained:
+    its pooler and classifier on [CLS]; `features` as TaskModel's."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.encoder = model.bert
+
+    @property
+    def intermediate_layers(self) -> int:
+        return self.encoder.config.num_hidden_layers - 1
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 layers: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        inner = out.hidden_states[1:-1]
+        layers = layers if layers is not None else list(range(1, len(inner) + 1))
+        return out.logits, [inner[k - 1][:, 0] for k in layers]
+
+
+def headed_teacher(name: str, classes: list[str] | None, outputs: int) -> tuple[HeadedTeacher | None, str]:
+    """The teacher as a classifier of this task if its folder has a sequence-classification head with as
+    many outputs (its classes reordered to the task's where its label names are the task's); else
+    (None, why not)."""
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    config = AutoConfig.from_pretrained(name)
+    if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
+        return None, "it has no sequence-classification head"
+    if config.num_labels != outputs:
+        return None, f"its head has {config.num_labels} outputs, the task {outputs}"
+    model = BertForSequenceClassification.from_pretrained(name).eval()
+    names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    if classes and sorted(names) == sorted(classes) and names != classes:
+        order = [names.index(c) for c in classes]              # row i of the head: the task's class i
+        with torch.no_grad():
+            model.classifier.weight.copy_(model.classifier.weight[order])
+            model.classifier.bias.copy_(model.classifier.bias[order])
+        return HeadedTeacher(model), "its head's classes reordered to the task's"
+    return HeadedTeacher(model), "its head's outputs taken in the task's class order"

@@ -1,0 +1,51 @@
+"""Task models: heads, intermediate states, and a teacher that has a head already."""
+
+import torch
+
+from pipeline.model.student import Student
+from pipeline.space import Architecture, Block
+from pipeline.task.models import bert_task_model, headed_teacher, mean_pool, student_task_model
+
+
+def test_a_student_gives_its_block_boundaries_in_the_teachers_width():
+    arch = Architecture(32, 16, (Block(64, ("mha", "ffn")), Block(48, ("sepconv3",)), Block(32, ("ffn",))),
+                        vocab_size=50, max_positions=16)
+    model = student_task_model(Student(arch, dropout=0.0), 3).eval()
+    ids, mask = torch.randint(0, 50, (4, 10)), torch.ones(4, 10, dtype=torch.int64)
+    mask[1, 6:] = 0
+    logits, states = model.features(ids, mask)
+    assert logits.shape == (4, 3) and model.intermediate_layers == 2
+    assert [s.shape for s in states] == [(4, 32), (4, 32)]  # projected from 64 and 48 to the teacher's 32
+    torch.testing.assert_close(model(ids, mask), logits)
+    final = model.encoder(ids, mask)
+    torch.testing.assert_close(logits, model.head(mean_pool(final, mask)))
+    torch.testing.assert_close(model.encoder.block_outputs(ids, mask)[-1], final)
+
+
+def test_a_bert_gives_its_layers_cls_states(tiny_teacher):
+    from transformers import BertModel
+
+    model = bert_task_model(BertModel.from_pretrained(tiny_teacher), 2).eval()
+    ids, mask = torch.randint(0, 1000, (2, 8)), torch.ones(2, 8, dtype=torch.int64)
+    logits, states = model.features(ids, mask, [1, 3])
+    out = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(states[1], out.hidden_states[3][:, 0])
+    assert logits.shape == (2, 2) and model.intermediate_layers == 3
+
+
+def test_a_classifier_teacher_is_used_with_its_head_in_the_tasks_class_order(tiny_teacher, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig.from_pretrained(tiny_teacher, num_labels=2, id2label={0: "motion", 1: "animal"},
+                                        label2id={"motion": 0, "animal": 1})
+    torch.manual_seed(0)
+    original = BertForSequenceClassification(config).eval()
+    original.save_pretrained(tmp_path / "clf")
+    teacher, why = headed_teacher(str(tmp_path / "clf"), ["animal", "motion"], 2)
+    assert teacher is not None and "reordered" in why
+    ids, mask = torch.randint(0, 1000, (3, 8)), torch.ones(3, 8, dtype=torch.int64)
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(ids, mask), original(input_ids=ids, attention_mask=mask).logits[:, [1, 0]])
+    assert headed_teacher(str(tmp_path / "clf"), None, 1)[0] is None  # a regression: another head
+    none, why = headed_teacher(str(tiny_teacher), ["a", "b"], 2)
+    assert none is None and "no sequence-classification head" in why
