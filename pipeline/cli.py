@@ -427,15 +427,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_task(args: argparse.Namespace) -> int:
     from pipeline.task.data import Columns
-    from pipeline.task.job import exported_students, load_task, run_task, student_folder
+    from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task, student_folder
     cfg = TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS))
     cfg = cfg.quick() if args.quick and args.task_steps == TaskConfig.steps else cfg
     task = load_task(args.train, args.dev, args.test, args.task_dataset,
                      Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick)
     students = exported_students(Path(args.export_dir)) if args.export_dir else [student_folder(Path(args.student))]
     backend = get_backend(resolve_profile(args.device, args.profile))
+    # The benchmark beside the export (run's layout) saved its narrowed BERTs: they learn the task too.
+    narrow = benchmark_narrow(Path(args.export_dir).parent / "report.json") if args.export_dir else []
     report = run_task(task, students, backend, Path(args.out), args.teacher, cfg, args.baselines, args.force,
-                      progress=not args.quiet, log=_note)
+                      progress=not args.quiet, log=_note, narrow=narrow)
     for m in report["models"]:
         kept = f" ({100 * m['test_accuracy_kept']:.1f}% of the teacher's)" if m.get("test_accuracy_kept") else ""
         score = m["test_accuracy"] if m.get("test_accuracy") is not None else m["dev_accuracy"]

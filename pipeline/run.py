@@ -177,12 +177,13 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     report = stage("benchmark", lambda: old or run_benchmark(export_dir, backend, out, predictor, o.baselines,
                                                              progress, log), reused=old is not None)
     if o.wants_task:  # 6 task: reused by its own key (task/job.py) like every stage
-        from pipeline.task.job import exported_students, load_task, run_task
+        from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task
 
         task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick)
         tcfg = o.task_config or (TaskConfig(seed=o.seed).quick() if o.quick else TaskConfig(seed=o.seed))
         report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
-                                                        o.teacher, tcfg, o.baselines, o.force, progress, log))
+                                                        o.teacher, tcfg, o.baselines, o.force, progress, log,
+                                                        narrow=benchmark_narrow(out / "report.json")))
     write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None, "task_config": None},
                                          "train_config": asdict(cfg), "table": str(table), "stages": stages})
     return report
@@ -203,10 +204,11 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     lines = []
     for m in (report.get("task") or {}).get("models", []):
         if m["kind"] == "searched":
-            kept = m.get("test_accuracy_kept") or m.get("dev_accuracy_kept")
-            lines.append(f"task {report['task']['task']['name']}: {m['name']} accuracy "
-                         f"{m['test_accuracy'] if m.get('test_accuracy') is not None else m['dev_accuracy']:.3f}"
-                         f" ({100 * kept:.1f}% of the fine-tuned teacher's) at {m['latency_ms']:.3f} ms")
+            split = "test" if m.get("test_accuracy") is not None else "dev"
+            kept = m.get(f"{split}_accuracy_kept")
+            share = f" ({100 * kept:.1f}% of the fine-tuned teacher's)" if kept is not None else ""
+            lines.append(f"task {report['task']['task']['name']}: {m['name']} {split} accuracy "
+                         f"{m[f'{split}_accuracy']:.3f}{share} at {m['latency_ms']:.3f} ms")
     for s in report["students"]:
         if s["kind"] != "searched":
             continue

@@ -49,7 +49,8 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert [s["stage"] for s in stages][-1] == "task" and stages[-2]["reused"]
     assert (out / "task" / "task_report.md").is_file()
-    assert [m["kind"] for m in report["task"]["models"]][:2] == ["teacher", "searched"]
+    kinds = [m["kind"] for m in report["task"]["models"]]
+    assert kinds[:2] == ["teacher", "searched"] and "narrow" in kinds and "pkd" in kinds  # the same baselines
     assert any(line.startswith("task task: ") for line in summary_lines(report, out))
 
 

@@ -30,6 +30,7 @@ from pipeline.export import EXPORT
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
+from pipeline.model.hf import save_student
 from pipeline.model.student import example_inputs
 from pipeline.model.teacher import Encoder, weights_hash
 from pipeline.model.texts import NEWS_SOURCE, news_sentences
@@ -158,9 +159,12 @@ class Bench:
                 if self.backend.onnx == "onnxruntime":
                     onnx = optimize_onnx(onnx, folder / "model.opt.onnx")
             if b.kind == "narrow":
+                # Saved as a student folder, so that the task stage can teach it a task like the searched ones.
+                save_student(module, folder / "model", self.trained.tokenizer)
                 info = {"arch": b.arch.describe(), "params": count_params(b.arch),
                         "flops": count_flops(b.arch, self.seq, self.backend.profile.batch),
-                        "predicted_ms": self.predictor(b.arch) if self.predictor else None}
+                        "predicted_ms": self.predictor(b.arch) if self.predictor else None,
+                        "model_dir": str(folder / "model")}
             else:
                 c = module.bert.config
                 info = {"arch": f"teacher's first {b.layers} of {self.teacher_layers} layers ({c.hidden_size} wide)",

@@ -98,6 +98,19 @@ def exported_students(export_dir: Path) -> list[dict[str, Any]]:
              "describe": r.get("describe"), "params": r.get("params")} for r in records]
 
 
+def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
+    """The narrowed BERTs of a benchmark report (`benchmark` saves them as student folders), as task
+    baselines; none when there is no report or it predates the saved folders."""
+    try:
+        report = read_json(report_path, "run `benchmark` again")
+    except FileNotFoundError:
+        return []
+    return [{"name": b["name"], "kind": "narrow", "model_dir": b["model_dir"], "key": b["name"],
+             "describe": b.get("arch"), "params": b.get("params")}
+            for b in report.get("baselines", []) if b.get("kind") == "narrow" and b.get("model_dir")
+            and Path(b["model_dir"]).is_dir()]
+
+
 def student_folder(folder: Path) -> dict[str, Any]:
     """--student DIR: one student folder written by export."""
     from pipeline.model.hf import load_student
@@ -110,8 +123,11 @@ def student_folder(folder: Path) -> dict[str, Any]:
 
 def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str | None,
              cfg: TaskConfig | None = None, baselines: bool = True, force: bool = False, progress: bool = False,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The task report (also written to OUT/task_report.*); reused when made from the same inputs."""
+             log: Callable[[str], None] = print, narrow: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The task report (also written to OUT/task_report.*); reused when made from the same inputs.
+    students: the searched students (exported_students); narrow: the benchmark's narrowed BERTs
+    (benchmark_narrow), taught the task with the same recipe when baselines are on."""
+    students = students + (narrow or [] if baselines else [])
     from pipeline.model.teacher import load_teacher, resolve_teacher, weights_hash
 
     backend.check_available()
@@ -170,7 +186,8 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     timed = measure(backend, out, models, log)
     if baselines:
         teacher_ms = timed["teacher"]["latency_ms"]
-        wanted = sorted({pkd_layers(timed[s["name"]]["latency_ms"], teacher_ms, layers) for s in students})
+        wanted = sorted({pkd_layers(timed[s["name"]]["latency_ms"], teacher_ms, layers) for s in students
+                         if s["kind"] == "searched"})
         extra = []
         for k in wanted:
             torch.manual_seed(cfg.seed)
