@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,61 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         "search_s": search_s, "rerank_s": rerank_s, "students_searched": n_students, "choices": records,
     })
     return choices
+
+
+# ---- NAS-KD: the differentiable search (naskd.py), the same outputs ----
+NASKD_TRAIN_CHUNKS = 512  # training chunks the relaxed student reads (teacher states at every boundary in memory)
+NASKD_VAL_CHUNKS = 64     # validation chunks for the architecture steps
+
+
+def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
+               margin: float = 0.0, cfg=None, progress: bool = False, log=print) -> list[dict[str, Any]]:
+    """One NAS-KD search per budget (under budget x (1 - margin)); writes arch_<budget>.json and
+    search.json as run_search does, so export and benchmark take them unchanged."""
+    from pipeline.model.teacher import sample_chunks, teacher_states
+    from pipeline.search.naskd import NasKdConfig, nas_kd_search
+    from pipeline.search.relaxed import LatencyTerms, RelaxedStudent
+
+    if not 0 <= margin < 0.5:
+        raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
+    cfg = cfg or NasKdConfig()
+    trained = TrainedSupernet(train_dir)
+    per_block = trained.layers_per_block // 2
+    bounds = [n * per_block for n in range(trained.num_blocks + 1)]              # 0 = the embedding output
+    data, teacher = trained.corpus, trained.teacher_model
+
+    def states(ids):
+        s = teacher_states(teacher, ids, bounds, progress=progress)
+        return s[0], [s[b] for b in bounds[1:]]
+
+    train = states(sample_chunks(data.train, NASKD_TRAIN_CHUNKS, cfg.seed))
+    val = states(data.validation[:NASKD_VAL_CHUNKS])
+    terms = LatencyTerms(predictor, trained.frame, trained.hidden_sizes)
+    records, names = [], set()
+    for budget in budgets_ms:
+        student = RelaxedStudent(trained.frame, trained.hidden_sizes, trained.layers_per_block, trained.num_blocks)
+        for n, block in enumerate(student.blocks, 1):
+            for path in block.paths:
+                path.load_supernet(trained.supernet_block(n))
+        found = nas_kd_search(student, terms, predictor, budget * (1 - margin), train, val, cfg, progress, log)
+        arch = found.pop("arch")
+        name = f"arch_{format_ms(budget)}"
+        name = name if name not in names else f"{name}_{len(names)}"
+        names.add(name)
+        path = save_architecture(arch, out / f"{name}.json")
+        log(f"nas-kd {format_ms(budget)}: {arch.describe()}, predicted {found['predicted_ms']:.3f} ms, "
+            f"validation loss {found['val_loss_first']:.4f} -> {found['val_loss_last']:.4f} in "
+            f"{found['seconds']:.0f} s")
+        records.append({"budget_ms": budget, "method": "nas-kd", "predicted_ms": found["predicted_ms"],
+                        "est_loss": found["val_loss_last"], "true_loss": None, "params": found["params"],
+                        "arch": arch.to_dict(), "describe": arch.describe(), "arch_path": str(path),
+                        "nas_kd": found})
+    write_json_atomic(out / SEARCH, {
+        "key": content_key("search-nas-kd", 1, train=trained.content_hash,
+                           table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
+                           budgets=list(budgets_ms), margin=margin, cfg=asdict(cfg)),
+        "method": "nas-kd", "device": device, "train_dir": str(train_dir), "budgets_ms": list(budgets_ms),
+        "margin": margin, "latency": f"predicted from {predictor.table.path} ({STATISTIC})",
+        "config": asdict(cfg), "choices": records,
+    })
+    return records

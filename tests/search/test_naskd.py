@@ -1,0 +1,106 @@
+"""NAS-KD: the relaxed student, its expected latency, and a tiny search."""
+
+import json
+
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.latency import LatencyTable, Predictor
+from pipeline.search.naskd import NasKdConfig, fastest_ms
+from pipeline.search.relaxed import LatencyTerms, RelaxedBlock, RelaxedStudent
+from pipeline.space import Architecture, Block, Frame, load_architecture
+from pipeline.train.supernet import SuperBlock
+
+FRAME = Frame(128, 128, 1000, 64)  # the tiny teacher's (conftest.TINY): the tiny table's widths
+WIDTHS = (64, 128)                  # for the mixture alone (no table)
+
+
+def test_a_one_hot_mixture_computes_exactly_the_chosen_path():
+    torch.manual_seed(0)
+    supernet = SuperBlock(128, WIDTHS, 4).eval()
+    relaxed = RelaxedBlock(128, WIDTHS, 4).eval()
+    for path in relaxed.paths:
+        path.load_supernet(supernet)
+    x, mask = torch.randn(2, 10, 128), torch.ones(2, 10, dtype=torch.int64)
+    mask[1, 7:] = 0
+    for block in (Block(64, ("mha", "sepconv5", "identity", "identity")),
+                  Block(128, ("ffn", "mha", "ffn", "sepconv3"))):
+        supernet.set(block)
+        relaxed.set_one_hot(block)
+        with torch.no_grad():
+            torch.testing.assert_close(relaxed(x, mask), supernet(x, mask))
+        assert relaxed.discrete() == block
+
+
+def test_a_uniform_mixture_mixes_every_op():
+    relaxed = RelaxedBlock(128, WIDTHS, 4)
+    ops, widths = relaxed.weights()
+    assert torch.allclose(ops, torch.full_like(ops, 1 / 6)) and torch.allclose(widths, torch.full_like(widths, 0.5))
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_table):
+    return Predictor(LatencyTable.load(tiny_table), 1, 16)
+
+
+def test_expected_latency_is_the_predictors_on_one_hot_weights(predictor):
+    widths = tuple(sorted({h for _, h in predictor_ops(predictor)}))
+    student = RelaxedStudent(FRAME, widths, 4, 2)
+    terms = LatencyTerms(predictor, FRAME, widths)
+    h = widths[0]
+    for blocks in [(Block(h, ("mha", "ffn", "identity", "identity")), Block(h, ("sepconv7", "identity",
+                                                                               "identity", "identity"))),
+                   (Block(h, ("mha", "ffn", "mha", "ffn")), Block(h, ("identity",) * 4))]:
+        for block, b in zip(student.blocks, blocks, strict=True):
+            block.set_one_hot(b)
+        arch = Architecture(FRAME.teacher_hidden, FRAME.embed_dim, blocks, FRAME.vocab_size, FRAME.max_positions)
+        assert float(terms.expected_ms(student)) == pytest.approx(predictor(arch), rel=1e-9)
+
+
+def predictor_ops(predictor):
+    df = predictor.table.df
+    return [(r["name"], int(r["d_in"])) for _, r in df[df["kind"] == "op"].iterrows()]
+
+
+def test_expected_latency_has_gradients_that_favour_cheap_ops(predictor):
+    widths = tuple(sorted({h for _, h in predictor_ops(predictor)}))
+    student = RelaxedStudent(FRAME, widths, 4, 2)
+    terms = LatencyTerms(predictor, FRAME, widths)
+    terms.expected_ms(student).backward()
+    grad = student.blocks[0].alpha.grad  # [W, L, C]
+    assert grad is not None and (grad[:, :, -1] < 0).all()  # more identity: less latency
+
+
+def test_a_tiny_search_lowers_its_loss_and_fits_a_loose_budget(tiny_trained, predictor, tmp_path):
+    from pipeline.search.job import run_nas_kd
+    from pipeline.train.trained import TrainedSupernet
+
+    train_dir = tiny_trained[0]
+    t = TrainedSupernet(train_dir)
+    widest = Block(max(t.hidden_sizes), ("ffn",) * t.layers_per_block)
+    slowest = Architecture(t.frame.teacher_hidden, t.frame.embed_dim, (widest,) * t.num_blocks,
+                           t.frame.vocab_size, t.frame.max_positions)
+    budget = 2 * predictor(slowest)  # loose: the penalty never binds, the loss alone moves the weights
+    logs = []
+    cfg = NasKdConfig(steps=60, batch_size=4, lr=1e-3)
+    (rec,) = run_nas_kd(train_dir, predictor, "tiny-cpu", [budget], tmp_path, cfg=cfg, log=logs.append)
+    arch = load_architecture(rec["arch_path"])
+    assert rec["predicted_ms"] <= budget and predictor(arch) == pytest.approx(rec["predicted_ms"])
+    assert rec["nas_kd"]["train_loss_last"] < rec["nas_kd"]["train_loss_first"]
+    search = json.loads((tmp_path / "search.json").read_text())
+    assert search["method"] == "nas-kd" and search["choices"][0]["arch_path"] == rec["arch_path"]
+    from pipeline.export.job import targets_from_search
+
+    (target,) = targets_from_search(tmp_path)  # export takes it unchanged
+    assert target.arch == arch
+
+
+def test_a_budget_below_the_fastest_student_is_a_one_line_error(tiny_trained, predictor, tmp_path):
+    from pipeline.search.job import run_nas_kd
+    from pipeline.train.trained import TrainedSupernet
+
+    t = TrainedSupernet(tiny_trained[0])
+    floor = fastest_ms(predictor, t.frame, t.hidden_sizes, t.num_blocks, t.layers_per_block)
+    with pytest.raises(PipelineError, match="below the fastest student"):
+        run_nas_kd(tiny_trained[0], predictor, "tiny-cpu", [floor / 2], tmp_path, cfg=NasKdConfig(steps=2))
