@@ -18,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.finetune.distill import DistillConfig
 from pipeline.options import add_options, options_of
 from pipeline.run import RunOptions
-from pipeline.search.job import check_search_options
+from pipeline.search.job import METHODS, check_search_options
 from pipeline.space import count_flops, count_params, load_architecture, save_architecture
 from pipeline.tables import choose_table, load_predictor, missing_table, training_table
 from pipeline.task.train import TaskConfig
@@ -28,8 +28,8 @@ TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_e
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
 TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "seed"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
-             "top_t", "rerank", "rerank_steps", "task", "task_train", "task_dev", "task_test", "task_dataset",
-             "min_readout", "margin", "baselines", "force", "seed"]
+             "top_t", "rerank", "rerank_steps", "search_method", "task", "task_train", "task_dev", "task_test",
+             "task_dataset", "min_readout", "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(p)
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 5ms,8ms,12ms")
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (default runs/train)")
+    p.add_argument("--method", default="nasbert", choices=METHODS,
+                   help="nasbert: the best student of the shrunk pools (default); nas-kd: NAS-KD's differentiable "
+                   "search with the device's expected latency as a penalty")
     # A search alone takes the budget as given; `run` keeps its margin (RunOptions.margin).
     add_options(p, RunOptions, SEARCH_FLAGS, defaults={"margin": 0.0})
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
@@ -371,6 +374,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     choice = choose_table(profile, backend, args.table)
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
+    if args.method == "nas-kd":
+        from pipeline.search.job import run_nas_kd
+
+        for r in run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, Path(args.out), args.margin,
+                            progress=not args.quiet, log=_note):
+            print(f"budget {r['budget_ms']:g} ms: predicted {r['predicted_ms']:.3f} ms, {r['params'] / 1e6:.2f}M "
+                  f"params (nas-kd): {r['describe']}")
+        print(f"wrote {Path(args.out) / SEARCH}")
+        return 0
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, args.max_params, args.top,
                          rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
                          progress=not args.quiet, min_readout=args.min_readout)

@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.export.job import ExportConfig
 from pipeline.finetune.distill import DistillConfig
 from pipeline.options import opt, same_as
-from pipeline.search.job import RERANKERS
+from pipeline.search.job import METHODS, RERANKERS
 from pipeline.search.readout import MIN_READOUT
 from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
@@ -65,6 +65,8 @@ class RunOptions:
     min_readout: float = opt(MIN_READOUT, "prefer students whose last block is wide enough that a read-out of it "
                              "can reach this sentence cosine to the teacher on new text (0: no preference)",
                              metavar="COS")
+    search_method: str = opt("nasbert", "nasbert: the best student of the shrunk pools under the budget (NAS-BERT); "
+                             "nas-kd: a differentiable search with a latency penalty (NAS-KD)", choices=METHODS)
     # The predictor errs by a few percent on a shared CPU; searching below the budget leaves room for it.
     margin: float = opt(0.03, "search under budget x (1 - margin), room for the predictor's error")
     # The report shows what the search buys over hand-designed students of the same latency.
@@ -115,7 +117,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     from pipeline.export.job import run_export, targets_from_search
     from pipeline.model.teacher import space_for_teacher
     from pipeline.profile.probes import plan, profile_device
-    from pipeline.search.job import SEARCH, run_search, search_key
+    from pipeline.search.job import SEARCH, nas_kd_key, run_nas_kd, run_search, search_key
     from pipeline.tables import TableChoice, load_predictor
     from pipeline.train.job import run_train
 
@@ -155,11 +157,18 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     search_dir = out / "search"
     if predictor is None:  # this machine's table, as profiling left it
         predictor, _ = load_predictor(p, choice, seq, log=lambda _: None)
-    key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
-                     o.margin, o.seed, o.min_readout)
+    if o.search_method == "nas-kd":
+        key = nas_kd_key(train_dir, predictor, list(o.budgets_ms), o.margin)
+    else:
+        key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
+                         o.margin, o.seed, o.min_readout)
     fresh = o.force or reusable(search_dir / SEARCH, key) is None
 
     def do_search() -> None:
+        if o.search_method == "nas-kd":
+            run_nas_kd(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.margin, progress=progress,
+                       log=log)
+            return
         run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
                    o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress,
                    min_readout=o.min_readout)

@@ -46,6 +46,7 @@ MIN_USE = 0.9
 # few times more chunks than the width, and the cap is a preference, not a result (experiments.md).
 READOUT_CHUNKS = 512
 RERANKERS = ("finetune", "chained", "none")
+METHODS = ("nasbert", "nas-kd")  # selection from the shrunk pools (NAS-BERT), or the differentiable search
 SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chained": "validation MSE of the "
           "chained student", "none": None}  # what each candidate's "score" in search.json is
 
@@ -222,6 +223,14 @@ NASKD_TRAIN_CHUNKS = 512  # training chunks the relaxed student reads (teacher s
 NASKD_VAL_CHUNKS = 64     # validation chunks for the architecture steps
 
 
+def nas_kd_key(train_dir: Path, predictor: Predictor, budgets_ms: list[float], margin: float, cfg=None) -> str:
+    from pipeline.search.naskd import NasKdConfig
+
+    return content_key("search-nas-kd", 1, train=TrainedSupernet(train_dir).content_hash,
+                       table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
+                       budgets=list(budgets_ms), margin=margin, cfg=asdict(cfg or NasKdConfig()))
+
+
 def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
                margin: float = 0.0, cfg=None, progress: bool = False, log=print) -> list[dict[str, Any]]:
     """One NAS-KD search per budget (under budget x (1 - margin)); writes arch_<budget>.json and
@@ -265,9 +274,7 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
                         "arch": arch.to_dict(), "describe": arch.describe(), "arch_path": str(path),
                         "nas_kd": found})
     write_json_atomic(out / SEARCH, {
-        "key": content_key("search-nas-kd", 1, train=trained.content_hash,
-                           table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
-                           budgets=list(budgets_ms), margin=margin, cfg=asdict(cfg)),
+        "key": nas_kd_key(train_dir, predictor, budgets_ms, margin, cfg),
         "method": "nas-kd", "device": device, "train_dir": str(train_dir), "budgets_ms": list(budgets_ms),
         "margin": margin, "latency": f"predicted from {predictor.table.path} ({STATISTIC})",
         "config": asdict(cfg), "choices": records,
