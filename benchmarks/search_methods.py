@@ -1,0 +1,79 @@
+"""NAS-BERT's search against NAS-KD's on one trained supernet, at several budgets.
+
+    python benchmarks/search_methods.py --train-dir runs/cpu/train --budgets 3.5ms,5ms,7.5ms [--finetune-steps 200]
+
+For each method: search (its cost in minutes), export every student with the same fine-tuning
+steps, then one benchmark of both methods' students together (no baselines), so that every
+latency is measured in the same rounds. Prints per budget and method: the predicted and measured
+latency, the share of the budget used, fidelity and out-of-domain quality, and whether it is within
+budget. Results go to OUT (default runs/search-methods). Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from pipeline.budget import parse_budgets
+from pipeline.config import resolve_profile
+from pipeline.devices import get_backend
+from pipeline.export.job import ExportConfig, run_export, targets_from_search
+from pipeline.finetune.distill import DistillConfig
+from pipeline.tables import choose_table, load_predictor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-dir", required=True)
+    ap.add_argument("--budgets", default="3.5ms,5ms,7.5ms")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--finetune-steps", type=int, default=200)
+    ap.add_argument("--margin", type=float, default=0.03)
+    ap.add_argument("--out", default="runs/search-methods")
+    args = ap.parse_args()
+    from pipeline.benchmark.job import run_benchmark
+    from pipeline.search.job import run_nas_kd, run_search
+
+    out = Path(args.out)
+    budgets = parse_budgets(args.budgets)
+    profile = resolve_profile(args.device, None)
+    backend = get_backend(profile)
+    predictor, _ = load_predictor(profile, choose_table(profile, backend, None), profile.seq_lens[0])
+    cost = {}
+    for method in ("nasbert", "nas-kd"):
+        start = time.perf_counter()
+        if method == "nasbert":
+            run_search(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
+                       margin=args.margin, progress=True)
+        else:
+            run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
+                       args.margin, progress=True)
+        cost[method] = (time.perf_counter() - start) / 60
+    # Both methods' students in one export folder (names prefixed), benchmarked in the same rounds.
+    both = out / "export"
+    targets = []
+    for method in cost:
+        for t in targets_from_search(out / method / "search"):
+            targets.append(type(t)(f"{method}_{t.name}", t.arch, t.search))
+    cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps))
+    run_export(Path(args.train_dir), targets, both, backend, cfg, progress=True)
+    report = run_benchmark(both, backend, out / "report", predictor, with_baselines=False, progress=True)
+    print(f"\nsearch cost: NAS-BERT {cost['nasbert']:.1f} min, NAS-KD {cost['nas-kd']:.1f} min ({profile.name})")
+    print("| budget | method | predicted ms | measured ms | used | within | fidelity | OOD spearman | OOD recall@10 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in sorted(report["students"], key=lambda s: (s["budget_ms"], s["name"])):
+        if s["kind"] != "searched":
+            continue
+        method = s["name"].split("_arch")[0]
+        print(f"| {s['budget_ms']:g} ms | {method} | {s['predicted_ms']:.3f} | {s['latency_ms']:.3f} | "
+              f"{100 * s['budget_use']:.0f}% | {'yes' if s['within_budget'] else 'NO'} | "
+              f"{s['fidelity_cosine']:.3f} | {s.get('ood_similarity_spearman') or float('nan'):.3f} | "
+              f"{s.get('ood_neighbour_recall_at_10') or float('nan'):.3f} |")
+    (out / "summary.json").write_text(json.dumps({"cost_min": cost, "report": str(out / "report" / "report.json")},
+                                                 indent=2))
+
+
+if __name__ == "__main__":
+    main()
