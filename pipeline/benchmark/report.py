@@ -110,8 +110,8 @@ def peer_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_csv(report: dict[str, Any]) -> str:
-    all_rows = rows(report)
+def csv_of(all_rows: list[dict[str, Any]]) -> str:
+    """One CSV row per dict, a column per scalar field any of them has (nested fields left out)."""
     keys = list(dict.fromkeys(k for r in all_rows for k in r if not isinstance(r[k], (dict, list))))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
@@ -121,14 +121,26 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def plot(report: dict[str, Any], path: Path) -> Path | None:
-    """Measured latency (p50) against fidelity, teacher and budgets marked; None without matplotlib."""
+def to_csv(report: dict[str, Any]) -> str:
+    return csv_of(rows(report))
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only backend, or None where matplotlib is absent (no plot, no error)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def plot(report: dict[str, Any], path: Path) -> Path | None:
+    """Measured latency (p50) against fidelity, teacher and budgets marked; None without matplotlib."""
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     style = {"teacher": ("*", "black"), "searched": ("o", "tab:blue"), "searched-int8": ("s", "tab:cyan"),

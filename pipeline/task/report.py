@@ -5,12 +5,11 @@ task_report.json (written by the command) is the source of all three; this modul
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import write_atomic, write_json_atomic, write_text_atomic
+from pipeline.benchmark.report import csv_of, pyplot
 
 COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("p50_ms", "p50 ms"),
            ("speedup", "speedup"), ("dev_accuracy", "dev acc"), ("dev_accuracy_kept", "dev kept"),
@@ -49,23 +48,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    keys = list(dict.fromkeys(k for m in report["models"] for k, v in m.items() if not isinstance(v, (dict, list))))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    w.writeheader()
-    for m in report["models"]:
-        w.writerow({k: m.get(k) for k in keys})
-    return buf.getvalue()
+    return csv_of(report["models"])
 
 
 def plot(report: dict[str, Any], path: Path) -> Path | None:
     """Test (else dev) score against measured latency; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     split = "test" if all(m.get("test_accuracy") is not None for m in report["models"]) else "dev"
     fig, ax = plt.subplots(figsize=(7, 4.5))
