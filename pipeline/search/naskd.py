@@ -133,7 +133,7 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
         a_opt.zero_grad(set_to_none=True)
         total.backward()
         a_opt.step()
-        return float(loss), float(expected)
+        return float(loss.detach()), float(expected.detach())
 
     start = time.perf_counter()
     curve: list[tuple[float, float, float]] = []
