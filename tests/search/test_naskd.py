@@ -69,10 +69,11 @@ def test_expected_latency_has_the_gradients_of_its_values(predictor):
     student = RelaxedStudent(FRAME, widths, 4, 2)
     terms = LatencyTerms(predictor, FRAME, widths)
     with torch.no_grad():
+        torch.manual_seed(0)
         student.blocks[0].alpha.normal_()
     terms.expected_ms(student).backward()
     grad = float(student.blocks[0].alpha.grad[0, 1, -1])  # identity's weight in layer 2
-    eps = 1e-4
+    eps = 1e-2  # central difference: O(eps^2) error, far above float32 rounding
     with torch.no_grad():
         student.blocks[0].alpha[0, 1, -1] += eps
         up = float(terms.expected_ms(student))
