@@ -137,6 +137,19 @@ def pyplot():
     return plt
 
 
+def save_plot(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, grid, legend, then write the figure atomically as PNG and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
+
+
 def plot(report: dict[str, Any], path: Path) -> Path | None:
     """Measured latency (p50) against fidelity, teacher and budgets marked; None without matplotlib."""
     plt = pyplot()
@@ -157,15 +170,9 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
         ax.axvline(b, color="gray", linestyle="--", linewidth=1)
         ax.annotate(f"budget {b:g} ms", (b, ax.get_ylim()[0]), rotation=90, fontsize=7, color="gray",
                     textcoords="offset points", xytext=(-9, 5))
-    ax.set_xlabel(f"measured latency p50 (ms), {report['device']}, batch {report['batch']}, seq {report['seq']}")
-    ax.set_ylabel("fidelity: sentence cosine to the teacher")
-    ax.set_title("Latency against fidelity")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    return path
+    return save_plot(plt, fig, ax, path,
+                     f"measured latency p50 (ms), {report['device']}, batch {report['batch']}, seq {report['seq']}",
+                     "fidelity: sentence cosine to the teacher", "Latency against fidelity")
 
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:

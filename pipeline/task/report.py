@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import write_atomic, write_json_atomic, write_text_atomic
-from pipeline.benchmark.report import csv_of, pyplot
+from pipeline.artifacts import write_json_atomic, write_text_atomic
+from pipeline.benchmark.report import csv_of, pyplot, save_plot
 
 COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("p50_ms", "p50 ms"),
            ("speedup", "speedup"), ("dev_accuracy", "dev acc"), ("dev_accuracy_kept", "dev kept"),
@@ -68,15 +68,9 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
             for m in pts:
                 ax.annotate(m["name"], (m["latency_ms"], m[f"{split}_accuracy"]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel(f"measured latency ({report['statistic']}, ms), {report['device']}")
-    ax.set_ylabel(f"{split} {'Spearman' if report['task']['kind'] == 'regression' else 'accuracy'}")
-    ax.set_title(f"Task accuracy against latency: {report['task']['name']}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    return path
+    return save_plot(plt, fig, ax, path, f"measured latency ({report['statistic']}, ms), {report['device']}",
+                     f"{split} {'Spearman' if report['task']['kind'] == 'regression' else 'accuracy'}",
+                     f"Task accuracy against latency: {report['task']['name']}")
 
 
 def write_task_report(report: dict[str, Any], out: Path) -> list[Path]:
