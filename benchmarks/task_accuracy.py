@@ -3,8 +3,9 @@
     python benchmarks/task_accuracy.py --export-dir runs/cpu/export [--device cpu] [--quick]
 
 1. The task stage (pipeline/task/job.py) on the offline default task (WordNet lexnames), or on
-   --train/--dev/--test files: the fine-tuned teacher, every searched student and PKD's own
-   students (the teacher's first k layers) with the same recipe and steps, all timed together.
+   --train/--dev/--test files: the fine-tuned teacher, every searched student, PKD's own
+   students (the teacher's first k layers) and the benchmark's narrowed BERTs (--bench-report)
+   with the same recipe and steps, all timed together.
    Prints accuracy kept against measured latency, and whether each searched student keeps 97% of
    the teacher's accuracy and beats the hand-designed students of similar latency.
 2. The ablation (--ablation NAME, default the student nearest a quarter of the teacher's latency):
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
-from pipeline.task.job import exported_students, load_task, run_task
+from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task
 from pipeline.task.train import TaskConfig
 
 SETTINGS = [("PKD-Skip", "pkd", "skip"), ("PKD-Last", "pkd", "last"), ("KD", "kd", "skip"), ("CE", "ce", "skip")]
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a third of the default task, fewer steps")
     ap.add_argument("--ablation", help="student name for the ablation (default: nearest a quarter of the teacher)")
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--bench-report", help="benchmark report.json whose narrowed BERTs learn the task too "
+                    "(default: the one beside the export, as `run` lays it out)")
     ap.add_argument("--out", default="runs/task-benchmark")
     args = ap.parse_args()
     out = Path(args.out)
@@ -59,7 +62,11 @@ def main() -> None:
     task = load_task(args.train, args.dev, args.test, quick=args.quick)
     cfg = TaskConfig().quick() if args.quick else TaskConfig()
     students = exported_students(Path(args.export_dir))
-    report = run_task(task, students, backend, out / "main", None, cfg, progress=True)
+    bench = Path(args.bench_report) if args.bench_report else Path(args.export_dir).parent / "report.json"
+    narrow = benchmark_narrow(bench)
+    if not narrow:
+        print(f"note: no saved narrowed BERTs in {bench}; only PKD's students are baselines")
+    report = run_task(task, students, backend, out / "main", None, cfg, progress=True, narrow=narrow)
     models = report["models"]
     teacher = models[0]
     print(f"\n{task.name}: teacher {score(teacher):.3f} at {teacher['latency_ms']:.3f} ms ({report['device']})")
@@ -83,9 +90,12 @@ def main() -> None:
     lines = [f"# PKD ablation on {name} ({task.name}, {cfg.steps} steps, commit {commit()})", "",
              "| setting | dev | test |", "|---|---|---|"]
     for label, method, mapping in SETTINGS:
-        r = run_task(task, one, backend, out / f"ablation-{label}", None, replace(cfg, method=method, pkd=mapping),
-                     baselines=False, progress=True)
-        m = next(x for x in r["models"] if x["name"] == name)
+        if (method, mapping) == (cfg.method, cfg.pkd):
+            m = next(x for x in models if x["name"] == name)  # the main report's own setting: not trained twice
+        else:
+            r = run_task(task, one, backend, out / f"ablation-{label}", None,
+                         replace(cfg, method=method, pkd=mapping), baselines=False, progress=True)
+            m = next(x for x in r["models"] if x["name"] == name)
         lines.append(f"| {label} | {m['dev_accuracy']:.3f} | "
                      f"{m['test_accuracy'] if m.get('test_accuracy') is not None else float('nan'):.3f} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")

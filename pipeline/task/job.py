@@ -105,7 +105,9 @@ def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
         report = read_json(report_path, "run `benchmark` again")
     except FileNotFoundError:
         return []
-    return [{"name": b["name"], "kind": "narrow", "model_dir": b["model_dir"], "key": b["name"],
+    # Keyed by the benchmark that distilled it and where it lies: a re-distilled baseline is a new student.
+    return [{"name": b["name"], "kind": "narrow", "model_dir": b["model_dir"],
+             "key": f"{b['name']}@{report.get('key')}:{b['model_dir']}",
              "describe": b.get("arch"), "params": b.get("params")}
             for b in report.get("baselines", []) if b.get("kind") == "narrow" and b.get("model_dir")
             and Path(b["model_dir"]).is_dir()]
