@@ -63,3 +63,21 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
                      cfg, baselines=False, log=logs.append)
     assert any("reused the teacher" in line for line in logs)
     assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
+
+
+def test_the_benchmarks_narrowed_berts_are_baselines_keyed_by_the_benchmark_that_made_them(tmp_path):
+    from pipeline.task.job import benchmark_narrow
+
+    assert benchmark_narrow(tmp_path / "report.json") == []  # no benchmark yet: no narrow baselines
+    (tmp_path / "narrow_64x2" / "model").mkdir(parents=True)
+    rows = [{"name": "narrow_64x2", "kind": "narrow", "arch": "64x2", "params": 10,
+             "model_dir": str(tmp_path / "narrow_64x2" / "model")},
+            {"name": "narrow_32x2", "kind": "narrow", "model_dir": None},  # a report older than the folders
+            {"name": "pkd_1", "kind": "pkd"}]
+    keys = []
+    for key in ("bench-a", "bench-b"):
+        (tmp_path / "report.json").write_text(json.dumps({"key": key, "baselines": rows}))
+        (b,) = benchmark_narrow(tmp_path / "report.json")
+        assert b["name"] == "narrow_64x2" and b["kind"] == "narrow" and b["model_dir"] == rows[0]["model_dir"]
+        keys.append(b["key"])
+    assert keys[0] != keys[1]  # re-distilled by another benchmark: the task stage must not reuse its old report
