@@ -6,7 +6,9 @@ For each method: search (its cost in minutes), export every student with the sam
 steps, then one benchmark of both methods' students together (no baselines), so that every
 latency is measured in the same rounds. Prints per budget and method: the predicted and measured
 latency, the share of the budget used, fidelity and out-of-domain quality, and whether it is within
-budget. Results go to OUT (default runs/search-methods). Run it alone on the machine.
+budget. With --task quick|full, the task stage on the offline default task (WordNet lexnames) teaches
+every student the task with PKD (no baselines) and adds its test accuracy. Results go to OUT
+(default runs/search-methods). Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--finetune-steps", type=int, default=200)
     ap.add_argument("--margin", type=float, default=0.03)
+    ap.add_argument("--task", choices=["none", "quick", "full"], default="none",
+                    help="also teach every student the default task (quick: a third of it, 300 steps)")
     ap.add_argument("--out", default="runs/search-methods")
     args = ap.parse_args()
     from pipeline.benchmark.job import run_benchmark
@@ -60,9 +64,22 @@ def main() -> None:
     cfg = ExportConfig(finetune=DistillConfig(steps=args.finetune_steps))
     run_export(Path(args.train_dir), targets, both, backend, cfg, progress=True)
     report = run_benchmark(both, backend, out / "report", predictor, with_baselines=False, progress=True)
+    accuracy = {}
+    if args.task != "none":
+        from pipeline.task.job import exported_students, load_task, run_task
+        from pipeline.task.train import TaskConfig
+
+        quick = args.task == "quick"
+        cfg = TaskConfig().quick() if quick else TaskConfig()
+        task_report = run_task(load_task(quick=quick), exported_students(both), backend, out / "task", None, cfg,
+                               baselines=False, progress=True)
+        accuracy = {m["name"]: m["test_accuracy"] for m in task_report["models"]}
+        teacher = task_report["models"][0]
+        print(f"\ntask {task_report['task']['name']}: teacher test accuracy {teacher['test_accuracy']:.3f}")
     print(f"\nsearch cost: NAS-BERT {cost['nasbert']:.1f} min, NAS-KD {cost['nas-kd']:.1f} min ({profile.name})")
-    print("| budget | method | predicted ms | measured ms | used | within | fidelity | OOD spearman | OOD recall@10 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| budget | method | predicted ms | measured ms | used | within | fidelity | OOD spearman | OOD recall@10 "
+          "| task acc |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in sorted(report["students"], key=lambda s: (s["budget_ms"], s["name"])):
         if s["kind"] != "searched":
             continue
@@ -70,9 +87,10 @@ def main() -> None:
         print(f"| {s['budget_ms']:g} ms | {method} | {s['predicted_ms']:.3f} | {s['latency_ms']:.3f} | "
               f"{100 * s['budget_use']:.0f}% | {'yes' if s['within_budget'] else 'NO'} | "
               f"{s['fidelity_cosine']:.3f} | {s.get('ood_similarity_spearman') or float('nan'):.3f} | "
-              f"{s.get('ood_neighbour_recall_at_10') or float('nan'):.3f} |")
-    (out / "summary.json").write_text(json.dumps({"cost_min": cost, "report": str(out / "report" / "report.json")},
-                                                 indent=2))
+              f"{s.get('ood_neighbour_recall_at_10') or float('nan'):.3f} | "
+              f"{accuracy.get(s['name'], float('nan')):.3f} |")
+    (out / "summary.json").write_text(json.dumps({"cost_min": cost, "report": str(out / "report" / "report.json"),
+                                                  "task_accuracy": accuracy}, indent=2))
 
 
 if __name__ == "__main__":
