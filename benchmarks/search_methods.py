@@ -1,6 +1,7 @@
 """NAS-BERT's search against NAS-KD's on one trained supernet, at several budgets.
 
     python benchmarks/search_methods.py --train-dir runs/cpu/train --budgets 3.5ms,5ms,7.5ms [--finetune-steps 200]
+        [--naskd-steps N] [--task quick|full]
 
 For each method: search (its cost in minutes), export every student with the same fine-tuning
 steps, then one benchmark of both methods' students together (no baselines), so that every
@@ -33,12 +34,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--finetune-steps", type=int, default=200)
     ap.add_argument("--margin", type=float, default=0.03)
+    ap.add_argument("--naskd-steps", type=int, help="NAS-KD's bilevel steps (default NasKdConfig's)")
     ap.add_argument("--task", choices=["none", "quick", "full"], default="none",
                     help="also teach every student the default task (quick: a third of it, 300 steps)")
     ap.add_argument("--out", default="runs/search-methods")
     args = ap.parse_args()
     from pipeline.benchmark.job import run_benchmark
     from pipeline.search.job import run_nas_kd, run_search
+    from pipeline.search.naskd import NasKdConfig
 
     out = Path(args.out)
     budgets = parse_budgets(args.budgets)
@@ -52,8 +55,9 @@ def main() -> None:
             run_search(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
                        margin=args.margin, progress=True)
         else:
+            cfg = NasKdConfig() if args.naskd_steps is None else NasKdConfig(steps=args.naskd_steps)
             run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
-                       args.margin, progress=True)
+                       args.margin, cfg=cfg, progress=True)
         cost[method] = (time.perf_counter() - start) / 60
     # Both methods' students in one export folder (names prefixed), benchmarked in the same rounds.
     both = out / "export"
