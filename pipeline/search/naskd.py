@@ -146,7 +146,7 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
         loss.backward()
         w_opt.step()
         val_loss, expected = arch_step(cfg.lam)
-        curve.append((float(loss), val_loss, expected))
+        curve.append((float(loss.detach()), val_loss, expected))
         if not math.isfinite(val_loss):
             raise PipelineError("the NAS-KD search diverged (non-finite loss); try a lower --naskd rate")
     arch = to_architecture(student)
