@@ -7,7 +7,7 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
-from pipeline.search.naskd import NasKdConfig, fastest_ms
+from pipeline.search.naskd import NasKdConfig, fastest_ms, latency_penalty
 from pipeline.search.relaxed import LatencyTerms, RelaxedBlock, RelaxedStudent
 from pipeline.space import Architecture, Block, Frame, load_architecture
 from pipeline.train.supernet import SuperBlock
@@ -116,3 +116,25 @@ def test_a_budget_below_the_fastest_student_is_a_one_line_error(tiny_trained, pr
     with pytest.raises(PipelineError, match="below the fastest student"):
         run_nas_kd(tiny_trained[0], predictor, "tiny-cpu", [floor - max(abs(floor), 1e-3) / 2], tmp_path,
                    cfg=NasKdConfig(steps=2))
+
+
+def test_the_absolute_penalty_pulls_the_expected_latency_to_the_budget_from_both_sides():
+    for ms, absolute, hinge in [(5.0, 0.5, 0.0), (15.0, 0.5, 0.5), (10.0, 0.0, 0.0)]:
+        grads = {}
+        for kind, want in (("absolute", absolute), ("hinge", hinge)):
+            e = torch.tensor(ms, requires_grad=True)
+            value = latency_penalty(e, 10.0, kind)
+            assert float(value) == pytest.approx(want)
+            value.backward()
+            grads[kind] = float(e.grad)
+        if ms < 10:  # under budget: only the absolute term asks for more latency (gradient descent raises E)
+            assert grads["absolute"] == pytest.approx(-0.1) and grads["hinge"] == 0.0
+        elif ms > 10:
+            assert grads["absolute"] == pytest.approx(0.1) == grads["hinge"]
+
+
+def test_a_bad_nas_kd_setting_is_a_one_line_error():
+    with pytest.raises(PipelineError, match="penalty must be one of"):
+        NasKdConfig(penalty="square")
+    with pytest.raises(PipelineError, match="at least one step"):
+        NasKdConfig(steps=0)
