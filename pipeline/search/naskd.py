@@ -9,10 +9,12 @@ then a step of the architecture weights on a validation batch, whose loss adds t
 `lam x |E[lat] / target - 1|` (TuNAS's absolute reward): E[lat] is the latency predictor's, in
 expectation under the softmaxes (relaxed.LatencyTerms), so the penalty pulls the mixture to the
 budget from both sides (NAS-KD itself has no notion of hardware). The one-sided hinge
-`lam x relu(E[lat] / target - 1)` (FBNet / ProxylessNAS style, `penalty="hinge"`) only pushes down:
-measured on the default supernet at 3.5 ms, the uniform mixture starts far over the budget, the
-penalty drives every layer to identity and the narrowest width, and once under budget nothing
-pulls back (the loss's own gradient on the architecture weights is small): a 0.25 ms student.
+`lam x relu(E[lat] / target - 1)` (FBNet / ProxylessNAS style, `penalty="hinge"`) only pushes down.
+Measured on the default supernet (100 steps, benchmarks/results/2026-12-01-search-methods-cpu.md):
+the softmaxes stay nearly flat, so the per-layer argmax follows the penalty's small tilt toward
+identity and the narrowest width (a 0.25 ms student at 3.5 ms while the mixture sat at 4.9 ms), or,
+with the penalty off, the loss's tilt toward the heavy ops (18 ms at 7.5 ms). Reading a flat mixture
+out is the open problem; the two-sided penalty at least stops rewarding a mixture far under budget.
 
 The discrete student takes the argmax width per block and the argmax op per layer. It is predicted
 with the calibrated predictor; over budget, the architecture weights keep training with the
