@@ -50,7 +50,7 @@ class NasKdConfig:
     beta: float = 1.0             # weight of the intermediate term (NAS-KD's b); its terms are per-token cosines
     lam: float = 2.0              # hardware penalty per unit of relative excess latency: a 10% excess costs
                                   # 0.2, about the loss gap between a good and a poor block choice
-    penalty: str = "absolute"     # |E/B - 1|: the hinge lets the search collapse far under budget (docstring)
+    penalty: str = "absolute"     # |E/B - 1| uses the budget; the hinge is as content far under it (docstring)
     anneals: int = 3              # re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0
