@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from pipeline.artifacts import reusable
 from pipeline.budget import parse_budgets
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/search-methods")
     args = ap.parse_args()
     from pipeline.benchmark.job import run_benchmark
-    from pipeline.search.job import run_nas_kd, run_search
+    from pipeline.search.job import SEARCH, nas_kd_key, run_nas_kd, run_search, search_key
     from pipeline.search.naskd import NasKdConfig
 
     out = Path(args.out)
@@ -51,13 +52,24 @@ def main() -> None:
     cost = {}
     for method in ("nasbert", "nas-kd"):
         start = time.perf_counter()
+        where = out / method / "search"
         if method == "nasbert":
-            run_search(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
-                       margin=args.margin, progress=True)
+            key = search_key(Path(args.train_dir), predictor, budgets, margin=args.margin)
+            if (done := reusable(where / SEARCH, key)) is not None:  # the same pools, table and options
+                cost[method] = (done["search_s"] + done["rerank_s"]) / 60
+                print(f"NAS-BERT: reusing {where / SEARCH} ({cost[method]:.1f} min when it ran)")
+                continue
+            run_search(Path(args.train_dir), predictor, profile.name, budgets, where, margin=args.margin,
+                       progress=True)
         else:
             cfg = NasKdConfig() if args.naskd_steps is None else NasKdConfig(steps=args.naskd_steps)
-            run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, out / method / "search",
-                       args.margin, cfg=cfg, progress=True)
+            if (done := reusable(where / SEARCH, nas_kd_key(Path(args.train_dir), predictor, budgets, args.margin,
+                                                             cfg))) is not None:
+                cost[method] = sum(c["nas_kd"]["seconds"] for c in done["choices"]) / 60
+                print(f"NAS-KD: reusing {where / SEARCH} ({cost[method]:.1f} min when it ran)")
+                continue
+            run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, where, args.margin, cfg=cfg,
+                       progress=True)
         cost[method] = (time.perf_counter() - start) / 60
     # Both methods' students in one export folder (names prefixed), benchmarked in the same rounds.
     both = out / "export"
@@ -93,6 +105,14 @@ def main() -> None:
               f"{s['fidelity_cosine']:.3f} | {s.get('ood_similarity_spearman') or float('nan'):.3f} | "
               f"{s.get('ood_neighbour_recall_at_10') or float('nan'):.3f} | "
               f"{accuracy.get(s['name'], float('nan')):.3f} |")
+    kd = json.loads((out / "nas-kd" / "search" / SEARCH).read_text())
+    print("\nNAS-KD's readouts (normalised entropy of the softmaxes: 1 uniform, 0 decided)")
+    print("| budget | per-layer argmax | argmax ms | readout | entropy ops / widths |")
+    print("|---|---|---|---|---|")
+    for c in kd["choices"]:
+        k = c["nas_kd"]
+        print(f"| {c['budget_ms']:g} ms | `{k['argmax']}` | {k['argmax_ms']:.3f} | {k['readout']}: `{c['describe']}` "
+              f"{c['predicted_ms']:.3f} ms | {k['entropy']['ops']:.3f} / {k['entropy']['widths']:.3f} |")
     (out / "summary.json").write_text(json.dumps({"cost_min": cost, "report": str(out / "report" / "report.json"),
                                                   "task_accuracy": accuracy}, indent=2))
 

@@ -226,15 +226,16 @@ NASKD_VAL_CHUNKS = 64     # validation chunks for the architecture steps
 def nas_kd_key(train_dir: Path, predictor: Predictor, budgets_ms: list[float], margin: float, cfg=None) -> str:
     from pipeline.search.naskd import NasKdConfig
 
-    return content_key("search-nas-kd", 1, train=TrainedSupernet(train_dir).content_hash,
+    return content_key("search-nas-kd", 2, train=TrainedSupernet(train_dir).content_hash,
                        table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
                        budgets=list(budgets_ms), margin=margin, cfg=asdict(cfg or NasKdConfig()))
 
 
 def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
                margin: float = 0.0, cfg=None, progress: bool = False, log=print) -> list[dict[str, Any]]:
-    """One NAS-KD search per budget (under budget x (1 - margin)); writes arch_<budget>.json and
-    search.json as run_search does, so export and benchmark take them unchanged."""
+    """One NAS-KD search per budget (under budget x (1 - margin), read out at MIN_USE of it or more as the
+    NAS-BERT search's students are); writes arch_<budget>.json and search.json as run_search does, so
+    export and benchmark take them unchanged."""
     from pipeline.model.teacher import sample_chunks, teacher_states
     from pipeline.search.naskd import NasKdConfig, nas_kd_search
     from pipeline.search.relaxed import LatencyTerms, RelaxedStudent
@@ -260,7 +261,8 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         for n, block in enumerate(student.blocks, 1):
             for path in block.paths:
                 path.load_supernet(trained.supernet_block(n))
-        found = nas_kd_search(student, terms, predictor, budget * (1 - margin), train, val, cfg, progress, log)
+        found = nas_kd_search(student, terms, predictor, budget * (1 - margin), train, val, cfg, progress, log,
+                              min_use=MIN_USE)
         arch = found.pop("arch")
         name = f"arch_{format_ms(budget)}"
         name = name if name not in names else f"{name}_{len(names)}"

@@ -10,16 +10,14 @@ then a step of the architecture weights on a validation batch, whose loss adds t
 expectation under the softmaxes (relaxed.LatencyTerms), so the penalty pulls the mixture to the
 budget from both sides (NAS-KD itself has no notion of hardware). The one-sided hinge
 `lam x relu(E[lat] / target - 1)` (FBNet / ProxylessNAS style, `penalty="hinge"`) only pushes down.
-Measured on the default supernet (100 steps, benchmarks/results/2026-12-01-search-methods-cpu.md):
-the softmaxes stay nearly flat, so the per-layer argmax follows the penalty's small tilt toward
-identity and the narrowest width (a 0.25 ms student at 3.5 ms while the mixture sat at 4.9 ms), or,
-with the penalty off, the loss's tilt toward the heavy ops (18 ms at 7.5 ms). Reading a flat mixture
-out is the open problem; the two-sided penalty at least stops rewarding a mixture far under budget.
+The two-sided penalty stops rewarding a mixture far under the budget.
 
-The discrete student takes the argmax width per block and the argmax op per layer. It is predicted
-with the calibrated predictor; over budget, the architecture weights keep training with the
-penalty doubled (at most `anneals` times), and if it still misses, the chosen op with the least
-weight is dropped (identity) until it fits: a student over budget is never handed back.
+The discrete student is read out of the trained weights (discrete.py): by default the most probable
+student under the softmaxes that the calibrated predictor puts within the budget (an exact search),
+so it never misses; or, with `readout="argmax"`, DARTS's per-layer argmax, which ignores the budget
+(measured: the empty student at 3.5 ms with the mixture at 4.9 ms). Over budget, the argmax readout
+keeps training the architecture weights with the penalty doubled (at most `anneals` times), then
+drops the chosen ops of least weight until it fits: a student over budget is never handed back.
 """
 
 from __future__ import annotations
@@ -36,8 +34,9 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
-from pipeline.search.relaxed import CHOICES, LatencyTerms, RelaxedStudent
-from pipeline.space import Architecture, Block, Frame, canonical_layers, count_params
+from pipeline.search.discrete import READOUTS, argmax_architecture, drop_to_fit, entropy, probable_architecture
+from pipeline.search.relaxed import LatencyTerms, RelaxedStudent
+from pipeline.space import Architecture, Block, Frame, count_params
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,16 @@ class NasKdConfig:
     lam: float = 2.0              # hardware penalty per unit of relative excess latency: a 10% excess costs
                                   # 0.2, about the loss gap between a good and a poor block choice
     penalty: str = "absolute"     # |E/B - 1| uses the budget; the hinge is as content far under it (docstring)
-    anneals: int = 3              # re-searches (penalty doubled) before dropping ops to fit
+    readout: str = "probable"     # discrete.py: the argmax of a flat mixture ignores the budget
+    anneals: int = 3              # argmax readout: re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.penalty not in PENALTIES:
             raise PipelineError(f"NAS-KD penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
+        if self.readout not in READOUTS:
+            raise PipelineError(f"NAS-KD readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise PipelineError(f"NAS-KD needs at least one step and one chunk a step, got steps={self.steps}, "
                                 f"batch_size={self.batch_size}")
@@ -92,47 +94,13 @@ def naskd_loss(outs: list[torch.Tensor], targets: list[torch.Tensor], beta: floa
     return loss + beta * sum(inner) / max(1, len(inner)) if inner else loss
 
 
-def to_architecture(student: RelaxedStudent) -> Architecture:
-    f = student.frame
-    return Architecture(f.teacher_hidden, f.embed_dim, tuple(b.discrete() for b in student.blocks),
-                        f.vocab_size, f.max_positions)
-
-
-def fit_budget(arch: Architecture, student: RelaxedStudent, predictor: Predictor, target_ms: float
-               ) -> tuple[Architecture, int]:
-    """Drop the chosen op of least architecture weight (to identity) until the prediction fits."""
-    dropped = 0
-    blocks = [list(b.layers) for b in arch.blocks]
-    while predictor(arch) > target_ms:
-        best = None
-        for n, (block, layers) in enumerate(zip(student.blocks, blocks, strict=True)):
-            w = block.hidden_sizes.index(arch.blocks[n].hidden)
-            probs = block.alpha[w].softmax(-1)
-            for i, op in enumerate(layers):
-                if op != "identity":
-                    # the layer that chose this op: the alpha row whose argmax it is (canonical order kept)
-                    p = float(probs[:, CHOICES.index(op)].max())
-                    if best is None or p < best[0]:
-                        best = (p, n, i)
-        if best is None:
-            break
-        _, n, i = best
-        blocks[n][i] = "identity"
-        arch = Architecture(arch.teacher_hidden, arch.embed_dim,
-                            tuple(Block(b.hidden, canonical_layers(ls)) for b, ls in zip(arch.blocks, blocks,
-                                                                                        strict=True)),
-                            arch.vocab_size, arch.max_positions)
-        blocks = [list(b.layers) for b in arch.blocks]
-        dropped += 1
-    return arch, dropped
-
-
 def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predictor, budget_ms: float,
                   train: tuple[torch.Tensor, list[torch.Tensor]], val: tuple[torch.Tensor, list[torch.Tensor]],
                   cfg: NasKdConfig = NasKdConfig(), progress: bool = False,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, min_use: float = 0.0) -> dict[str, Any]:
     """train, val: (teacher embedding output x [N, S, T], teacher states at every block boundary [N, S, T]
-    each). Returns the discrete student and the search's record."""
+    each). Returns the discrete student and the search's record. `min_use`: the probable readout prefers
+    students predicted at this share of the budget or more (discrete.py)."""
     floor = fastest_ms(predictor, student.frame, student.blocks[0].hidden_sizes, len(student.blocks),
                        student.blocks[0].num_layers)
     if budget_ms < floor:
@@ -159,6 +127,28 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
         a_opt.step()
         return float(loss.detach()), float(expected.detach())
 
+    def anneal(arch: Architecture, predicted: float) -> tuple[Architecture, int, int]:
+        """The argmax readout's bounded re-search, then the ops of least weight dropped until it fits."""
+        anneals, lam = 0, cfg.lam
+        while predicted > budget_ms and anneals < cfg.anneals:
+            anneals += 1
+            lam *= 2
+            log(f"nas-kd: the discrete student is predicted at {predicted:.3f} ms, over {budget_ms:g} ms; "
+                f"re-searching the architecture weights with the penalty at {lam:g} ({anneals}/{cfg.anneals})")
+            # The mixture may sit under the budget while its argmax does not: the target shrinks by the
+            # discrete student's overshoot, so that the penalty acts (against the budget itself it did nothing).
+            target = budget_ms * budget_ms / predicted
+            for _ in range(cfg.anneal_steps):
+                arch_step(lam, "hinge", target)  # over budget: push down only
+            arch = argmax_architecture(student)
+            predicted = predictor(arch)
+        dropped = 0
+        if predicted > budget_ms:
+            arch, dropped = drop_to_fit(arch, student, predictor, budget_ms)
+            log(f"nas-kd: dropped {dropped} op(s) of least weight to fit {budget_ms:g} ms "
+                f"({predictor(arch):.3f} ms)")
+        return arch, anneals, dropped
+
     start = time.perf_counter()
     curve: list[tuple[float, float, float]] = []
     student.train()
@@ -173,26 +163,17 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
         curve.append((float(loss.detach()), val_loss, expected))
         if not math.isfinite(val_loss):
             raise PipelineError("the NAS-KD search diverged (non-finite loss); try a lower --naskd rate")
-    arch = to_architecture(student)
+    argmax = argmax_architecture(student)
+    argmax_ms = predictor(argmax)
+    anneals = dropped = 0
+    if cfg.readout == "probable":
+        arch = probable_architecture(student, predictor, budget_ms, min_use)
+    else:
+        arch, anneals, dropped = anneal(argmax, argmax_ms)
     predicted = predictor(arch)
-    anneals, lam = 0, cfg.lam
-    while predicted > budget_ms and anneals < cfg.anneals:
-        anneals += 1
-        lam *= 2
-        log(f"nas-kd: the discrete student is predicted at {predicted:.3f} ms, over {budget_ms:g} ms; "
-            f"re-searching the architecture weights with the penalty at {lam:g} ({anneals}/{cfg.anneals})")
-        # The mixture may sit under the budget while its argmax does not: the target shrinks by the discrete
-        # student's overshoot, so that the penalty acts (measured: against the budget itself it did nothing).
-        target = budget_ms * budget_ms / predicted
-        for _ in range(cfg.anneal_steps):
-            arch_step(lam, "hinge", target)  # over budget: push down only
-        arch = to_architecture(student)
-        predicted = predictor(arch)
-    dropped = 0
-    if predicted > budget_ms:
-        arch, dropped = fit_budget(arch, student, predictor, budget_ms)
-        predicted = predictor(arch)
-        log(f"nas-kd: dropped {dropped} op(s) of least weight to fit {budget_ms:g} ms ({predicted:.3f} ms)")
+    if arch != argmax:
+        log(f"nas-kd: the per-layer argmax {argmax.describe()} is predicted at {argmax_ms:.3f} ms "
+            f"(budget {budget_ms:g} ms); the {cfg.readout} readout gives {arch.describe()} at {predicted:.3f} ms")
     student.eval()
     tenth = max(1, len(curve) // 10)
     first = [sum(c[i] for c in curve[:tenth]) / tenth for i in range(3)]
@@ -200,5 +181,7 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
     return {"arch": arch, "predicted_ms": predicted, "params": count_params(arch), "steps": cfg.steps,
             "train_loss_first": first[0], "train_loss_last": last[0], "val_loss_first": first[1],
             "val_loss_last": last[1], "expected_ms_first": first[2], "expected_ms_last": last[2],
-            "anneals": anneals, "dropped_ops": dropped, "seconds": time.perf_counter() - start,
-            "fastest_ms": floor}
+            "readout": cfg.readout, "argmax": argmax.describe(), "argmax_ms": argmax_ms,
+            "entropy": entropy(student), "alphas": [b.alpha.detach().tolist() for b in student.blocks],
+            "betas": [b.beta.detach().tolist() for b in student.blocks], "anneals": anneals, "dropped_ops": dropped,
+            "seconds": time.perf_counter() - start, "fastest_ms": floor}
