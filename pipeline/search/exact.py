@@ -75,7 +75,7 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
            rerank: Callable[[Architecture], float] | None = None, diverse: bool = False,
-           last_widths: Collection[int] | None = None, min_use: float = 0.0) -> list[Choice]:
+           last_widths: Collection[int] | None = None, min_use: float = 0.0, prune: bool = True) -> list[Choice]:
     """The best student for each budget (ascending budgets in, one Choice each out).
 
     `last_widths`: under each budget, only students whose last block has one of these widths are
@@ -90,6 +90,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     the T best overall. The block losses barely see attention while end-to-end fidelity does
     (module docstring), so the T best overall differ only in a convolution or two and give a
     re-ranker nothing to choose between.
+
+    `prune`: drop the candidates another of the same width beats in loss and every latency term first.
+    Exact for the best student under a budget; with `min_use` a pruned, slower candidate may have been
+    the one that reaches the budget's share (discrete.py, whose most probable block dominates all
+    others, passes False and thins its pools itself).
 
     `latency` is anything with Predictor's four term methods (block_terms, link_terms, base_terms,
     predict_terms) and optionally `calibration.coefs`; the tests pass a toy one.
@@ -106,7 +111,7 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     # is exact for the best of each count too.
     depth = 1 + max(len(b.layers) for bl in blocks for b in bl)  # attention counts are below it
     group = [w * depth + m for w, m in zip(widths, n_mha, strict=True)] if diverse else widths
-    keep = [_prune(t, lo, g) if monotone else np.arange(len(lo)) for t, lo, g in zip(terms, losses, group,
+    keep = [_prune(t, lo, g) if monotone and prune else np.arange(len(lo)) for t, lo, g in zip(terms, losses, group,
                                                                                         strict=True)]
     terms = [t[k] for t, k in zip(terms, keep, strict=True)]
     losses = [lo[k] for lo, k in zip(losses, keep, strict=True)]

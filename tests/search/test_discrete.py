@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from pipeline.latency import LatencyTable, Predictor
+from pipeline.latency import Calibration, LatencyTable, Predictor
 from pipeline.search.discrete import (
+    THIN,
     argmax_architecture,
     block_pool,
     drop_to_fit,
@@ -22,7 +23,11 @@ from pipeline.train.supernet import REAL_OPS
 
 @pytest.fixture(scope="module")
 def predictor(tiny_table):
-    return Predictor(LatencyTable.load(tiny_table), 1, 16)
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    # The table's own sums, uncalibrated: every op costs its measured time. A tiny table measured on a
+    # busy machine may calibrate to any slope (attention predicted as cheap as nothing, seen).
+    p.calibration = Calibration()
+    return p
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +132,23 @@ def test_the_argmax_readout_anneals_then_drops_ops_and_never_misses(trained, pre
         else:
             assert found["anneals"] == 0 and found["dropped_ops"] == 0
             assert any("probable readout" in line for line in logs)
+
+
+def test_the_probable_readout_uses_the_budget_when_the_mode_is_the_empty_student(trained, predictor):
+    # Under budget pressure every layer leans toward identity: the most probable student is the empty
+    # one, which is also the cheapest and would prune every other block out of an exact search's pools.
+    from pipeline.search.exact import search
+
+    s = student_of(trained)
+    with torch.no_grad():
+        for b in s.blocks:
+            b.alpha[..., -1] += 2.0
+    assert all(op == "identity" for b in argmax_architecture(s).blocks for op in b.layers)
+    _, budget = heavy_and_budget(trained, predictor)
+    arch = probable_architecture(s, predictor, budget, min_use=0.9)
+    # is any student of the space within [0.9, 1] x budget? (every block a candidate, equal losses)
+    pools = [[{**e, "val_loss": 0.0} for e in block_pool(b)] for b in s.blocks]
+    (any_use,) = search(pools, trained.frame, predictor, [budget], top_t=1, min_use=0.9, prune=False)
+    assert predictor(arch) <= budget
+    if any_use.predicted_ms >= 0.9 * budget:
+        assert predictor(arch) >= 0.9 * budget - THIN * budget * trained.num_blocks
