@@ -80,6 +80,8 @@ class RunOptions:
     task_test: str | None = opt(None, "its test examples", type=str)
     task_dataset: str | None = opt(None, "append the task stage on a `datasets` task, NAME or NAME:CONFIG",
                                    type=str)
+    task_unlabeled: str | None = opt(None, "text of the task without labels: the students also learn the "
+                                     "teacher's predictions on it", type=str)
     train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
     task_config: TaskConfig | None = None  # overrides the task recipe (tests use a tiny one)
 
@@ -96,7 +98,7 @@ class RunOptions:
             raise PipelineError("--task-dev and --task-test need --task-train")
         if self.task_train and self.task_dataset:
             raise PipelineError("give --task-train or --task-dataset, not both")
-        for name in ("task_train", "task_dev", "task_test"):
+        for name in ("task_train", "task_dev", "task_test", "task_unlabeled"):
             if getattr(self, name) and not Path(getattr(self, name)).is_file():
                 raise PipelineError(f"--{name.replace('_', '-')}: no such file {getattr(self, name)}")
         for name in ("finetune_steps", "finetune_views", "finetune_spans"):
@@ -188,7 +190,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     if o.wants_task:  # 6 task: reused by its own key (task/job.py) like every stage
         from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task
 
-        task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick)
+        task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick,
+                         unlabeled=o.task_unlabeled)
         tcfg = o.task_config or (TaskConfig(seed=o.seed).quick() if o.quick else TaskConfig(seed=o.seed))
         report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
                                                         o.teacher, tcfg, o.baselines, o.force, progress, log,

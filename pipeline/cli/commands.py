@@ -240,7 +240,8 @@ def cmd_task(args: argparse.Namespace) -> int:
     cfg = TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS))
     cfg = cfg.quick() if args.quick and args.task_steps == TaskConfig.steps else cfg
     task = load_task(args.train, args.dev, args.test, args.task_dataset,
-                     Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick)
+                     Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick,
+                     unlabeled=args.unlabeled)
     students = exported_students(Path(args.export_dir)) if args.export_dir else [student_folder(Path(args.student))]
     backend = get_backend(resolve_profile(args.device, args.profile))
     # The benchmark beside the export (run's layout) saved its narrowed BERTs: they learn the task too.

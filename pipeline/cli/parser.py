@@ -14,10 +14,10 @@ from pipeline.train.blockwise import TrainConfig
 
 TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every"]
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
-TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "seed"]
+TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "transfer", "seed"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
              "top_t", "rerank", "rerank_steps", "search_method", "task", "task_train", "task_dev", "task_test",
-             "task_dataset", "min_readout", "margin", "baselines", "force", "seed"]
+             "task_dataset", "task_unlabeled", "min_readout", "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", help="dev examples (same format)")
     p.add_argument("--test", help="test examples (same format)")
     p.add_argument("--task-dataset", help="a `datasets` name, NAME or NAME:CONFIG (GLUE: glue:sst2)")
+    p.add_argument("--unlabeled", help="text of the task without labels (same format, its text column): the "
+                   "students also learn the teacher's predictions on it")
     p.add_argument("--text-column", default="text", help="column of the text (default: text)")
     p.add_argument("--pair-column", help="column of the second text, for sentence-pair tasks")
     p.add_argument("--label-column", default="label", help="column of the label (floats: a regression)")

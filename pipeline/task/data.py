@@ -40,6 +40,9 @@ class Task:
     train: Split
     dev: Split
     test: Split | None
+    # Text of the task's kind without labels (a transfer set): the students also learn the teacher's
+    # predictions on it (train.fit), as Tang et al. and TinyBERT distil on more text than is labelled.
+    unlabeled: Split | None = None
 
     @property
     def regression(self) -> bool:
@@ -52,7 +55,8 @@ class Task:
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "kind": "regression" if self.regression else "classification",
                 "classes": self.classes, "pairs": self.train.pairs is not None,
-                **{f"{s}_examples": len(getattr(self, s)) if getattr(self, s) is not None else 0 for s in SPLITS}}
+                **{f"{s}_examples": len(getattr(self, s)) if getattr(self, s) is not None else 0
+                   for s in (*SPLITS, "unlabeled")}}
 
 
 @dataclass(frozen=True)
@@ -196,3 +200,12 @@ def load_dataset(name: str, cols: Columns = Columns()) -> Task:
         if test and all(_number(r.get(cols.label)) != -1 for r in test):
             parts["test"] = (test, f"{name} test")
     return make_task(name.replace("/", "_").replace(":", "_"), parts, cols)
+
+
+def load_unlabeled(path: str | Path, cols: Columns = Columns()) -> Split:
+    """--unlabeled FILE: texts (and second texts, for a pair task) without labels, any label column ignored."""
+    path = Path(path)
+    rows = read_rows(path)
+    texts = [str(v) for v in _column(rows, cols.text, str(path))]
+    pairs = [str(v) for v in _column(rows, cols.pair, str(path))] if cols.pair else None
+    return Split(texts, pairs, [])

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import random
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -38,13 +39,14 @@ from pipeline.task.pkd import layer_map
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
-FORMAT = 1  # bump when the stage's outputs change meaning
+FORMAT = 2  # bump when the stage's outputs change meaning
 
 
 def task_key(task: Task, teacher_hash: str, students: list[dict[str, Any]], backend: Backend, cfg: TaskConfig,
              baselines: bool) -> str:
     data = short_hash([task.describe(), [s.texts + (s.pairs or []) + [str(x) for x in s.labels]
-                                         for s in (task.train, task.dev, task.test) if s is not None]])
+                                         for s in (task.train, task.dev, task.test, task.unlabeled)
+                                         if s is not None]])
     return content_key("task", FORMAT, data=data, teacher=teacher_hash, students=[s["key"] for s in students],
                        device=backend.profile.name, fingerprint=backend.fingerprint(), cfg=asdict(cfg),
                        baselines=baselines)
@@ -166,7 +168,13 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         f"{len(task.test) if task.test else 0} test examples")
     teacher, teacher_record = fine_tuned_teacher(teacher_name, task, rows["train"], pad_id, cfg, progress, log)
     layers = teacher.encoder.config.num_hidden_layers
-    targets = teacher_targets(teacher, rows["train"], pad_id)                  # [N, C], [N, L - 1, T]
+    transfer = encode(tokenizer, task.unlabeled, max_length) if task.unlabeled and cfg.transfer else []
+    if len(transfer) > cfg.max_unlabeled:
+        log(f"{len(transfer)} unlabelled examples: a seeded sample of {cfg.max_unlabeled} is used")
+        transfer = random.Random(cfg.seed).sample(transfer, cfg.max_unlabeled)
+    if transfer:
+        log(f"the students also learn the teacher's predictions on {len(transfer)} unlabelled examples")
+    targets = teacher_targets(teacher, rows["train"] + transfer, pad_id, progress)  # [N+U, C], [N+U, L-1, T]
 
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
@@ -177,7 +185,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         model = student_task_model(student, task.outputs)
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
-                     desc=f"task {s['name']}", progress=progress)
+                     desc=f"task {s['name']}", progress=progress, transfer=transfer)
         log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}), {record['steps']} steps, "
             f"{record['seconds']:.0f} s")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
@@ -198,7 +206,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
                 model.head.load_state_dict(teacher.head.state_dict())
             mapping = layer_map(k, layers, cfg.pkd)
             record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
-                         desc=f"task pkd_{k}", progress=progress)
+                         desc=f"task pkd_{k}", progress=progress, transfer=transfer)
             log(f"pkd_{k} (the fine-tuned teacher's first {k} layers): {record['steps']} steps")
             extra.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
                           "info": {"params": sum(p.numel() for p in model.encoder.parameters()),
@@ -269,18 +277,26 @@ def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log) -> d
 
 
 def load_task(train: str | None = None, dev: str | None = None, test: str | None = None,
-              dataset: str | None = None, cols=None, quick: bool = False) -> Task:
-    """The task the user named: files, a `datasets` name, or (neither) the offline WordNet task."""
-    from pipeline.task.data import Columns, load_dataset, load_files
-    from pipeline.task.wordnet import SIZES, wordnet_task
+              dataset: str | None = None, cols=None, quick: bool = False, unlabeled: str | None = None) -> Task:
+    """The task the user named: files, a `datasets` name, or (neither) the offline WordNet task (with its
+    unlabelled glosses); `unlabeled`: a file of the task's text without labels (the transfer set)."""
+    from dataclasses import replace
+
+    from pipeline.task.data import Columns, load_dataset, load_files, load_unlabeled
+    from pipeline.task.wordnet import SIZES, UNLABELED, wordnet_task
 
     cols = cols or Columns()
     if train and dataset:
         raise PipelineError("give --train (files) or --task-dataset, not both")
     if train:
-        return load_files(train, dev, test, cols)
-    if dev or test:
+        task = load_files(train, dev, test, cols)
+    elif dev or test:
         raise PipelineError("--dev and --test need --train")
-    if dataset:
-        return load_dataset(dataset, cols)
-    return wordnet_task({k: v // 3 for k, v in SIZES.items()} if quick else None)
+    elif dataset:
+        task = load_dataset(dataset, cols)
+    else:
+        task = wordnet_task({k: v // 3 for k, v in SIZES.items()} if quick else None,
+                            unlabeled=UNLABELED // 3 if quick else UNLABELED)
+    if unlabeled:
+        task = replace(task, unlabeled=load_unlabeled(unlabeled, cols))
+    return task

@@ -46,16 +46,23 @@ def normalised_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def pkd_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
              student_states: list[torch.Tensor], teacher_states: list[torch.Tensor],
-             alpha: float, temperature: float, beta: float, regression: bool = False) -> torch.Tensor:
+             alpha: float, temperature: float, beta: float, regression: bool = False,
+             labeled: torch.Tensor | None = None) -> torch.Tensor:
     """logits, teacher_logits [B, C] ([B, 1] for regression); labels [B] (class indices or floats);
-    student_states, teacher_states: mapped [CLS] states [B, D] each, pairwise."""
+    student_states, teacher_states: mapped [CLS] states [B, D] each, pairwise. labeled [B] bool: the rows
+    that have a label (the others are unlabelled text: soft and intermediate terms only); None: all."""
     if len(student_states) != len(teacher_states):
         raise ValueError(f"{len(student_states)} student states against {len(teacher_states)} teacher states")
+    rows = labeled if labeled is not None else torch.ones(len(logits), dtype=torch.bool)
+    if not bool(rows.any()):
+        hard = logits.sum() * 0.0  # a batch of unlabelled rows only: no label term
+    elif regression:
+        hard = F.mse_loss(logits.squeeze(-1)[rows], labels[rows].float())
+    else:
+        hard = F.cross_entropy(logits[rows], labels[rows])
     if regression:
-        hard = F.mse_loss(logits.squeeze(-1), labels.float())
         soft = F.mse_loss(logits, teacher_logits)
     else:
-        hard = F.cross_entropy(logits, labels)
         soft = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.softmax(teacher_logits / temperature, dim=-1),
                         reduction="batchmean") * temperature ** 2
     loss = (1 - alpha) * hard + alpha * soft

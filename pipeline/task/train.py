@@ -43,6 +43,12 @@ class TaskConfig:
     weight_decay: float = 0.01    # BERT's
     max_length: int = 128         # tokens per example: the profile's sequence length, what latency is measured at
     seed: int = opt(0, "random seed of the task stage")
+    # Where the task has unlabelled text (the default task's extra glosses, --unlabeled): the students
+    # learn the teacher's predictions and states on it too, drawn with the labelled examples alike.
+    transfer: bool = opt(True, "do not distil on the task's unlabelled text", flag="--no-transfer")
+    # The teacher's states at every layer on each example are held in memory: 50k examples x 11 layers
+    # x 768 floats is 1.7 GB for BERT-base. A larger unlabelled set is sampled down (seeded).
+    max_unlabeled: int = 50_000
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -107,11 +113,12 @@ def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def teacher_targets(teacher, rows: Encoded, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's (logits [N, C], [CLS] states of its intermediate layers [N, L - 1, T]) in eval mode."""
     teacher.eval()
     logits, states = [], []
-    for ids, mask in batches(rows, pad_id):
+    for ids, mask in tqdm(batches(rows, pad_id), desc="teacher targets", unit="batch", total=-(-len(rows) // 64),
+                          disable=not progress, leave=False):
         lg, cls = teacher.features(ids, mask)
         logits.append(lg.float())
         states.append(torch.stack(cls, 1).float() if cls else torch.zeros(len(ids), 0, lg.shape[1]))
@@ -120,17 +127,26 @@ def teacher_targets(teacher, rows: Encoded, pad_id: int) -> tuple[torch.Tensor, 
 
 def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regression: bool,
         targets: tuple[torch.Tensor, torch.Tensor] | None = None, layer_map: list[int] | None = None,
-        steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False
-        ) -> dict[str, float]:
+        steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False,
+        transfer: Encoded | None = None) -> dict[str, float]:
     """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher [CLS] states
     [N, L - 1, T]) by cfg.method and the layer map (student layer i -> teacher layer layer_map[i-1]);
-    without, by plain cross-entropy (or MSE). Returns the loss at the start and the end and the time."""
+    without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, drawn with the labelled ones
+    and learnt from the targets only (targets then cover rows + transfer, in that order). Returns the
+    loss at the start and the end and the time."""
     steps = cfg.steps if steps is None else steps
     lr = cfg.lr if lr is None else lr
     if steps == 0:
         return {"steps": 0, "seconds": 0.0}
-    y = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
     alpha, beta = method_weights(cfg.method, cfg.alpha, cfg.beta) if targets is not None else (0.0, 0.0)
+    n_labeled, transfer = len(rows), transfer or []
+    if targets is not None and len(targets[0]) != n_labeled + len(transfer):
+        raise ValueError(f"{len(targets[0])} teacher targets for {n_labeled} + {len(transfer)} examples")
+    if transfer and (alpha or beta):  # plain fine-tuning has nothing to learn from text without labels
+        rows = rows + transfer
+        labels = list(labels) + [0] * len(transfer)  # placeholders, masked out of the label term
+    y = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
+    has_label = torch.arange(len(rows)) < n_labeled
     mapped = layer_map or []
     g = torch.Generator().manual_seed(cfg.seed)
     opt_ = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
@@ -150,7 +166,7 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
             logits, states = model.features(ids, mask, list(range(1, len(use) + 1)))
             teacher_states = [targets[1][rows_, k - 1] for k in use]
             loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
-                            beta, regression)
+                            beta, regression, labeled=has_label[rows_])
         opt_.zero_grad(set_to_none=True)
         loss.backward()
         opt_.step()
@@ -160,4 +176,5 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
     if not math.isfinite(last):
         raise PipelineError(f"{desc}: the training loss diverged (last {last}); try a lower rate or fewer steps")
-    return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start}
+    return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
+            "unlabeled": len(rows) - n_labeled}

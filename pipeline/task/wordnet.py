@@ -21,6 +21,9 @@ NAME = "wordnet-lexname"
 # Examples per split: enough that 45 classes each see about a hundred training glosses, and that a
 # dev/test accuracy is known to about +-1.5%; small enough that a student trains in CPU minutes.
 SIZES = {"train": 6000, "dev": 1000, "test": 1000}
+# Unlabelled glosses the students also learn the teacher's predictions on (the transfer set): four
+# times the labelled ones, as a user with a small labelled set and more raw text of its kind has.
+UNLABELED = 24000
 SEED = 0
 
 
@@ -36,7 +39,8 @@ def lexnames(folder) -> dict[int, str]:
     return names
 
 
-def wordnet_task(sizes: dict[str, int] | None = None, seed: int = SEED) -> Task:
+def wordnet_task(sizes: dict[str, int] | None = None, seed: int = SEED, unlabeled: int = UNLABELED) -> Task:
+    """The labelled splits, and `unlabeled` other glosses (none of them in a split) as the transfer set."""
     sizes = sizes or SIZES
     folder = wordnet_dir()
     if folder is None:
@@ -66,5 +70,9 @@ def wordnet_task(sizes: dict[str, int] | None = None, seed: int = SEED) -> Task:
         part = [(g, f) for g, f in picked[start:start + sizes[s]] if f in index]  # a class train never saw: out
         start += sizes[s]
         splits[s] = Split([g for g, _ in part], None, [index[f] for _, f in part])
+    # Drawn apart from the splits (their sample is the one it always was), from the glosses they left.
+    taken = {g for g, _ in picked}
+    rest = [g for g, _ in senses if g not in taken]
+    extra = random.Random(seed + 1).sample(rest, min(unlabeled, len(rest)))
     return Task(NAME, [names.get(f, f"lexfile {f:02d}") for f in files], splits["train"], splits["dev"],
-                splits["test"])
+                splits["test"], Split(extra, None, []) if extra else None)

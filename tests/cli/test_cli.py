@@ -184,3 +184,12 @@ def test_profile_longer_than_the_teacher_is_a_one_line_error(capsys, tmp_path, t
                        str(tmp_path / "t.csv"), "--quiet")  # cpu measures sequence 128; the tiny teacher has 64
     assert_one_line_error(code, err, "longer than the teacher's 64 positions")
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_missing_unlabelled_text_is_a_one_line_error(capsys, tmp_path):
+    code, _, err = run(capsys, "task", "--student", str(tmp_path), "--unlabeled", str(tmp_path / "none.csv"))
+    assert_one_line_error(code, err, "task file not found")
+    code, _, err = run(capsys, "run", "--device", "cpu", "--budget", "5ms", "--task", "--task-unlabeled",
+                       str(tmp_path / "none.csv"),
+                       "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, "--task-unlabeled: no such file")

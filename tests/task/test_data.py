@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.task.data import Columns, load_files, split_rows
+from pipeline.task.data import Columns, load_files, load_unlabeled, split_rows
 from pipeline.task.wordnet import wordnet_task
 
 
@@ -81,3 +81,24 @@ def test_wordnet_task_is_45_lexicographer_files_of_distinct_glosses():
     assert wordnet_task().train.texts[:20] == t.train.texts[:20]  # seeded
     small = wordnet_task({"train": 300, "dev": 50, "test": 50})
     assert len(small.train) == 300 and len(small.dev) <= 50
+
+
+def test_the_wordnet_tasks_unlabelled_glosses_are_in_no_split_and_leave_the_splits_as_they_were():
+    sizes = {"train": 300, "dev": 50, "test": 50}
+    plain, with_extra = wordnet_task(sizes, unlabeled=0), wordnet_task(sizes, unlabeled=500)
+    assert plain.unlabeled is None and len(with_extra.unlabeled) == 500 and with_extra.unlabeled.labels == []
+    for split in ("train", "dev", "test"):
+        assert getattr(plain, split) == getattr(with_extra, split)
+    labelled = {x for s in (with_extra.train, with_extra.dev, with_extra.test) for x in s.texts}
+    assert not labelled & set(with_extra.unlabeled.texts)
+    assert with_extra.describe()["unlabeled_examples"] == 500
+
+
+def test_unlabelled_text_is_read_from_a_file_and_bad_files_are_one_line_errors(tmp_path):
+    path = _write(tmp_path / "u.jsonl", [{"sentence": "a dog ran", "label": "ignored"}, {"sentence": "it rained"}])
+    extra = load_unlabeled(path, Columns(text="sentence"))
+    assert extra.texts == ["a dog ran", "it rained"] and extra.labels == []
+    with pytest.raises(PipelineError, match="no column 'text'"):
+        load_unlabeled(path)
+    with pytest.raises(PipelineError, match="not found"):
+        load_unlabeled(tmp_path / "nope.csv")

@@ -35,6 +35,29 @@ def test_pkd_loss_matches_a_hand_computation():
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_unlabelled_rows_learn_only_from_the_teacher():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(4, 3), torch.randn(4, 3)
+    labels = torch.tensor([0, 2, 0, 0])  # rows 2 and 3: placeholders
+    s, t = [torch.randn(4, 5)], [torch.randn(4, 5)]
+    labeled = torch.tensor([True, True, False, False])
+    got = pkd_loss(logits, labels, teacher, s, t, 0.7, 10.0, 100.0, labeled=labeled)
+    soft = pkd_loss(logits, labels, teacher, [], [], 1.0, 10.0, 0.0)         # a = 1: the soft term alone
+    nobody = torch.zeros(4, dtype=torch.bool)
+    states = pkd_loss(logits, labels, teacher, s, t, 0.0, 10.0, 100.0, labeled=nobody)  # no label, a = 0
+    hard = torch.nn.functional.cross_entropy(logits[:2], labels[:2])        # the labelled rows' mean
+    assert float(got) == pytest.approx(float(0.3 * hard + 0.7 * soft + states), rel=1e-5)
+    assert float(states) == pytest.approx(float(pkd_loss(logits, labels, teacher, s, t, 0.0, 10.0, 100.0)
+                                                - torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    # every row unlabelled: the label term is 0, not NaN
+    none = pkd_loss(logits, labels, teacher, s, t, 0.7, 10.0, 100.0, labeled=nobody)
+    assert float(none) == pytest.approx(float(0.7 * soft + states), rel=1e-5)
+    # regression: the label term over the labelled rows only
+    r = pkd_loss(torch.tensor([[1.0], [5.0]]), torch.tensor([2.0, 0.0]), torch.tensor([[1.0], [5.0]]), [], [], 0.5,
+                 1.0, 0.0, regression=True, labeled=torch.tensor([True, False]))
+    assert float(r) == pytest.approx(0.5 * 1.0)
+
+
 def test_pkd_loss_for_regression_is_mse_to_labels_and_teacher():
     logits, teacher = torch.tensor([[1.0], [2.0]]), torch.tensor([[0.0], [2.0]])
     labels = torch.tensor([1.5, 2.0])

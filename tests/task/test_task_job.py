@@ -59,10 +59,19 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     again = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,
                      log=logs.append)
     assert again == json.loads((tmp_path / "task_report.json").read_text()) and "reused" in logs[-1]
-    fresh = run_task(task, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
+    # with unlabelled text (the dev texts, unlabelled): the students learn the teacher's predictions on it
+    from dataclasses import replace
+
+    from pipeline.task.data import Split
+
+    extra = replace(task, unlabeled=Split(task.dev.texts, None, []))
+    fresh = run_task(extra, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
                      cfg, baselines=False, log=logs.append)
-    assert any("reused the teacher" in line for line in logs)
+    assert any("reused the teacher" in line for line in logs)  # its fine-tuning never reads unlabelled text
+    assert any(f"on {len(task.dev)} unlabelled examples" in line for line in logs)
     assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
+    assert all(m["train"]["unlabeled"] == len(task.dev) for m in fresh["models"][1:])
+    assert fresh["task"]["unlabeled_examples"] == len(task.dev)
 
 
 def test_the_benchmarks_narrowed_berts_are_baselines_keyed_by_the_benchmark_that_made_them(tmp_path):
