@@ -44,7 +44,7 @@ class TaskConfig:
     max_length: int = 128         # tokens per example: the profile's sequence length, what latency is measured at
     seed: int = opt(0, "random seed of the task stage")
     # Where the task has unlabelled text (the default task's extra glosses, --unlabeled): the students
-    # learn the teacher's predictions and states on it too, drawn with the labelled examples alike.
+    # learn the teacher's predictions and states on it too, a batch of it beside each labelled batch.
     transfer: bool = opt(True, "do not distil on the task's unlabelled text", flag="--no-transfer")
     # The teacher's states at every layer on each example are held in memory: 50k examples x 11 layers
     # x 768 floats is 1.7 GB for BERT-base. A larger unlabelled set is sampled down (seeded).
@@ -131,8 +131,9 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
         transfer: Encoded | None = None) -> dict[str, float]:
     """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher [CLS] states
     [N, L - 1, T]) by cfg.method and the layer map (student layer i -> teacher layer layer_map[i-1]);
-    without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, drawn with the labelled ones
-    and learnt from the targets only (targets then cover rows + transfer, in that order). Returns the
+    without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, learnt from the targets only
+    (targets then cover rows + transfer, in that order); each step adds a batch of them to the labelled
+    batch (measured: drawn from the union instead, the labels were diluted and accuracy fell). Returns the
     loss at the start and the end and the time."""
     steps = cfg.steps if steps is None else steps
     lr = cfg.lr if lr is None else lr
@@ -156,7 +157,9 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
         for group in opt_.param_groups:
             group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
-        rows_ = torch.randint(0, len(rows), (cfg.batch_size,), generator=g)
+        rows_ = torch.randint(0, n_labeled, (cfg.batch_size,), generator=g)
+        if len(rows) > n_labeled:  # as many unlabelled rows beside them: the labels are seen as often as without
+            rows_ = torch.cat([rows_, torch.randint(n_labeled, len(rows), (cfg.batch_size,), generator=g)])
         ids, mask = pad([rows[i] for i in rows_.tolist()], pad_id)
         if targets is None:
             logits = model(ids, mask)
