@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +193,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick,
                          unlabeled=o.task_unlabeled)
         tcfg = o.task_config or (TaskConfig(seed=o.seed).quick() if o.quick else TaskConfig(seed=o.seed))
+        tcfg = replace(tcfg, transfer=True) if o.task_unlabeled else tcfg  # given to learn from: learnt from
         report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
                                                         o.teacher, tcfg, o.baselines, o.force, progress, log,
                                                         narrow=benchmark_narrow(out / "report.json")))

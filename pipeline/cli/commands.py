@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cli.parser import FINETUNE_FLAGS, RUN_FLAGS, TASK_FLAGS, TRAIN_OVERRIDES
@@ -133,8 +134,6 @@ def cmd_space(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from pipeline.train.job import run_train
     from pipeline.train.trained import SUMMARY
 
@@ -239,6 +238,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task, student_folder
     cfg = TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS))
     cfg = cfg.quick() if args.quick and args.task_steps == TaskConfig.steps else cfg
+    cfg = replace(cfg, transfer=True) if args.unlabeled else cfg  # text given to learn from is learnt from
     task = load_task(args.train, args.dev, args.test, args.task_dataset,
                      Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick,
                      unlabeled=args.unlabeled)

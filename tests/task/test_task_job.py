@@ -66,7 +66,7 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
 
     extra = replace(task, unlabeled=Split(task.dev.texts, None, []))
     fresh = run_task(extra, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
-                     cfg, baselines=False, log=logs.append)
+                     replace(cfg, transfer=True), baselines=False, log=logs.append)
     assert any("reused the teacher" in line for line in logs)  # its fine-tuning never reads unlabelled text
     assert any(f"on {len(task.dev)} unlabelled examples" in line for line in logs)
     assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
