@@ -81,7 +81,7 @@ class RunOptions:
     task_dataset: str | None = opt(None, "append the task stage on a `datasets` task, NAME or NAME:CONFIG",
                                    type=str)
     task_unlabeled: str | None = opt(None, "text of the task without labels: the students also learn the "
-                                     "teacher's predictions on it", type=str)
+                                     "teacher's predictions on it (a second batch each step)", type=str)
     train: TrainConfig | None = None  # overrides the schedule (tests use a tiny one)
     task_config: TaskConfig | None = None  # overrides the task recipe (tests use a tiny one)
 
