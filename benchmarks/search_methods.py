@@ -1,7 +1,7 @@
 """NAS-BERT's search against NAS-KD's on one trained supernet, at several budgets.
 
     python benchmarks/search_methods.py --train-dir runs/cpu/train --budgets 3.5ms,5ms,7.5ms [--finetune-steps 200]
-        [--naskd-steps N] [--arch-lr R] [--task quick|full]
+        [--naskd-steps N] [--arch-lr R] [--latency sampled] [--task quick|full]
 
 For each method: search (its cost in minutes), export every student with the same fine-tuning
 steps, then one benchmark of both methods' students together (no baselines), so that every
@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.03)
     ap.add_argument("--naskd-steps", type=int, help="NAS-KD's bilevel steps (default NasKdConfig's)")
     ap.add_argument("--arch-lr", type=float, help="NAS-KD's architecture rate (default NasKdConfig's)")
+    ap.add_argument("--latency", choices=["expected", "sampled"], help="what NAS-KD's penalty is on "
+                    "(default NasKdConfig's)")
     ap.add_argument("--task", choices=["none", "quick", "full"], default="none",
                     help="also teach every student the default task (quick: a third of it, 300 steps)")
     ap.add_argument("--out", default="runs/search-methods")
@@ -63,7 +65,7 @@ def main() -> None:
             run_search(Path(args.train_dir), predictor, profile.name, budgets, where, margin=args.margin,
                        progress=True)
         else:
-            given = {"steps": args.naskd_steps, "arch_lr": args.arch_lr}
+            given = {"steps": args.naskd_steps, "arch_lr": args.arch_lr, "latency": args.latency}
             cfg = NasKdConfig(**{k: v for k, v in given.items() if v is not None})
             if (done := reusable(where / SEARCH, nas_kd_key(Path(args.train_dir), predictor, budgets, args.margin,
                                                              cfg))) is not None:

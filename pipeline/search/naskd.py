@@ -35,7 +35,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
 from pipeline.search.discrete import READOUTS, argmax_architecture, drop_to_fit, entropy, probable_architecture
-from pipeline.search.relaxed import LatencyTerms, RelaxedStudent
+from pipeline.search.relaxed import LatencyTerms, RelaxedStudent, sampled_weights
 from pipeline.space import Architecture, Block, Frame, count_params
 
 
@@ -51,6 +51,11 @@ class NasKdConfig:
                                   # 0.2, about the loss gap between a good and a poor block choice
     penalty: str = "absolute"     # |E/B - 1| uses the budget; the hinge is as content far under it (docstring)
     readout: str = "probable"     # discrete.py: the argmax of a flat mixture ignores the budget
+    # "sampled": the penalty on the latency of discrete students drawn from the softmaxes (Gumbel-max,
+    # straight-through), the mean over `samples`, so that students meet the budget, not the mixture's
+    # expectation (which is met most cheaply by weight on identity everywhere: an empty mode, measured)
+    latency: str = "expected"
+    samples: int = 4
     anneals: int = 3              # argmax readout: re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0
@@ -58,6 +63,10 @@ class NasKdConfig:
     def __post_init__(self) -> None:
         if self.penalty not in PENALTIES:
             raise PipelineError(f"NAS-KD penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
+        if self.latency not in LATENCIES:
+            raise PipelineError(f"NAS-KD latency must be one of {', '.join(LATENCIES)}, got {self.latency!r}")
+        if self.samples < 1:
+            raise PipelineError(f"NAS-KD needs at least one sampled student a step, got samples={self.samples}")
         if self.readout not in READOUTS:
             raise PipelineError(f"NAS-KD readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -66,6 +75,7 @@ class NasKdConfig:
 
 
 PENALTIES = ("absolute", "hinge")
+LATENCIES = ("expected", "sampled")
 
 
 def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, kind: str) -> torch.Tensor:
@@ -121,7 +131,12 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
         x, ys, mask = batch(val)
         loss = naskd_loss(student(x, mask), ys, cfg.beta)
         expected = terms.expected_ms(student)
-        total = loss + lam * latency_penalty(expected, target_ms, kind)
+        if cfg.latency == "sampled":
+            penalty = sum(latency_penalty(terms.expected_ms(student, weights=sampled_weights(student)), target_ms,
+                                          kind) for _ in range(cfg.samples)) / cfg.samples
+        else:
+            penalty = latency_penalty(expected, target_ms, kind)
+        total = loss + lam * penalty
         a_opt.zero_grad(set_to_none=True)
         total.backward()
         a_opt.step()

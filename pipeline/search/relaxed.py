@@ -159,12 +159,14 @@ class LatencyTerms:
         self.coefs = torch.tensor(c.coefs, dtype=torch.float64)
         self.offset = float(c.offset_ms)
 
-    def expected_terms(self, student: RelaxedStudent, temperature: float = 1.0) -> torch.Tensor:
-        """E[terms] [TERMS] under the student's softmaxes (width, then ops within it)."""
+    def expected_terms(self, student: RelaxedStudent, temperature: float = 1.0,
+                       weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """E[terms] [TERMS] under the student's softmaxes (width, then ops within it), or under `weights`
+        (per block: op weights [W, L, C], width weights [W]; one-hot ones: that student's terms)."""
         total = self.base.clone()
         widths = []
-        for block in student.blocks:
-            ops, b = block.weights(temperature)
+        for n, block in enumerate(student.blocks):
+            ops, b = block.weights(temperature) if weights is None else weights[n]
             ops, b = ops.double(), b.double()
             per_width = torch.einsum("wlc,wct->wt", ops, self.op)                 # [W, TERMS] this block's ops
             total = total + (b[:, None] * per_width).sum(0)
@@ -174,9 +176,19 @@ class LatencyTerms:
             total = total + torch.einsum("v,w,vwt->t", a, b, self.link)
         return total
 
-    def expected_ms(self, student: RelaxedStudent, temperature: float = 1.0) -> torch.Tensor:
+    def expected_ms(self, student: RelaxedStudent, temperature: float = 1.0,
+                    weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """Predictor.predict_terms of the expected terms (exact on one-hot weights)."""
-        t = self.expected_terms(student, temperature)
+        t = self.expected_terms(student, temperature, weights)
         n = len(self.coefs) - 1                                                    # the families
         fam = t[:n]
         return fam @ self.coefs[:n] + self.coefs[n] * fam.sum() * t[4] + self.offset
+
+
+def sampled_weights(student: RelaxedStudent) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One discrete student drawn from the softmaxes (Gumbel-max), as one-hot weights per block whose
+    gradient is the softmax's (straight-through): [W, L, C] and [W] each."""
+    import torch.nn.functional as F
+
+    return [(F.gumbel_softmax(b.alpha, hard=True, dim=-1), F.gumbel_softmax(b.beta, hard=True, dim=-1))
+            for b in student.blocks]

@@ -138,3 +138,29 @@ def test_a_bad_nas_kd_setting_is_a_one_line_error():
         NasKdConfig(penalty="square")
     with pytest.raises(PipelineError, match="at least one step"):
         NasKdConfig(steps=0)
+
+
+def test_a_sampled_student_has_the_predictors_latency_and_the_softmaxs_gradient(predictor):
+    from pipeline.search.relaxed import sampled_weights
+
+    widths = tuple(sorted({h for _, h in predictor_ops(predictor)}))
+    student = RelaxedStudent(FRAME, widths, 4, 2)
+    terms = LatencyTerms(predictor, FRAME, widths)
+    h = widths[0]
+    blocks = (Block(h, ("mha", "ffn", "identity", "identity")), Block(h, ("sepconv7",) + ("identity",) * 3))
+    for block, b in zip(student.blocks, blocks, strict=True):
+        block.set_one_hot(b)  # logits of 0 and -1e4: every draw is this student
+    arch = Architecture(FRAME.teacher_hidden, FRAME.embed_dim, blocks, FRAME.vocab_size, FRAME.max_positions)
+    ms = terms.expected_ms(student, weights=sampled_weights(student))
+    assert float(ms.detach()) == pytest.approx(predictor(arch), rel=1e-9)
+    torch.manual_seed(0)
+    fresh = RelaxedStudent(FRAME, widths, 4, 2)
+    weights = sampled_weights(fresh)
+    for ops, b in weights:  # one-hot draws (straight-through: exact up to float rounding)
+        for w in (ops, b):
+            assert torch.allclose(w.detach(), w.detach().round(), atol=1e-6) and torch.allclose(
+                w.detach().sum(-1), torch.ones(w.shape[:-1]))
+    terms.expected_ms(fresh, weights=weights).backward()
+    assert fresh.blocks[0].alpha.grad is not None and bool(fresh.blocks[0].alpha.grad.abs().sum() > 0)
+    with pytest.raises(PipelineError, match="latency must be one of"):
+        NasKdConfig(latency="median")
