@@ -1,7 +1,7 @@
 """NAS-BERT's search against NAS-KD's on one trained supernet, at several budgets.
 
     python benchmarks/search_methods.py --train-dir runs/cpu/train --budgets 3.5ms,5ms,7.5ms [--finetune-steps 200]
-        [--naskd-steps N] [--arch-lr R] [--latency sampled] [--task quick|full]
+        [--naskd-steps N] [--arch-lr R] [--latency sampled] [--naskd-widths per-width] [--task quick|full]
 
 For each method: search (its cost in minutes), export every student with the same fine-tuning
 steps, then one benchmark of both methods' students together (no baselines), so that every
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--arch-lr", type=float, help="NAS-KD's architecture rate (default NasKdConfig's)")
     ap.add_argument("--latency", choices=["expected", "sampled"], help="what NAS-KD's penalty is on "
                     "(default NasKdConfig's)")
+    ap.add_argument("--naskd-widths", choices=["mixture", "per-width"], help="NAS-KD's widths: a softmax per "
+                    "block, or one search per width (default NasKdConfig's)")
     ap.add_argument("--task", choices=["none", "quick", "full"], default="none",
                     help="also teach every student the default task (quick: a third of it, 300 steps)")
     ap.add_argument("--out", default="runs/search-methods")
@@ -65,7 +67,8 @@ def main() -> None:
             run_search(Path(args.train_dir), predictor, profile.name, budgets, where, margin=args.margin,
                        progress=True)
         else:
-            given = {"steps": args.naskd_steps, "arch_lr": args.arch_lr, "latency": args.latency}
+            given = {"steps": args.naskd_steps, "arch_lr": args.arch_lr, "latency": args.latency,
+                     "widths": args.naskd_widths}
             cfg = NasKdConfig(**{k: v for k, v in given.items() if v is not None})
             if (done := reusable(where / SEARCH, nas_kd_key(Path(args.train_dir), predictor, budgets, args.margin,
                                                              cfg))) is not None:
@@ -117,6 +120,11 @@ def main() -> None:
         k = c["nas_kd"]
         print(f"| {c['budget_ms']:g} ms | `{k['argmax']}` | {k['argmax_ms']:.3f} | {k['readout']}: `{c['describe']}` "
               f"{c['predicted_ms']:.3f} ms | {k['entropy']['ops']:.3f} / {k['entropy']['widths']:.3f} |")
+    for c in kd["choices"]:
+        for r in c["nas_kd"].get("per_width", []):
+            print(f"{c['budget_ms']:g} ms, one search {r['widths'][0]} wide: `{r['describe']}` "
+                  f"{r['predicted_ms']:.3f} ms, validation loss {r['readout_val_loss']:.4f} (discrete), "
+                  f"{r['seconds'] / 60:.1f} min")
     (out / "summary.json").write_text(json.dumps({"cost_min": cost, "report": str(out / "report" / "report.json"),
                                                   "task_accuracy": accuracy}, indent=2))
 

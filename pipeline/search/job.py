@@ -237,7 +237,7 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     NAS-BERT search's students are); writes arch_<budget>.json and search.json as run_search does, so
     export and benchmark take them unchanged."""
     from pipeline.model.teacher import sample_chunks, teacher_states
-    from pipeline.search.naskd import NasKdConfig, nas_kd_search
+    from pipeline.search.naskd import NasKdConfig, nas_kd_widths
     from pipeline.search.relaxed import LatencyTerms, RelaxedStudent
 
     if not 0 <= margin < 0.5:
@@ -254,15 +254,19 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
 
     train = states(sample_chunks(data.train, NASKD_TRAIN_CHUNKS, cfg.seed))
     val = states(data.validation[:NASKD_VAL_CHUNKS])
-    terms = LatencyTerms(predictor, trained.frame, trained.hidden_sizes)
-    records, names = [], set()
-    for budget in budgets_ms:
-        student = RelaxedStudent(trained.frame, trained.hidden_sizes, trained.layers_per_block, trained.num_blocks)
+
+    def relaxed(widths: tuple[int, ...]) -> tuple[RelaxedStudent, LatencyTerms]:
+        """A relaxed student of these widths warm-started from the supernet, and its latency terms."""
+        student = RelaxedStudent(trained.frame, widths, trained.layers_per_block, trained.num_blocks)
         for n, block in enumerate(student.blocks, 1):
             for path in block.paths:
                 path.load_supernet(trained.supernet_block(n))
-        found = nas_kd_search(student, terms, predictor, budget * (1 - margin), train, val, cfg, progress, log,
-                              min_use=MIN_USE)
+        return student, LatencyTerms(predictor, trained.frame, widths)
+
+    records, names = [], set()
+    for budget in budgets_ms:
+        found = nas_kd_widths(relaxed, trained.hidden_sizes, predictor, budget * (1 - margin), train, val, cfg,
+                              progress, log, min_use=MIN_USE)
         arch = found.pop("arch")
         name = f"arch_{format_ms(budget)}"
         name = name if name not in names else f"{name}_{len(names)}"

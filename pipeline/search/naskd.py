@@ -60,6 +60,10 @@ class NasKdConfig:
     # which is met most cheaply by weight on identity everywhere (an empty mode). "expected": on the mixture.
     latency: str = "sampled"
     samples: int = 4              # draws per step: the penalty's noise falls as 1/sqrt(samples), each is cheap
+    # "mixture": per block a softmax over the widths, as over the ops (one search); "per-width": one search
+    # per width with every block that width, the discrete student of least validation loss kept (the
+    # issue's fallback if the mixture of widths trains badly: each run costs about 1/W of the mixture's step).
+    widths: str = "mixture"
     anneals: int = 3              # argmax readout: re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0
@@ -71,6 +75,8 @@ class NasKdConfig:
             raise PipelineError(f"NAS-KD latency must be one of {', '.join(LATENCIES)}, got {self.latency!r}")
         if self.samples < 1:
             raise PipelineError(f"NAS-KD needs at least one sampled student a step, got samples={self.samples}")
+        if self.widths not in WIDTHS:
+            raise PipelineError(f"NAS-KD widths must be one of {', '.join(WIDTHS)}, got {self.widths!r}")
         if self.readout not in READOUTS:
             raise PipelineError(f"NAS-KD readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -80,6 +86,7 @@ class NasKdConfig:
 
 PENALTIES = ("absolute", "hinge")
 LATENCIES = ("expected", "sampled")
+WIDTHS = ("mixture", "per-width")
 
 
 def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, kind: str) -> torch.Tensor:
@@ -204,3 +211,59 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
             "entropy": entropy(student), "alphas": [b.alpha.detach().tolist() for b in student.blocks],
             "betas": [b.beta.detach().tolist() for b in student.blocks], "anneals": anneals, "dropped_ops": dropped,
             "seconds": time.perf_counter() - start, "fastest_ms": floor}
+
+
+@torch.no_grad()
+def readout_loss(student: RelaxedStudent, arch: Architecture, val: tuple[torch.Tensor, list[torch.Tensor]],
+                 cfg: NasKdConfig = NasKdConfig()) -> float:
+    """The discrete student's NAS-KD loss on all of `val` (the relaxed student set one-hot to `arch`, its
+    architecture weights restored after): what per-width searches are compared by."""
+    saved = [(b.alpha.detach().clone(), b.beta.detach().clone()) for b in student.blocks]
+    for block, b in zip(student.blocks, arch.blocks, strict=True):
+        block.set_one_hot(b)
+    x, ys = val
+    total = 0.0
+    for i in range(0, x.shape[0], cfg.batch_size):
+        xb = x[i:i + cfg.batch_size]
+        mask = torch.ones(xb.shape[0], xb.shape[1], dtype=torch.int64)
+        total += float(naskd_loss(student(xb, mask), [y[i:i + cfg.batch_size] for y in ys], cfg.beta)) * len(xb)
+    for block, (alpha, beta) in zip(student.blocks, saved, strict=True):
+        block.alpha.copy_(alpha)
+        block.beta.copy_(beta)
+    return total / x.shape[0]
+
+
+def nas_kd_widths(make: Callable[[tuple[int, ...]], tuple[RelaxedStudent, LatencyTerms]],
+                  hidden_sizes: tuple[int, ...], predictor: Predictor, budget_ms: float,
+                  train: tuple[torch.Tensor, list[torch.Tensor]], val: tuple[torch.Tensor, list[torch.Tensor]],
+                  cfg: NasKdConfig = NasKdConfig(), progress: bool = False,
+                  log: Callable[[str], None] = print, min_use: float = 0.0) -> dict[str, Any]:
+    """nas_kd_search over the widths as `cfg.widths` says: one relaxed student of all of them (`make`
+    builds a warm-started student and its latency terms for given widths), or one per width, keeping
+    the discrete student of least validation loss. The record says which widths each run had."""
+    groups = [hidden_sizes] if cfg.widths == "mixture" else [(h,) for h in hidden_sizes]
+    runs = []
+    for widths in groups:
+        student, terms = make(widths)
+        if len(groups) > 1 and fastest_ms(predictor, student.frame, widths, len(student.blocks),
+                                          student.blocks[0].num_layers) > budget_ms:
+            log(f"nas-kd: no student {widths[0]} wide fits {budget_ms:g} ms; that width is skipped")
+            continue
+        found = nas_kd_search(student, terms, predictor, budget_ms, train, val, cfg, progress, log, min_use)
+        found["widths"] = list(widths)
+        found["readout_val_loss"] = readout_loss(student, found["arch"], val, cfg)
+        runs.append(found)
+    if not runs:  # per width: even the narrowest misses (the mixture raised in nas_kd_search already)
+        raise PipelineError(f"budget {budget_ms:g} ms is below the fastest student of every width")
+    return runs[0] if cfg.widths == "mixture" else best_of(runs, log)
+
+
+def best_of(runs: list[dict[str, Any]], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The per-width search of least discrete validation loss, with every run's summary and their total time."""
+    best = min(runs, key=lambda r: r["readout_val_loss"])
+    log("nas-kd per width: " + ", ".join(f"{r['widths'][0]}: {r['readout_val_loss']:.4f}" for r in runs)
+        + f"; keeping {best['widths'][0]}")
+    return {**best, "seconds": sum(r["seconds"] for r in runs),
+            "per_width": [{"widths": r["widths"], "describe": r["arch"].describe(), "predicted_ms": r["predicted_ms"],
+                           "readout_val_loss": r["readout_val_loss"], "val_loss_last": r["val_loss_last"],
+                           "seconds": r["seconds"]} for r in runs]}

@@ -107,6 +107,64 @@ def test_a_tiny_search_lowers_its_loss_and_fits_a_loose_budget(tiny_trained, pre
     assert target.arch == arch
 
 
+def test_one_search_per_width_records_each_run_and_its_discrete_loss(tiny_trained, predictor, tmp_path):
+    from pipeline.search.job import run_nas_kd
+    from pipeline.train.trained import TrainedSupernet
+
+    t = TrainedSupernet(tiny_trained[0])
+    budget = max(1000.0, 10 * fastest_ms(predictor, t.frame, t.hidden_sizes, t.num_blocks, t.layers_per_block))
+    logs = []
+    (rec,) = run_nas_kd(tiny_trained[0], predictor, "tiny-cpu", [budget], tmp_path, log=logs.append,
+                        cfg=NasKdConfig(steps=3, batch_size=2, widths="per-width"))
+    runs = rec["nas_kd"]["per_width"]
+    assert [r["widths"] for r in runs] == [[h] for h in t.hidden_sizes]  # every width fits a loose budget
+    arch = load_architecture(rec["arch_path"])
+    assert arch.describe() == min(runs, key=lambda r: r["readout_val_loss"])["describe"]
+    assert {b.hidden for b in arch.blocks} == set(rec["nas_kd"]["widths"])
+    assert rec["nas_kd"]["readout_val_loss"] > 0 and any("per width" in line for line in logs)
+
+
+def test_the_per_width_search_of_least_discrete_loss_is_kept():
+    from pipeline.search.naskd import best_of
+
+    def run(h, loss, seconds):
+        arch = Architecture(128, 128, (Block(h, ("ffn", "identity")),), 1000, 64)
+        return {"widths": [h], "arch": arch, "predicted_ms": 1.0, "readout_val_loss": loss, "val_loss_last": loss,
+                "seconds": seconds}
+
+    best = best_of([run(64, 0.5, 10.0), run(128, 0.3, 20.0), run(256, 0.4, 30.0)], log=lambda _: None)
+    assert best["widths"] == [128] and best["arch"].blocks[0].hidden == 128
+    assert best["seconds"] == 60.0 and [r["widths"] for r in best["per_width"]] == [[64], [128], [256]]
+
+
+def test_the_readout_loss_is_the_discrete_students_and_leaves_the_weights_alone(tiny_trained):
+    from pipeline.search.naskd import naskd_loss, readout_loss
+    from pipeline.train.trained import TrainedSupernet
+
+    t = TrainedSupernet(tiny_trained[0])
+    torch.manual_seed(0)
+    student = RelaxedStudent(t.frame, t.hidden_sizes, t.layers_per_block, t.num_blocks).eval()
+    with torch.no_grad():
+        for b in student.blocks:
+            b.alpha.normal_()
+    before = [b.alpha.detach().clone() for b in student.blocks]
+    h = t.hidden_sizes[0]
+    blocks = tuple(Block(h, ("ffn",) + ("identity",) * (t.layers_per_block - 1)) for _ in range(t.num_blocks))
+    arch = Architecture(t.frame.teacher_hidden, t.frame.embed_dim, blocks, t.frame.vocab_size, t.frame.max_positions)
+    x = torch.randn(5, 8, t.frame.teacher_hidden)
+    ys = [torch.randn(5, 8, t.frame.teacher_hidden) for _ in blocks]
+    cfg = NasKdConfig(batch_size=2)  # 5 rows: batches of 2, 2 and 1, weighted by their rows
+    got = readout_loss(student, arch, (x, ys), cfg)
+    assert all(torch.equal(a, b.alpha) for a, b in zip(before, student.blocks, strict=True))
+    for block, b in zip(student.blocks, blocks, strict=True):
+        block.set_one_hot(b)
+    with torch.no_grad():  # the loss's relative MSE is per batch: a row-weighted mean of the batches'
+        parts = [(len(r), float(naskd_loss(student(x[r], torch.ones(len(r), 8, dtype=torch.int64)),
+                                           [y[r] for y in ys], cfg.beta))) for r in (range(0, 2), range(2, 4),
+                                                                                     range(4, 5))]
+    assert got == pytest.approx(sum(n * v for n, v in parts) / 5, rel=1e-5)
+
+
 def test_a_budget_below_the_fastest_student_is_a_one_line_error(tiny_trained, predictor, tmp_path):
     from pipeline.search.job import run_nas_kd
     from pipeline.train.trained import TrainedSupernet
@@ -138,6 +196,8 @@ def test_a_bad_nas_kd_setting_is_a_one_line_error():
         NasKdConfig(penalty="square")
     with pytest.raises(PipelineError, match="at least one step"):
         NasKdConfig(steps=0)
+    with pytest.raises(PipelineError, match="widths must be one of"):
+        NasKdConfig(widths="each")
 
 
 def test_a_sampled_student_has_the_predictors_latency_and_the_softmaxs_gradient(predictor):
