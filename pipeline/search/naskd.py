@@ -60,10 +60,11 @@ class NasKdConfig:
     # which is met most cheaply by weight on identity everywhere (an empty mode). "expected": on the mixture.
     latency: str = "sampled"
     samples: int = 4              # draws per step: the penalty's noise falls as 1/sqrt(samples), each is cheap
-    # "mixture": per block a softmax over the widths, as over the ops (one search); "per-width": one search
-    # per width with every block that width, the discrete student of least validation loss kept (the
-    # issue's fallback if the mixture of widths trains badly: each run costs about 1/W of the mixture's step).
-    widths: str = "mixture"
+    # "per-width": one search per width with every block that width, the discrete student of least
+    # validation loss kept: the mixture's width softmaxes never decide, so its widths are left to the
+    # readout, while each width's run costs about 1/W of a mixture step. "mixture": per block a softmax
+    # over the widths, as over the ops (one search).
+    widths: str = "per-width"
     anneals: int = 3              # argmax readout: re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0

@@ -94,7 +94,7 @@ def test_a_tiny_search_lowers_its_loss_and_fits_a_loose_budget(tiny_trained, pre
     floor = fastest_ms(predictor, t.frame, t.hidden_sizes, t.num_blocks, t.layers_per_block)
     budget = max(1000.0, 10 * floor)  # ms; the tiny students run well under 1 ms
     logs = []
-    cfg = NasKdConfig(steps=60, batch_size=4, lr=1e-3)
+    cfg = NasKdConfig(steps=60, batch_size=4, lr=1e-3, widths="mixture")  # per width: its own test
     (rec,) = run_nas_kd(train_dir, predictor, "tiny-cpu", [budget], tmp_path, cfg=cfg, log=logs.append)
     arch = load_architecture(rec["arch_path"])
     assert rec["predicted_ms"] <= budget and predictor(arch) == pytest.approx(rec["predicted_ms"])
