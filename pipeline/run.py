@@ -27,6 +27,7 @@ from pipeline.export.job import ExportConfig
 from pipeline.finetune.distill import DistillConfig
 from pipeline.options import opt, same_as
 from pipeline.search.job import METHODS, RERANKERS
+from pipeline.search.naskd import NasKdConfig
 from pipeline.search.readout import MIN_READOUT
 from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
@@ -67,6 +68,8 @@ class RunOptions:
                              metavar="COS")
     search_method: str = opt("nasbert", "nasbert: the best student of the shrunk pools under the budget (NAS-BERT); "
                              "nas-kd: a differentiable search with a latency penalty (NAS-KD)", choices=METHODS)
+    naskd_steps: int = same_as(NasKdConfig, "steps")
+    naskd_widths: str = same_as(NasKdConfig, "widths")
     # The predictor errs by a few percent on a shared CPU; searching below the budget leaves room for it.
     margin: float = opt(0.03, "search under budget x (1 - margin), room for the predictor's error")
     # The report shows what the search buys over hand-designed students of the same latency.
@@ -159,8 +162,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     search_dir = out / "search"
     if predictor is None:  # this machine's table, as profiling left it
         predictor, _ = load_predictor(p, choice, seq, log=lambda _: None)
+    naskd = NasKdConfig(steps=o.naskd_steps, widths=o.naskd_widths, seed=o.seed)
     if o.search_method == "nas-kd":
-        key = nas_kd_key(train_dir, predictor, list(o.budgets_ms), o.margin)
+        key = nas_kd_key(train_dir, predictor, list(o.budgets_ms), o.margin, naskd)
     else:
         key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
                          o.margin, o.seed, o.min_readout)
@@ -168,8 +172,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
 
     def do_search() -> None:
         if o.search_method == "nas-kd":
-            run_nas_kd(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.margin, progress=progress,
-                       log=log)
+            run_nas_kd(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.margin, naskd,
+                       progress=progress, log=log)
             return
         run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
                    o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress,

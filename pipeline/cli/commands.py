@@ -171,10 +171,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
     if args.method == "nas-kd":
+        from pipeline.cli.parser import NASKD_FLAGS
         from pipeline.search.job import run_nas_kd
+        from pipeline.search.naskd import NasKdConfig
 
+        cfg = NasKdConfig(**options_of(args, NasKdConfig, NASKD_FLAGS))
         for r in run_nas_kd(Path(args.train_dir), predictor, profile.name, budgets, Path(args.out), args.margin,
-                            progress=not args.quiet, log=_note):
+                            cfg, progress=not args.quiet, log=_note):
             print(f"budget {r['budget_ms']:g} ms: predicted {r['predicted_ms']:.3f} ms, {r['params'] / 1e6:.2f}M "
                   f"params (nas-kd): {r['describe']}")
         print(f"wrote {Path(args.out) / SEARCH}")

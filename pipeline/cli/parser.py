@@ -9,6 +9,7 @@ from pipeline.finetune.distill import DistillConfig
 from pipeline.options import add_options
 from pipeline.run import RunOptions
 from pipeline.search.job import METHODS
+from pipeline.search.naskd import NasKdConfig
 from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
 
@@ -16,8 +17,9 @@ TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_e
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
 TASK_FLAGS = ["method", "pkd", "alpha", "temperature", "beta", "steps", "teacher_steps", "transfer", "seed"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
-             "top_t", "rerank", "rerank_steps", "search_method", "task", "task_train", "task_dev", "task_test",
-             "task_dataset", "task_unlabeled", "min_readout", "margin", "baselines", "force", "seed"]
+             "top_t", "rerank", "rerank_steps", "search_method", "naskd_steps", "naskd_widths", "task", "task_train",
+             "task_dev", "task_test", "task_dataset", "task_unlabeled", "min_readout", "margin", "baselines", "force",
+             "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):
@@ -72,6 +74,7 @@ def _add_common(p: argparse.ArgumentParser, out: str | None, force: str | None =
 
 
 SEARCH_FLAGS = ["max_params", "top_t", "rerank", "rerank_steps", "min_readout", "margin"]
+NASKD_FLAGS = ["steps", "widths"]  # NasKdConfig's, for --method nas-kd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "search with the device's expected latency as a penalty")
     # A search alone takes the budget as given; `run` keeps its margin (RunOptions.margin).
     add_options(p, RunOptions, SEARCH_FLAGS, defaults={"margin": 0.0})
+    add_options(p, NasKdConfig, NASKD_FLAGS)
     p.add_argument("--seq", type=int, help="sequence length of the prediction (default: the profile's first)")
     p.add_argument("--out", default="runs/search", help="output folder (default runs/search)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

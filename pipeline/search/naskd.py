@@ -38,14 +38,22 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
+from pipeline.options import opt
 from pipeline.search.discrete import READOUTS, argmax_architecture, drop_to_fit, entropy, probable_architecture
 from pipeline.search.relaxed import LatencyTerms, RelaxedStudent, sampled_weights
 from pipeline.space import Architecture, Block, Frame, count_params
 
+PENALTIES = ("absolute", "hinge")
+LATENCIES = ("expected", "sampled")
+WIDTHS = ("mixture", "per-width")
+
 
 @dataclass(frozen=True)
 class NasKdConfig:
-    steps: int = 300              # bilevel steps (one weight step + one architecture step each)
+    # Bilevel steps (one weight step + one architecture step each): at 100 the op softmaxes are still
+    # undecided (entropy 0.99); each step runs every op of every layer, so more is for a GPU.
+    steps: int = opt(300, "NAS-KD's bilevel steps per search (one weight and one architecture step each)",
+                     flag="--naskd-steps", metavar="N")
     batch_size: int = 8           # chunks per step: the relaxed student runs every op of every width
     lr: float = 3e-4              # op weights: they start from the trained supernet, so a finishing rate
     arch_lr: float = 3e-3         # DARTS's rate for the architecture weights (Adam)
@@ -64,7 +72,9 @@ class NasKdConfig:
     # validation loss kept: the mixture's width softmaxes never decide, so its widths are left to the
     # readout, while each width's run costs about 1/W of a mixture step. "mixture": per block a softmax
     # over the widths, as over the ops (one search).
-    widths: str = "per-width"
+    widths: str = opt("per-width", "NAS-KD's widths: per-width, one search per width (every block that width), the "
+                      "least validation loss kept; mixture, a softmax over widths per block",
+                      flag="--naskd-widths", choices=WIDTHS)
     anneals: int = 3              # argmax readout: re-searches (penalty doubled) before dropping ops to fit
     anneal_steps: int = 50        # architecture steps per re-search
     seed: int = 0
@@ -83,11 +93,6 @@ class NasKdConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise PipelineError(f"NAS-KD needs at least one step and one chunk a step, got steps={self.steps}, "
                                 f"batch_size={self.batch_size}")
-
-
-PENALTIES = ("absolute", "hinge")
-LATENCIES = ("expected", "sampled")
-WIDTHS = ("mixture", "per-width")
 
 
 def latency_penalty(expected_ms: torch.Tensor, budget_ms: float, kind: str) -> torch.Tensor:

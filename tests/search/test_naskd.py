@@ -224,3 +224,25 @@ def test_a_sampled_student_has_the_predictors_latency_and_the_softmaxs_gradient(
     assert fresh.blocks[0].alpha.grad is not None and bool(fresh.blocks[0].alpha.grad.abs().sum() > 0)
     with pytest.raises(PipelineError, match="latency must be one of"):
         NasKdConfig(latency="median")
+
+
+def test_the_search_command_passes_its_nas_kd_settings(tiny_trained, tiny_table, tiny_profile_path, tmp_path,
+                                                      capsys, monkeypatch):
+    import pipeline.search.job as job
+    from pipeline.cli import main
+
+    seen = []
+
+    def fake(train_dir, predictor, device, budgets, out, margin=0.0, cfg=None, progress=False, log=print):
+        seen.append(cfg)
+        return []
+
+    monkeypatch.setattr(job, "run_nas_kd", fake)
+    common = ["search", "--method", "nas-kd", "--profile", str(tiny_profile_path), "--table", str(tiny_table),
+              "--train-dir", str(tiny_trained[0]), "--out", str(tmp_path), "--budget", "1s", "--quiet"]
+    assert main([*common, "--naskd-steps", "7", "--naskd-widths", "mixture"]) == 0
+    assert main(common) == 0
+    assert (seen[0].steps, seen[0].widths) == (7, "mixture")
+    assert seen[1] == NasKdConfig()
+    assert main([*common, "--naskd-steps", "0"]) == 1
+    assert "at least one step" in capsys.readouterr().err
