@@ -21,6 +21,7 @@ from pipeline.portable.opset import CONV_KERNELS, OPS
 
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
+EMBED_DIM = 256  # the factorised embeddings' rank (SearchSpace.embed_dim says why), capped at the teacher's width
 
 
 @dataclass(frozen=True)
@@ -149,12 +150,15 @@ class SearchSpace:
     teacher_layers: int
     vocab_size: int = BERT_VOCAB
     max_positions: int = BERT_MAX_POSITIONS
-    embed_dim: int = 128                       # factorised embeddings, as NAS-BERT's small models
+    # Factorised embeddings (vocab x E, then E -> H1), as NAS-BERT's. Not NAS-BERT's 128: on MiniLM
+    # rank 128 caps even the teacher's own layers at 0.88 spearman out of domain, rank 256 at 0.98
+    # (benchmarks/embedding_rank.py); E only sizes the table and the first adapter, never a block.
+    embed_dim: int = EMBED_DIM
     hidden_sizes: tuple[int, ...] = NAS_BERT_HIDDEN  # filtered to <= teacher_hidden in from_teacher
 
     @classmethod
     def from_teacher(cls, hidden: int, layers: int, vocab_size: int = BERT_VOCAB,
-                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = 128) -> SearchSpace:
+                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM) -> SearchSpace:
         sizes = tuple(h for h in NAS_BERT_HIDDEN if h <= hidden)
         if not sizes:
             raise PipelineError(f"teacher hidden size {hidden} is below the smallest block size {NAS_BERT_HIDDEN[0]}")

@@ -42,7 +42,7 @@ def test_prediction_is_the_sum_of_parts_without_calibration():
     t = synthetic_table()
     arch = SPACE.sample(random.Random(1))
     p = Predictor(t, 1, 16)
-    expected = 0.01 + 0.03 + sum(i * o / 1e5 for i, o in [(128, arch.blocks[0].hidden),
+    expected = 0.01 + 0.03 + sum(i * o / 1e5 for i, o in [(SPACE.embed_dim, arch.blocks[0].hidden),
                                                           (arch.blocks[0].hidden, arch.blocks[1].hidden),
                                                           (arch.blocks[1].hidden, 256)])
     expected += sum(COST[op] * b.hidden / 128 for b in arch.blocks for op in b.layers if op != "identity")
