@@ -114,3 +114,17 @@ def test_negative_views_are_refused_at_once(command, capsys):
     assert main([*command, "--finetune-views", "-1"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--finetune-views must be 0 or more" in err
+
+
+def test_the_summary_says_when_the_drift_turns_the_verdict(tmp_path):
+    student = {"kind": "searched", "budget_ms": 3.5, "latency_ms": 3.8, "latency_ms_p50": 3.9, "budget_use": 3.8 / 3.5,
+               "speedup": 4.0, "fidelity_cosine": 0.7, "model_dir": str(tmp_path / "arch_3.5ms" / "model"),
+               "within_budget": False, "latency_ms_at_table_speed": 3.33, "within_budget_at_table_speed": True}
+    report = {"teacher": {"latency_ms_p50": 15.6}, "students": [student],
+              "machine_drift": {"ratio": 1.143, "percent": 14.3, "students": 4}}
+    (line,) = summary_lines(report, tmp_path)
+    assert line.startswith("budget 3.5ms NOT met (met at the table's speed: 3.330 ms): measured 3.800 ms")
+    assert "the machine ran +14.3% against its latency table" in line
+    steady = {**student, "latency_ms": 3.4, "within_budget": True, "within_budget_at_table_speed": True}
+    (line,) = summary_lines({**report, "students": [steady]}, tmp_path)
+    assert line.startswith("budget 3.5ms met: measured 3.400 ms")

@@ -40,6 +40,14 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
+def _within(r: dict[str, Any]) -> str:
+    """yes / no, and where the machine's drift turns the verdict, what it is at the table's speed."""
+    got, steady = r.get("within_budget"), r.get("within_budget_at_table_speed")
+    if steady is None or steady == got:
+        return _fmt("", got)
+    return f"{_fmt('', got)} ({_fmt('', steady)} at the table's speed: {r['latency_ms_at_table_speed']:.3f} ms)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     t = report["teacher"]
     lines = [
@@ -69,7 +77,7 @@ def markdown(report: dict[str, Any]) -> str:
               "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows(report):
         cells = [_fmt(k, r.get(k)) for k, _ in COLUMNS]
-        lines.append("| " + " | ".join(cells) + f" | {_fmt('', r.get('within_budget'))} |")
+        lines.append("| " + " | ".join(cells) + f" | {_within(r)} |")
     lines += ["", "Architectures:", ""]
     for r in rows(report)[1:]:
         lines.append(f"- `{r['name']}`: {r.get('arch', '')}" + (f" (ONNX: `{r['onnx_path']}`)" if r.get("onnx_path")

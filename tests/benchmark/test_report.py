@@ -37,3 +37,12 @@ def test_csv_has_one_row_per_model(tmp_path):
     written = write_report(REPORT, tmp_path)
     assert sorted(p.name for p in written) == ["pareto.png", "report.csv", "report.md"]
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_verdict_names_the_drift_where_it_turns_it():
+    slow = {**REPORT, "students": [model("arch_3.5ms", "searched", 3.8, 0.716, budget_ms=3.5, within_budget=False,
+                                         latency_ms_at_table_speed=3.33, within_budget_at_table_speed=True)]}
+    assert "| no (yes at the table's speed: 3.330 ms) |" in markdown(slow)
+    steady = {**REPORT, "students": [model("arch_3.5ms", "searched", 3.4, 0.716, budget_ms=3.5, within_budget=True,
+                                           latency_ms_at_table_speed=3.3, within_budget_at_table_speed=True)]}
+    assert "| yes |" in markdown(steady) and "table's speed" not in markdown(steady)
