@@ -97,6 +97,7 @@ class RunOptions:
         from pipeline.search.job import check_search_options
 
         check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout)
+        _ = self.naskd  # a bad --naskd-* setting is refused now, not after training
         if (self.task_dev or self.task_test) and not self.task_train:
             raise PipelineError("--task-dev and --task-test need --task-train")
         if self.task_train and self.task_dataset:
@@ -108,6 +109,10 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+
+    @property
+    def naskd(self) -> NasKdConfig:
+        return NasKdConfig(steps=self.naskd_steps, widths=self.naskd_widths, seed=self.seed)
 
     @property
     def steps(self) -> int:
@@ -162,7 +167,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     search_dir = out / "search"
     if predictor is None:  # this machine's table, as profiling left it
         predictor, _ = load_predictor(p, choice, seq, log=lambda _: None)
-    naskd = NasKdConfig(steps=o.naskd_steps, widths=o.naskd_widths, seed=o.seed)
+    naskd = o.naskd
     if o.search_method == "nas-kd":
         key = nas_kd_key(train_dir, predictor, list(o.budgets_ms), o.margin, naskd)
     else:

@@ -109,6 +109,12 @@ def test_run_refuses_bad_rerank_steps_at_once(capsys):
     assert err.count("\n") == 1 and "--rerank-steps must be at least 1" in err
 
 
+def test_run_refuses_bad_nas_kd_steps_at_once(capsys):
+    assert main(["run", "--budget", "3ms", "--search-method", "nas-kd", "--naskd-steps", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at least one step" in err
+
+
 @pytest.mark.parametrize("command", [["run", "--budget", "3ms"], ["export", "--arch", "a.json"]])
 def test_negative_views_are_refused_at_once(command, capsys):
     assert main([*command, "--finetune-views", "-1"]) == 1
