@@ -47,15 +47,29 @@ def load_teacher_config(name: str | None = None):  # -> transformers.BertConfig
 
 def load_teacher(name: str | None = None):  # -> transformers.BertModel
     from transformers import BertModel
+    from transformers.utils import logging as hf_logging
 
     config = load_teacher_config(name)
     path = resolve_teacher(name)
+    # transformers prints a table of the checkpoint's keys it did not use (MiniLM's position_ids buffer,
+    # a pretraining head): noise on every stage. What matters, weights the checkpoint lacks, is checked here.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
-        return BertModel.from_pretrained(path, config=config).eval()
+        model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True)
     except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
                             "Download or save the teacher again") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    # The pooler is never read (students and sentence embeddings read the states); anything else missing
+    # would be a teacher with random layers.
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
+    if missing:
+        raise PipelineError(f"teacher {path!r} lacks {len(missing)} weights of its own config (e.g. {missing[0]}): "
+                            "part of it would be random; is it a BERT checkpoint?")
+    return model.eval()
 
 
 def space_for_teacher(name: str | None = None) -> SearchSpace:

@@ -19,6 +19,25 @@ def test_local_folder(tiny_teacher):
     assert space_for_teacher(str(tiny_teacher)).hidden_sizes == (128,)
 
 
+def test_a_checkpoint_with_extra_keys_loads_quietly_and_one_lacking_weights_is_refused(tiny_teacher, tmp_path,
+                                                                                        capfd):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tiny_teacher / "model.safetensors"))
+    extra, lacking = tmp_path / "extra", tmp_path / "lacking"
+    for folder, state in ((extra, {**weights, "cls.predictions.bias": weights["pooler.dense.bias"].clone()}),
+                          (lacking, {k: v for k, v in weights.items() if ".layer.1." not in k})):
+        folder.mkdir()
+        shutil.copyfile(tiny_teacher / "config.json", folder / "config.json")
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    load_teacher(str(extra))
+    assert "LOAD REPORT" not in "".join(capfd.readouterr())  # transformers' table of unused keys is not shown
+    with pytest.raises(PipelineError, match="lacks .* weights"):
+        load_teacher(str(lacking))
+
+
 def test_not_a_bert(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 64}))
     with pytest.raises(PipelineError, match="not a BERT"):
