@@ -31,7 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DistillConfig
-from pipeline.model.hf import load_student, save_student
+from pipeline.model.hf import load_student, save_student, sentence_modules_folder
 from pipeline.model.student import Student, example_inputs
 from pipeline.onnxio import check_close, export_onnx, optimize_onnx, ort_outputs, quantize_int8
 from pipeline.space import Architecture, count_flops, count_params, load_architecture
@@ -106,9 +106,12 @@ def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBui
     meta = {"pipeline": {"teacher": ex.trained.teacher, "train_dir": str(ex.trained.dir), "search": target.search,
                          "finetune": finetune}}
     # The teacher's sentence-transformers modules (pooling, normalisation) go with the student, so that
-    # SentenceTransformer(folder) encodes as the teacher does; a Hugging Face id (no folder) gives none.
-    teacher = Path(ex.trained.teacher)
-    save_student(student, folder / "model", ex.tokenizer, meta, teacher if teacher.is_dir() else None)
+    # SentenceTransformer(folder) encodes as the teacher does; a Hugging Face id's come from the hub cache.
+    modules = sentence_modules_folder(ex.trained.teacher)
+    if modules is None and not Path(ex.trained.teacher).is_dir():
+        log(f"{ex.trained.teacher}: no sentence-transformers modules found in the hub cache or on the hub; "
+            "SentenceTransformer(folder) will mean-pool without normalising")
+    save_student(student, folder / "model", ex.tokenizer, meta, modules)
     reloaded, _ = load_student(folder / "model", with_tokenizer=False)
     artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"),
                                         "max_abs_diff": _compare_students(reloaded, student),

@@ -81,6 +81,42 @@ def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
     return ["modules.json", *copied]
 
 
+def sentence_modules_folder(teacher: str | Path, cache_dir: str | Path | None = None) -> Path | None:
+    """Where a teacher's sentence-transformers files lie: its folder, or for a Hugging Face id its snapshot
+    in the hub cache, the module files fetched into it where the hub can be reached (from_pretrained
+    fetches only the transformer's). None for an id whose files can be had from neither (offline, or
+    not a model of the hub), and for an id that lists modules whose folders cannot be had."""
+    if Path(teacher).is_dir():
+        return Path(teacher)
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+    except ImportError:
+        return None
+
+    def fetch(offline: bool, **kw: Any) -> str | None:
+        try:
+            if "filename" in kw:
+                return hf_hub_download(str(teacher), cache_dir=cache_dir, local_files_only=offline, **kw)
+            return snapshot_download(str(teacher), cache_dir=cache_dir, local_files_only=offline, **kw)
+        except Exception:  # noqa: BLE001 - not cached, offline, not on the hub, no such file: all mean "none"
+            return None
+
+    listing = fetch(True, filename="modules.json") or fetch(False, filename="modules.json")
+    if listing is None:
+        return None
+    try:
+        modules = json.loads(Path(listing).read_text())
+        folders = {m["path"] for m in modules if m.get("path") and not str(m.get("type", "")).endswith("Normalize")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # copy_sentence_modules says what is wrong with a listing it is given; here there is none
+    patterns = [*SENTENCE_FILES, *(f"{f}/*" for f in folders)]
+    home = Path(listing).parent
+    if any(not (home / f).is_dir() for f in folders):
+        got = fetch(False, allow_patterns=patterns)
+        home = Path(got) if got else home
+    return home if all((home / f).is_dir() for f in folders) else None
+
+
 def save_student(student: Student, folder: str | Path, tokenizer=None, meta: dict[str, Any] | None = None,
                  sentence_modules_from: str | Path | None = None) -> Path:
     """Write the folder (each file atomically, the teacher's module folders by plain copies); tokenizer is a

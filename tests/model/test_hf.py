@@ -2,6 +2,7 @@
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,21 @@ def test_a_teachers_broken_module_list_is_one_line(tmp_path):
     (tmp_path / "t" / "modules.json").write_text(json.dumps([{"type": "sentence_transformers.models.Pooling"}]))
     with pytest.raises(PipelineError, match="exactly one Transformer"):
         copy_sentence_modules(tmp_path / "t", tmp_path / "s")
+
+
+def test_a_hub_id_teachers_modules_come_from_the_hub_cache(tmp_path, tiny_teacher_tok, tiny_space):
+    """A teacher named by its Hugging Face id has no folder: its sentence-transformers files are found in
+    the hub cache (the layout huggingface_hub writes: refs/main names the snapshot), with no network."""
+    from pipeline.model.hf import copy_sentence_modules, sentence_modules_folder
+
+    teacher = _st_teacher(tmp_path, tiny_teacher_tok, tiny_space.teacher_hidden)
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-st"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    shutil.copytree(teacher, repo / "snapshots" / rev)
+    found = sentence_modules_folder("someone/tiny-st", cache_dir=tmp_path / "hub")
+    assert found is not None and found.resolve() == (repo / "snapshots" / rev).resolve()
+    copied = copy_sentence_modules(found, tmp_path / "student")
+    assert "1_Pooling" in copied and (tmp_path / "student" / "1_Pooling" / "config.json").is_file()
+    assert sentence_modules_folder(teacher) == teacher  # a folder is its own
