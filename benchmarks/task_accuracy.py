@@ -1,13 +1,15 @@
 """Task accuracy of the exported students at their measured latency, and PKD's ablation on one student.
 
-    python benchmarks/task_accuracy.py --export-dir runs/cpu/export [--device cpu] [--quick]
+    python benchmarks/task_accuracy.py --export-dir runs/cpu/export [--device cpu] [--quick] [--seeds N]
 
 1. The task stage (pipeline/task/job.py) on the offline default task (WordNet lexnames), or on
    --train/--dev/--test files: the fine-tuned teacher, every searched student, PKD's own
    students (the teacher's first k layers) and the benchmark's narrowed BERTs (--bench-report)
    with the same recipe and steps, all timed together.
    Prints accuracy kept against measured latency, and whether each searched student keeps 97% of
-   the teacher's accuracy and beats the hand-designed students of similar latency.
+   the teacher's accuracy and beats the hand-designed students of similar latency. With --seeds N
+   every student learns N times (seeds 0..N-1, one teacher): a point or two between students is
+   within one run's spread, so compare means.
 2. The ablation (--ablation NAME, default the student nearest a quarter of the teacher's latency):
    PKD-Skip, PKD-Skip with the task's unlabelled text (--transfer), PKD-Last, KD and CE on that
    student alone, with the same steps.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +49,21 @@ def score(m: dict) -> float:
     return m["test_accuracy"] if m.get("test_accuracy") is not None else m["dev_accuracy"]
 
 
+def summarise(reports: list[dict]) -> list[dict]:
+    """Per model over the seeds' reports: its scores, their mean and standard deviation, and its median
+    latency (each report timed its models together)."""
+    names: dict[str, dict] = {}
+    for r in reports:
+        for m in r["models"]:
+            row = names.setdefault(m["name"], {"name": m["name"], "kind": m["kind"], "scores": [], "ms": []})
+            row["scores"].append(score(m))
+            row["ms"].append(m["latency_ms"])
+    for row in names.values():
+        row["mean"], row["latency_ms"] = statistics.fmean(row["scores"]), statistics.median(row["ms"])
+        row["sd"] = statistics.stdev(row["scores"]) if len(row["scores"]) > 1 else 0.0
+    return list(names.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--export-dir", required=True, help="output folder of `export` (or of `run`: RUN/export)")
@@ -58,8 +76,12 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--bench-report", help="benchmark report.json whose narrowed BERTs learn the task too "
                     "(default: the one beside the export, as `run` lays it out)")
+    ap.add_argument("--seeds", type=int, default=1, help="train every student with this many seeds (0, 1, ...), "
+                    "one teacher for all; the table gives mean and standard deviation (default 1)")
     ap.add_argument("--out", default="runs/task-benchmark")
     args = ap.parse_args()
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be 1 or more")
     out = Path(args.out)
     backend = get_backend(resolve_profile(args.device, None))
     task = load_task(args.train, args.dev, args.test, quick=args.quick)
@@ -69,19 +91,25 @@ def main() -> None:
     narrow = benchmark_narrow(bench)
     if not narrow:
         print(f"note: no saved narrowed BERTs in {bench}; only PKD's students are baselines")
-    report = run_task(task, students, backend, out / "main", None, cfg, progress=True, narrow=narrow)
+    # One teacher for every seed (TaskConfig.teacher_seed): the spread is the students' own.
+    reports = [run_task(task, students, backend, out / ("main" if seed == 0 else f"main-seed{seed}"), None,
+                        replace(cfg, seed=seed), progress=True, narrow=narrow) for seed in range(args.seeds)]
+    report, rows = reports[0], summarise(reports)
     models = report["models"]
-    teacher = models[0]
-    print(f"\n{task.name}: teacher {score(teacher):.3f} at {teacher['latency_ms']:.3f} ms ({report['device']})")
+    teacher = rows[0]
+    print(f"\n{task.name}: teacher {teacher['mean']:.3f} at {teacher['latency_ms']:.3f} ms ({report['device']}); "
+          f"{args.seeds} seed(s) per student, accuracy as mean ± standard deviation")
     print("| model | kind | latency ms | speedup | accuracy | kept | >= 97% | beats baselines of similar latency |")
     print("|---|---|---|---|---|---|---|---|")
-    baselines = [m for m in models if m["kind"] in ("pkd", "narrow")]
-    for m in models[1:]:
-        kept = score(m) / score(teacher)
+    baselines = [m for m in rows if m["kind"] in ("pkd", "narrow")]
+    for m in rows[1:]:
+        kept = m["mean"] / teacher["mean"]
         similar = [b for b in baselines if b["latency_ms"] <= 1.25 * m["latency_ms"]]
-        beats = "-" if m["kind"] != "searched" else ("yes" if all(score(m) > score(b) for b in similar) else "no")
-        print(f"| {m['name']} | {m['kind']} | {m['latency_ms']:.3f} | {m['speedup']:.2f} | {score(m):.3f} | "
-              f"{100 * kept:.1f}% | {'yes' if kept >= KEEP_GOAL else 'no'} | {beats} |")
+        beats = "-" if m["kind"] != "searched" else (
+            "yes" if all(m["mean"] > b["mean"] for b in similar) else "no")
+        spread = f" ± {m['sd']:.3f}" if len(m["scores"]) > 1 else ""
+        print(f"| {m['name']} | {m['kind']} | {m['latency_ms']:.3f} | {teacher['latency_ms'] / m['latency_ms']:.2f} "
+              f"| {m['mean']:.3f}{spread} | {100 * kept:.1f}% | {'yes' if kept >= KEEP_GOAL else 'no'} | {beats} |")
     if args.no_ablation:
         return
     searched = [m for m in models if m["kind"] == "searched"]

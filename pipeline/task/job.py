@@ -18,7 +18,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,14 @@ def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: Ta
     teacher = bert_task_model(bert, task.outputs)
     data = short_hash([task.train.texts, task.train.pairs, [str(x) for x in task.train.labels], task.classes])
     key = {"teacher": weights_hash(bert), "data": data, "steps": cfg.teacher_steps, "lr": cfg.teacher_lr,
-           "batch": cfg.batch_size, "max_length": cfg.max_length, "seed": cfg.seed, "format": 1}
+           "batch": cfg.batch_size, "max_length": cfg.max_length, "seed": cfg.teacher_seed, "format": 1}
     record: dict[str, Any] = {}
 
     def train() -> dict[str, torch.Tensor]:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.teacher_seed)
         teacher.head.reset_parameters()
-        record.update(fit(teacher, rows, task.train.labels, pad_id, cfg, task.regression, steps=cfg.teacher_steps,
+        record.update(fit(teacher, rows, task.train.labels, pad_id, replace(cfg, seed=cfg.teacher_seed),
+                          task.regression, steps=cfg.teacher_steps,
                           lr=cfg.teacher_lr, desc="fine-tune teacher", progress=progress))
         log(f"fine-tuned the teacher on the task: {record.get('steps', 0)} steps in {record.get('seconds', 0):.0f} s")
         return {k: v.detach().clone() for k, v in teacher.state_dict().items()}
@@ -280,8 +281,6 @@ def load_task(train: str | None = None, dev: str | None = None, test: str | None
               dataset: str | None = None, cols=None, quick: bool = False, unlabeled: str | None = None) -> Task:
     """The task the user named: files, a `datasets` name, or (neither) the offline WordNet task (with its
     unlabelled glosses); `unlabeled`: a file of the task's text without labels (the transfer set)."""
-    from dataclasses import replace
-
     from pipeline.task.data import Columns, load_dataset, load_files, load_unlabeled
     from pipeline.task.wordnet import SIZES, UNLABELED, wordnet_task
 

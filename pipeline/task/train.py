@@ -42,7 +42,10 @@ class TaskConfig:
     warmup_frac: float = 0.1      # BERT's linear warm-up, then linear decay to 0
     weight_decay: float = 0.01    # BERT's
     max_length: int = 128         # tokens per example: the profile's sequence length, what latency is measured at
-    seed: int = opt(0, "random seed of the task stage")
+    seed: int = opt(0, "random seed of the students' heads and batches")
+    # Apart from the students' seed: students of several seeds then learn from one teacher, fine-tuned
+    # (and cached) once, so that their spread is the students' own.
+    teacher_seed: int = opt(0, "random seed of the teacher's fine-tuning on the task")
     # Where the task has unlabelled text (the default task's extra glosses, --unlabeled), the students can
     # learn the teacher's predictions and states on it too, a batch of it beside each labelled batch. Off:
     # on the default task it gave +0.3 test / +0.8 dev points for 2.1x the training time (benchmarks/results).

@@ -59,14 +59,15 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     again = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,
                      log=logs.append)
     assert again == json.loads((tmp_path / "task_report.json").read_text()) and "reused" in logs[-1]
-    # with unlabelled text (the dev texts, unlabelled): the students learn the teacher's predictions on it
+    # with unlabelled text (the dev texts, unlabelled) and another seed: the students learn the teacher's
+    # predictions on it, from the same teacher (the students' seed is not the teacher's)
     from dataclasses import replace
 
     from pipeline.task.data import Split
 
     extra = replace(task, unlabeled=Split(task.dev.texts, None, []))
     fresh = run_task(extra, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
-                     replace(cfg, transfer=True), baselines=False, log=logs.append)
+                     replace(cfg, transfer=True, seed=1), baselines=False, log=logs.append)
     assert any("reused the teacher" in line for line in logs)  # its fine-tuning never reads unlabelled text
     assert any(f"on {len(task.dev)} unlabelled examples" in line for line in logs)
     assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
