@@ -21,6 +21,7 @@ sentence-transformers then falls back to mean pooling without normalisation.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -81,6 +82,7 @@ def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
     return ["modules.json", *copied]
 
 
+@functools.lru_cache(maxsize=8)  # export asks once per student; a plain id's failed hub query once per process
 def sentence_modules_folder(teacher: str | Path, cache_dir: str | Path | None = None) -> Path | None:
     """Where a teacher's sentence-transformers files lie: its folder, or for a Hugging Face id its snapshot
     in the hub cache, the module files fetched into it where the hub can be reached (from_pretrained
