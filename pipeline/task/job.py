@@ -175,7 +175,8 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         transfer = random.Random(cfg.seed).sample(transfer, cfg.max_unlabeled)
     if transfer:
         log(f"the students also learn the teacher's predictions on {len(transfer)} unlabelled examples")
-    targets = teacher_targets(teacher, rows["train"] + transfer, pad_id, progress)  # [N+U, C], [N+U, L-1, T]
+    targets = teacher_targets(teacher, rows["train"] + transfer, pad_id, progress,  # [N+U, C], [N+U, L-1, T]
+                              pool=cfg.pkd_states)
 
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
@@ -187,7 +188,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                      desc=f"task {s['name']}", progress=progress, transfer=transfer)
-        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}), {record['steps']} steps, "
+        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states), {record['steps']} steps, "
             f"{record['seconds']:.0f} s")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,

@@ -3,7 +3,7 @@
 The head reads the mean of the encoder's final states over the real tokens (the pooling of the
 default teacher's sentence-transformers modules, so a student starts from the embedding it was
 distilled to produce), through dropout and one linear layer. `features` also returns the [CLS]
-states of the encoder's intermediate layers, for PKD's patient term:
+states (or, `pool="mean"`, the mean states) of the encoder's intermediate layers, for PKD's patient term:
 - a searched or narrow student (`Student`): its block outputs (each block is a run of teacher
   layers, so block boundaries are its natural intermediate layers), each projected from the
   block's width H_i to the teacher's (a linear map that only training uses, as TinyBERT's);
@@ -25,6 +25,18 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """states [B, S, T], mask [B, S] -> [B, T] mean over the real tokens."""
     m = mask.unsqueeze(-1).to(states.dtype)
     return (states * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+POOLS = ("cls", "mean")
+
+
+def pool_states(states: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """states [B, S, H], mask [B, S] -> [B, H]: the [CLS] state (PKD's) or the mean over the real tokens."""
+    if pool == "cls":
+        return states[:, 0]
+    if pool == "mean":
+        return mean_pool(states, mask)
+    raise ValueError(f"unknown pooling {pool!r}; use cls or mean")
 
 
 class TaskModel(nn.Module):
@@ -61,17 +73,18 @@ class TaskModel(nn.Module):
             final = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(mean_pool(final, attention_mask)))    # [B, C]
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 layers: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(logits [B, C], [CLS] states [B, T] of the given 1-based intermediate layers, default all)."""
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: list[int] | None = None,
+                 pool: str = "cls") -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits [B, C], pooled states [B, T] of the given 1-based intermediate layers, default all)."""
         final, inner = self._states(input_ids, attention_mask)
         logits = self.head(self.dropout(mean_pool(final, attention_mask)))
         layers = layers if layers is not None else list(range(1, len(inner) + 1))
-        cls = []
+        pooled = []
         for k in layers:
-            state = inner[k - 1][:, 0]                                         # [B, H_k]
-            cls.append(self.projections[k - 1](state) if self.is_student else state)
-        return logits, cls
+            state = pool_states(inner[k - 1], attention_mask, pool)            # [B, H_k]
+            # the projection is linear: projecting the mean is the mean of the projected states
+            pooled.append(self.projections[k - 1](state) if self.is_student else state)
+        return logits, pooled
 
 
 def student_task_model(student: Student, outputs: int) -> TaskModel:
@@ -99,12 +112,12 @@ class HeadedTeacher(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 layers: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: list[int] | None = None,
+                 pool: str = "cls") -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         inner = out.hidden_states[1:-1]
         layers = layers if layers is not None else list(range(1, len(inner) + 1))
-        return out.logits, [inner[k - 1][:, 0] for k in layers]
+        return out.logits, [pool_states(inner[k - 1], attention_mask, pool) for k in layers]
 
 
 def headed_teacher(name: str, classes: list[str] | None, outputs: int) -> tuple[HeadedTeacher | None, str]:

@@ -1,7 +1,7 @@
 """Training on a labelled task: the teacher by plain fine-tuning, the students by PKD from it.
 
 The training split is tokenised once; a step draws a random batch and pads it to its longest
-example. The teacher's logits and [CLS] states at every layer are computed once for the whole
+example. The teacher's logits and pooled states at every layer are computed once for the whole
 training split (dropout off: PKD's soft targets are the teacher's predictions), so a student's
 step costs only its own forward and backward.
 """
@@ -19,6 +19,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 from pipeline.options import opt
 from pipeline.task.data import Split
+from pipeline.task.models import POOLS
 from pipeline.task.pkd import MAPS, METHODS, method_weights, pkd_loss
 
 
@@ -30,6 +31,10 @@ class TaskConfig:
                    "last (the last ones)", choices=MAPS)
     # PKD's released presets: a = 0.7, T = 10, b = 500 on normalised states; the paper searched
     # T in {5, 10, 20}, a in {0.2, 0.5, 0.7}, b in {10, 100, 500, 1000}.
+    # PKD matches [CLS] states because BERT's classifier reads [CLS]; the heads here read the mean over
+    # the tokens (the default teacher's own pooling), so its states at each layer are the analogue.
+    pkd_states: str = opt("cls", "which state of a layer the intermediate term matches: cls (PKD's) or "
+                          "mean (over the real tokens, what the heads read)", choices=POOLS)
     alpha: float = opt(0.7, "weight of the soft targets against the labels (a)")
     temperature: float = opt(10.0, "temperature of the soft targets (T)")
     beta: float = opt(500.0, "weight of the normalised intermediate states (b)")
@@ -59,6 +64,8 @@ class TaskConfig:
             raise PipelineError(f"unknown --method {self.method!r}; use pkd, kd or ce")
         if self.pkd not in MAPS:
             raise PipelineError(f"unknown --pkd {self.pkd!r}; use skip or last")
+        if self.pkd_states not in POOLS:
+            raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls or mean")
         if not 0 <= self.alpha <= 1:
             raise PipelineError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0 or self.beta < 0:
@@ -117,15 +124,16 @@ def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's (logits [N, C], [CLS] states of its intermediate layers [N, L - 1, T]) in eval mode."""
+def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False,
+                    pool: str = "cls") -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's (logits [N, C], pooled states of its intermediate layers [N, L - 1, T]) in eval mode."""
     teacher.eval()
     logits, states = [], []
     for ids, mask in tqdm(batches(rows, pad_id), desc="teacher targets", unit="batch", total=-(-len(rows) // 64),
                           disable=not progress, leave=False):
-        lg, cls = teacher.features(ids, mask)
+        lg, pooled = teacher.features(ids, mask, pool=pool)
         logits.append(lg.float())
-        states.append(torch.stack(cls, 1).float() if cls else torch.zeros(len(ids), 0, lg.shape[1]))
+        states.append(torch.stack(pooled, 1).float() if pooled else torch.zeros(len(ids), 0, lg.shape[1]))
     return torch.cat(logits), torch.cat(states)
 
 
@@ -133,11 +141,12 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
         targets: tuple[torch.Tensor, torch.Tensor] | None = None, layer_map: list[int] | None = None,
         steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False,
         transfer: Encoded | None = None) -> dict[str, float]:
-    """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher [CLS] states
-    [N, L - 1, T]) by cfg.method and the layer map (student layer i -> teacher layer layer_map[i-1]);
-    without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, learnt from the targets only
-    (targets then cover rows + transfer, in that order); each step adds a batch of them to the labelled
-    batch (measured: drawn from the union instead, the labels were diluted and accuracy fell). Returns the
+    """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher pooled states
+    [N, L - 1, T], pooled as cfg.pkd_states) by cfg.method and the layer map (student layer i -> teacher
+    layer layer_map[i-1]); without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, learnt
+    from the targets only (targets then cover rows + transfer, in that order); each step adds a batch of
+    them to the labelled batch (measured: drawn from the union instead, the labels were diluted and
+    accuracy fell). Returns the
     loss at the start and the end and the time."""
     steps = cfg.steps if steps is None else steps
     lr = cfg.lr if lr is None else lr
@@ -170,7 +179,7 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
             loss = pkd_loss(logits, y[rows_], logits.detach(), [], [], 0.0, 1.0, 0.0, regression)
         else:
             use = mapped if beta else []
-            logits, states = model.features(ids, mask, list(range(1, len(use) + 1)))
+            logits, states = model.features(ids, mask, list(range(1, len(use) + 1)), pool=cfg.pkd_states)
             teacher_states = [targets[1][rows_, k - 1] for k in use]
             loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
                             beta, regression, labeled=has_label[rows_])

@@ -49,3 +49,24 @@ def test_a_classifier_teacher_is_used_with_its_head_in_the_tasks_class_order(tin
     assert headed_teacher(str(tmp_path / "clf"), None, 1)[0] is None  # a regression: another head
     none, why = headed_teacher(str(tiny_teacher), ["a", "b"], 2)
     assert none is None and "no sequence-classification head" in why
+
+
+def test_mean_states_are_the_pooled_intermediate_layers_of_a_student_and_a_bert(tiny_teacher):
+    from transformers import BertModel
+
+    arch = Architecture(32, 16, (Block(64, ("mha", "ffn")), Block(32, ("ffn",))), vocab_size=50, max_positions=16)
+    student = student_task_model(Student(arch, dropout=0.0), 3).eval()
+    ids, mask = torch.randint(0, 50, (4, 10)), torch.ones(4, 10, dtype=torch.int64)
+    mask[2, 4:] = 0
+    _, states = student.features(ids, mask, pool="mean")
+    block = student.encoder.block_outputs(ids, mask)[0]                     # [B, S, 64]
+    torch.testing.assert_close(states[0], student.projections[0](mean_pool(block, mask)))
+    assert not torch.allclose(states[0], student.features(ids, mask)[1][0])  # not the [CLS] state
+
+    bert = bert_task_model(BertModel.from_pretrained(tiny_teacher), 2).eval()
+    ids = torch.randint(0, 1000, (2, 8))
+    mask = torch.ones(2, 8, dtype=torch.int64)
+    mask[0, 5:] = 0
+    _, states = bert.features(ids, mask, [2], pool="mean")
+    out = bert.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(states[0][0], out.hidden_states[2][0, :5].mean(0))

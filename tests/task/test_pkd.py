@@ -96,3 +96,13 @@ def test_bad_maps_are_refused():
         layer_map(7, 6)
     with pytest.raises(ValueError, match="unknown"):
         layer_map(3, 6, "middle")
+
+
+def test_a_bad_task_recipe_is_refused_with_its_flag():
+    from pipeline.errors import PipelineError
+    from pipeline.task.train import TaskConfig
+
+    with pytest.raises(PipelineError, match="--pkd-states"):
+        TaskConfig(pkd_states="max")
+    with pytest.raises(PipelineError, match="--pkd "):
+        TaskConfig(pkd="middle")
