@@ -32,7 +32,7 @@ from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
 from pipeline.model.hf import save_student
 from pipeline.model.student import example_inputs
-from pipeline.model.teacher import Encoder, weights_hash
+from pipeline.model.teacher import Encoder, load_teacher, weights_hash
 from pipeline.model.texts import NEWS_SOURCE, news_sentences
 from pipeline.onnxio import export_onnx, optimize_bert, optimize_onnx
 from pipeline.space import count_flops, count_params
@@ -80,9 +80,7 @@ class Bench:
                                                         "at load)"})]
         try:
             # The transformer optimizer recognises BERT's eager attention, not the SDPA export.
-            from transformers import BertModel
-
-            eager = BertModel.from_pretrained(self.teacher.name_or_path, attn_implementation="eager").eval()
+            eager = load_teacher(self.teacher.name_or_path, attention="eager")
             raw = export_onnx(Encoder(eager), self.inputs, folder / "teacher.eager.onnx")
             c = self.teacher.config
             fused_path, fused = optimize_bert(raw, folder / "teacher.fused.onnx", c.num_attention_heads,

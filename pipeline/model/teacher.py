@@ -45,24 +45,30 @@ def load_teacher_config(name: str | None = None):  # -> transformers.BertConfig
     return config
 
 
-def load_teacher(name: str | None = None):  # -> transformers.BertModel
+def load_teacher(name: str | None = None, attention: str | None = None):  # -> transformers.BertModel
+    """The teacher in eval mode; `attention`: transformers' attn_implementation (None: its default, SDPA)."""
     from transformers import BertModel
     from transformers.utils import logging as hf_logging
 
     config = load_teacher_config(name)
     path = resolve_teacher(name)
     # transformers prints a table of the checkpoint's keys it did not use (MiniLM's position_ids buffer,
-    # a pretraining head): noise on every stage. What matters, weights the checkpoint lacks, is checked here.
-    verbosity = hf_logging.get_verbosity()
+    # a pretraining head) and a progress bar: noise on every stage. What matters, weights the checkpoint
+    # lacks, is checked here.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a bar per load ("Loading weights") for a second's work
     try:
-        model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True)
+        extra = {"attn_implementation": attention} if attention else {}
+        model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True, **extra)
     except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
                             "Download or save the teacher again") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     # The pooler is never read (students and sentence embeddings read the states); anything else missing
     # would be a teacher with random layers.
     missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
