@@ -12,9 +12,9 @@
    every student learns N times (seeds 0..N-1, one teacher): a point or two between students is
    within one run's spread, so compare means.
 2. The ablation (--ablation NAME, default the student nearest a quarter of the teacher's latency):
-   PKD-Skip, PKD-Skip on the layers' mean states (--pkd-states mean), PKD-Skip with the task's
-   unlabelled text (--transfer), PKD-Last, KD and CE on that student alone, with the same steps
-   (--settings picks some), each with the --seeds too. --no-main skips step 1.
+   PKD-Skip, PKD-Skip on the layers' mean states (--pkd-states mean) and on every token's (tokens),
+   PKD-Skip with the task's unlabelled text (--transfer), PKD-Last, KD and CE on that student alone,
+   with the same steps (--settings picks some), each with the --seeds too. --no-main skips step 1.
 Results go to OUT (default runs/task-benchmark): one task report per setting and ablation.md.
 Timing: each report times its models together; run it alone on the machine.
 """
@@ -35,6 +35,7 @@ from pipeline.task.train import TaskConfig
 
 # (label, TaskConfig overrides); the first is the main report's recipe (the defaults), not trained twice
 SETTINGS = [("PKD-Skip", {}), ("PKD-Skip mean states", {"pkd_states": "mean"}),
+            ("PKD-Skip token states", {"pkd_states": "tokens"}),
             ("PKD-Skip + unlabelled text", {"transfer": True}),
             ("PKD-Last", {"pkd": "last"}), ("KD", {"method": "kd"}), ("CE", {"method": "ce"})]
 KEEP_GOAL = 0.97  # NAS-KD reports over 97% of the teacher on every task

@@ -187,9 +187,9 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         model = student_task_model(student, task.outputs)
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
-                     desc=f"task {s['name']}", progress=progress, transfer=transfer)
-        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states), {record['steps']} steps, "
-            f"{record['seconds']:.0f} s")
+                     desc=f"task {s['name']}", progress=progress, transfer=transfer, teacher=teacher)
+        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states), "
+            f"{record['steps']} steps, {record['seconds']:.0f} s")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,
                                 "train": record}})
@@ -208,7 +208,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
                 model.head.load_state_dict(teacher.head.state_dict())
             mapping = layer_map(k, layers, cfg.pkd)
             record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
-                         desc=f"task pkd_{k}", progress=progress, transfer=transfer)
+                         desc=f"task pkd_{k}", progress=progress, transfer=transfer, teacher=teacher)
             log(f"pkd_{k} (the fine-tuned teacher's first {k} layers): {record['steps']} steps")
             extra.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
                           "info": {"params": sum(p.numel() for p in model.encoder.parameters()),

@@ -3,7 +3,8 @@
 The head reads the mean of the encoder's final states over the real tokens (the pooling of the
 default teacher's sentence-transformers modules, so a student starts from the embedding it was
 distilled to produce), through dropout and one linear layer. `features` also returns the [CLS]
-states (or, `pool="mean"`, the mean states) of the encoder's intermediate layers, for PKD's patient term:
+states (or, `pool="mean"`, the mean states; `pool="tokens"`, every token's) of the encoder's intermediate
+layers, for PKD's patient term:
 - a searched or narrow student (`Student`): its block outputs (each block is a run of teacher
   layers, so block boundaries are its natural intermediate layers), each projected from the
   block's width H_i to the teacher's (a linear map that only training uses, as TinyBERT's);
@@ -27,16 +28,19 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * m).sum(1) / m.sum(1).clamp(min=1)
 
 
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "tokens")
 
 
 def pool_states(states: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
-    """states [B, S, H], mask [B, S] -> [B, H]: the [CLS] state (PKD's) or the mean over the real tokens."""
+    """states [B, S, H], mask [B, S] -> [B, H]: the [CLS] state (PKD's) or the mean over the real tokens;
+    or (tokens) every token's state, [B, S, H] as it is."""
     if pool == "cls":
         return states[:, 0]
     if pool == "mean":
         return mean_pool(states, mask)
-    raise ValueError(f"unknown pooling {pool!r}; use cls or mean")
+    if pool == "tokens":
+        return states
+    raise ValueError(f"unknown pooling {pool!r}; use cls, mean or tokens")
 
 
 class TaskModel(nn.Module):
@@ -75,7 +79,8 @@ class TaskModel(nn.Module):
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: list[int] | None = None,
                  pool: str = "cls") -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(logits [B, C], pooled states [B, T] of the given 1-based intermediate layers, default all)."""
+        """(logits [B, C], pooled states [B, T] ([B, S, T] for tokens) of the given 1-based intermediate
+        layers, default all)."""
         final, inner = self._states(input_ids, attention_mask)
         logits = self.head(self.dropout(mean_pool(final, attention_mask)))
         layers = layers if layers is not None else list(range(1, len(inner) + 1))

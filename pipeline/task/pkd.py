@@ -38,19 +38,25 @@ def layer_map(student_layers: int, teacher_layers: int, mode: str = "skip") -> l
     return [big - n + i for i in range(1, n)]
 
 
-def normalised_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def normalised_distance(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """s, t [B, D] -> || s/||s|| - t/||t|| ||^2 averaged over the batch and the D dimensions: PKD's code
-    takes the MSE of the normalised states, and its b = 500 is set for that scale."""
-    return (F.normalize(s, dim=-1) - F.normalize(t, dim=-1)).pow(2).mean()
+    takes the MSE of the normalised states, and its b = 500 is set for that scale. s, t [B, S, D] (every
+    token's state) with mask [B, S]: the same averaged over the real tokens only."""
+    d = (F.normalize(s, dim=-1) - F.normalize(t, dim=-1)).pow(2)
+    if s.dim() == 2:
+        return d.mean()
+    m = mask.unsqueeze(-1).to(d.dtype)                                   # [B, S, 1]
+    return (d * m).sum() / (m.sum() * d.shape[-1]).clamp(min=1)
 
 
 def pkd_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
              student_states: list[torch.Tensor], teacher_states: list[torch.Tensor],
              alpha: float, temperature: float, beta: float, regression: bool = False,
-             labeled: torch.Tensor | None = None) -> torch.Tensor:
+             labeled: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """logits, teacher_logits [B, C] ([B, 1] for regression); labels [B] (class indices or floats);
-    student_states, teacher_states: mapped [CLS] states [B, D] each, pairwise. labeled [B] bool: the rows
-    that have a label (the others are unlabelled text: soft and intermediate terms only); None: all."""
+    student_states, teacher_states: mapped pooled states [B, D] each, pairwise, or every token's [B, S, D]
+    with the attention mask [B, S]. labeled [B] bool: the rows that have a label (the others are
+    unlabelled text: soft and intermediate terms only); None: all."""
     if len(student_states) != len(teacher_states):
         raise ValueError(f"{len(student_states)} student states against {len(teacher_states)} teacher states")
     rows = labeled if labeled is not None else torch.ones(len(logits), dtype=torch.bool)
@@ -68,7 +74,7 @@ def pkd_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.T
     loss = (1 - alpha) * hard + alpha * soft
     if beta and student_states:
         # PKD's code averages over the mapped layers too (one MSE of the stacked states)
-        distance = sum(normalised_distance(s, t) for s, t in zip(student_states, teacher_states, strict=True))
+        distance = sum(normalised_distance(s, t, mask) for s, t in zip(student_states, teacher_states, strict=True))
         loss = loss + beta * distance / len(student_states)
     return loss
 

@@ -33,8 +33,11 @@ class TaskConfig:
     # T in {5, 10, 20}, a in {0.2, 0.5, 0.7}, b in {10, 100, 500, 1000}.
     # PKD matches [CLS] states because BERT's classifier reads [CLS]; the heads here read the mean over
     # the tokens (the default teacher's own pooling), so its states at each layer are the analogue.
-    pkd_states: str = opt("cls", "which state of a layer the intermediate term matches: cls (PKD's) or "
-                          "mean (over the real tokens, what the heads read)", choices=POOLS)
+    # tokens: every token's state, as TinyBERT's task distillation; too many to hold for a whole training
+    # split, so the teacher runs beside each step (about twice the step time of a small student).
+    pkd_states: str = opt("cls", "which state of a layer the intermediate term matches: cls (PKD's), "
+                          "mean (over the real tokens, what the heads read) or tokens (every token's)",
+                          choices=POOLS)
     alpha: float = opt(0.7, "weight of the soft targets against the labels (a)")
     temperature: float = opt(10.0, "temperature of the soft targets (T)")
     beta: float = opt(500.0, "weight of the normalised intermediate states (b)")
@@ -65,7 +68,7 @@ class TaskConfig:
         if self.pkd not in MAPS:
             raise PipelineError(f"unknown --pkd {self.pkd!r}; use skip or last")
         if self.pkd_states not in POOLS:
-            raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls or mean")
+            raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls, mean or tokens")
         if not 0 <= self.alpha <= 1:
             raise PipelineError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0 or self.beta < 0:
@@ -126,12 +129,13 @@ def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
 @torch.no_grad()
 def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False,
                     pool: str = "cls") -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's (logits [N, C], pooled states of its intermediate layers [N, L - 1, T]) in eval mode."""
+    """The teacher's (logits [N, C], pooled states of its intermediate layers [N, L - 1, T]) in eval mode;
+    for pool="tokens" no states ([N, 0, C]): `fit` runs the teacher beside each step for them."""
     teacher.eval()
     logits, states = [], []
     for ids, mask in tqdm(batches(rows, pad_id), desc="teacher targets", unit="batch", total=-(-len(rows) // 64),
                           disable=not progress, leave=False):
-        lg, pooled = teacher.features(ids, mask, pool=pool)
+        lg, pooled = teacher.features(ids, mask, [] if pool == "tokens" else None, pool=pool)
         logits.append(lg.float())
         states.append(torch.stack(pooled, 1).float() if pooled else torch.zeros(len(ids), 0, lg.shape[1]))
     return torch.cat(logits), torch.cat(states)
@@ -140,13 +144,13 @@ def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False,
 def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regression: bool,
         targets: tuple[torch.Tensor, torch.Tensor] | None = None, layer_map: list[int] | None = None,
         steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False,
-        transfer: Encoded | None = None) -> dict[str, float]:
+        transfer: Encoded | None = None, teacher: nn.Module | None = None) -> dict[str, float]:
     """Train a TaskModel on (rows, labels): with targets (teacher logits [N, C], teacher pooled states
     [N, L - 1, T], pooled as cfg.pkd_states) by cfg.method and the layer map (student layer i -> teacher
     layer layer_map[i-1]); without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, learnt
     from the targets only (targets then cover rows + transfer, in that order); each step adds a batch of
     them to the labelled batch (measured: drawn from the union instead, the labels were diluted and
-    accuracy fell). Returns the
+    accuracy fell). `teacher`: for cfg.pkd_states "tokens", run beside each step for its states. Returns the
     loss at the start and the end and the time."""
     steps = cfg.steps if steps is None else steps
     lr = cfg.lr if lr is None else lr
@@ -162,6 +166,11 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     y = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
     has_label = torch.arange(len(rows)) < n_labeled
     mapped = layer_map or []
+    tokens = cfg.pkd_states == "tokens" and bool(beta and mapped)
+    if tokens and teacher is None:
+        raise ValueError("--pkd-states tokens needs the teacher beside the student")
+    if tokens:
+        teacher.eval()
     g = torch.Generator().manual_seed(cfg.seed)
     opt_ = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     curve = torch.empty(steps)
@@ -180,9 +189,13 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
         else:
             use = mapped if beta else []
             logits, states = model.features(ids, mask, list(range(1, len(use) + 1)), pool=cfg.pkd_states)
-            teacher_states = [targets[1][rows_, k - 1] for k in use]
+            if tokens:
+                with torch.no_grad():
+                    teacher_states = teacher.features(ids, mask, use, pool="tokens")[1]   # [B, S, T] each
+            else:
+                teacher_states = [targets[1][rows_, k - 1] for k in use]
             loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
-                            beta, regression, labeled=has_label[rows_])
+                            beta, regression, labeled=has_label[rows_], mask=mask)
         opt_.zero_grad(set_to_none=True)
         loss.backward()
         opt_.step()

@@ -70,3 +70,28 @@ def test_mean_states_are_the_pooled_intermediate_layers_of_a_student_and_a_bert(
     _, states = bert.features(ids, mask, [2], pool="mean")
     out = bert.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     torch.testing.assert_close(states[0][0], out.hidden_states[2][0, :5].mean(0))
+
+
+def test_token_states_are_every_tokens_and_fit_runs_the_teacher_beside_the_student(tiny_teacher):
+    import pytest
+    from transformers import BertModel
+
+    from pipeline.task.train import TaskConfig, fit, teacher_targets
+
+    torch.manual_seed(0)
+    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 2).eval()
+    hidden = teacher.encoder.config.hidden_size
+    arch = Architecture(hidden, 16, (Block(32, ("mha", "ffn")), Block(32, ("ffn",))), vocab_size=1000,
+                        max_positions=64)
+    student = student_task_model(Student(arch, dropout=0.0), 2)
+    ids, mask = torch.randint(5, 1000, (3, 7)), torch.ones(3, 7, dtype=torch.int64)
+    _, states = student.features(ids, mask, pool="tokens")
+    assert states[0].shape == (3, 7, hidden)                               # projected to the teacher's width
+    rows = [[2] + torch.randint(5, 1000, (n,)).tolist() + [3] for n in (3, 5, 8, 4)]
+    cfg = TaskConfig(pkd_states="tokens", steps=3, batch_size=4)
+    targets = teacher_targets(teacher, rows, 0, pool="tokens")
+    assert targets[1].shape[1] == 0                                        # not held: fit asks the teacher
+    record = fit(student, rows, [0, 1, 0, 1], 0, cfg, False, targets, [1], teacher=teacher)
+    assert record["steps"] == 3 and record["loss_last"] > 0
+    with pytest.raises(ValueError, match="needs the teacher"):
+        fit(student, rows, [0, 1, 0, 1], 0, cfg, False, targets, [1])

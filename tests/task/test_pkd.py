@@ -35,6 +35,18 @@ def test_pkd_loss_matches_a_hand_computation():
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_token_states_are_compared_on_the_real_tokens_only():
+    from pipeline.task.pkd import normalised_distance
+
+    s = torch.tensor([[[3.0, 4.0], [1.0, 0.0], [5.0, 5.0]]])              # [1, 3, 2]: the third is padding
+    t = torch.tensor([[[4.0, 3.0], [0.0, 2.0], [-1.0, 0.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    # the two real tokens as the [CLS] example above: (0.08 + 2) over 2 tokens x 2 dimensions
+    assert float(normalised_distance(s, t, mask)) == pytest.approx((0.08 + 2.0) / 4)
+    flat = normalised_distance(s[0, :2], t[0, :2])                        # the same pairs as pooled states
+    assert float(flat) == pytest.approx((0.08 + 2.0) / 4)
+
+
 def test_unlabelled_rows_learn_only_from_the_teacher():
     torch.manual_seed(0)
     logits, teacher = torch.randn(4, 3), torch.randn(4, 3)
