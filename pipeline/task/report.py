@@ -37,7 +37,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{t['kind']}, {len(t['classes'] or []) or 'float'} {'classes' if t['classes'] else 'labels'}; "
              f"{t['train_examples']} train / {t['dev_examples']} dev / {t['test_examples']} test examples. "
              f"Teacher: {report['teacher']}, fine-tuned on the task. Students learn it by "
-             f"{report['config']['method']} ({report['config']['pkd']} layer map), "
+             f"{report['config']['method']} ({report['config']['pkd']} layer map, "
+             f"{report['config'].get('pkd_states', 'cls')} states), "
              f"{report['config']['steps']} steps each. Scores ({metric}) are of the deployed artifacts; "
              f"latency is the {report['statistic']} on the device, all models timed together; kept = "
              f"relative to the teacher.", "",
