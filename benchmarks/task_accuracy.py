@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 from dataclasses import replace
@@ -37,6 +38,8 @@ from pipeline.task.train import TaskConfig
 SETTINGS = [("PKD-Skip", {}), ("PKD-Skip mean states", {"pkd_states": "mean"}),
             ("PKD-Skip token states", {"pkd_states": "tokens"}),
             ("PKD-Skip + unlabelled text", {"transfer": True}),
+            ("PKD-Skip, teacher's head", {"student_head": "teacher"}),
+            ("PKD-Skip, adapted 500 steps + teacher's head", {"adapt_steps": 500, "student_head": "teacher"}),
             ("PKD-Last", {"pkd": "last"}), ("KD", {"method": "kd"}), ("CE", {"method": "ce"})]
 KEEP_GOAL = 0.97  # NAS-KD reports over 97% of the teacher on every task
 
@@ -155,7 +158,7 @@ def main() -> None:
             if not overrides and reports:
                 r = reports[seed]  # the main report's own setting: not trained twice
             else:
-                folder = out / ("ablation-" + label.replace(" + ", "-").replace(" ", "-")
+                folder = out / ("ablation-" + re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")
                                 + ("" if seed == 0 else f"-seed{seed}"))
                 r = run_task(task, one, backend, folder, None, replace(cfg, seed=seed, **overrides),
                              baselines=False, progress=True)

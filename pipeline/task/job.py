@@ -36,6 +36,7 @@ from pipeline.task.data import Task
 from pipeline.task.metrics import scores
 from pipeline.task.models import bert_task_model, student_task_model
 from pipeline.task.pkd import layer_map
+from pipeline.task.start import prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
@@ -169,10 +170,12 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         f"{len(task.test) if task.test else 0} test examples")
     teacher, teacher_record = fine_tuned_teacher(teacher_name, task, rows["train"], pad_id, cfg, progress, log)
     layers = teacher.encoder.config.num_hidden_layers
-    transfer = encode(tokenizer, task.unlabeled, max_length) if task.unlabeled and cfg.transfer else []
-    if len(transfer) > cfg.max_unlabeled:
-        log(f"{len(transfer)} unlabelled examples: a seeded sample of {cfg.max_unlabeled} is used")
-        transfer = random.Random(cfg.seed).sample(transfer, cfg.max_unlabeled)
+    unlabeled = encode(tokenizer, task.unlabeled, max_length) if task.unlabeled and (cfg.transfer or
+                                                                                   cfg.adapt_steps) else []
+    if len(unlabeled) > cfg.max_unlabeled:
+        log(f"{len(unlabeled)} unlabelled examples: a seeded sample of {cfg.max_unlabeled} is used")
+        unlabeled = random.Random(cfg.seed).sample(unlabeled, cfg.max_unlabeled)
+    transfer = unlabeled if cfg.transfer else []
     if transfer:
         log(f"the students also learn the teacher's predictions on {len(transfer)} unlabelled examples")
     targets = teacher_targets(teacher, rows["train"] + transfer, pad_id, progress,  # [N+U, C], [N+U, L-1, T]
@@ -185,14 +188,20 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         student, _ = load_student(s["model_dir"], with_tokenizer=False)
         torch.manual_seed(cfg.seed)
         model = student_task_model(student, task.outputs)
+        start = prepare(model, teacher, rows["train"] + unlabeled, pad_id, cfg, desc=f"adapt {s['name']}",
+                        progress=progress)
+        if start.get("adapt", {}).get("steps"):
+            a = start["adapt"]
+            log(f"{s['name']}: final states adapted to the fine-tuned teacher's on {a['rows']} texts, "
+                f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, {a['seconds']:.0f} s")
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                      desc=f"task {s['name']}", progress=progress, transfer=transfer, teacher=teacher)
-        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states), "
+        log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states, {start['head']} head), "
             f"{record['steps']} steps, {record['seconds']:.0f} s")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,
-                                "train": record}})
+                                "start": start, "train": record}})
 
     # Latency first: the PKD baselines are matched to the students' measured share of the teacher's.
     timed = measure(backend, out, models, log)

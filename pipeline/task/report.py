@@ -17,6 +17,14 @@ COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("
            ("test_f1", "test F1"), ("params", "params"), ("describe", "architecture")]
 
 
+def start_of(cfg: dict) -> str:
+    """How the distilled students started, where not as distilled with a random head (task/start.py)."""
+    parts = ([f"first adapt their final states to the teacher's for {cfg['adapt_steps']} steps"]
+             if cfg.get("adapt_steps") else []) + \
+        (["start with the teacher's head"] if cfg.get("student_head") == "teacher" else [])
+    return f"; the distilled students {' and '.join(parts)}" if parts else ""
+
+
 def _fmt(key: str, v: Any) -> str:
     if v is None:
         return "-"
@@ -39,7 +47,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Teacher: {report['teacher']}, fine-tuned on the task. Students learn it by "
              f"{report['config']['method']} ({report['config']['pkd']} layer map, "
              f"{report['config'].get('pkd_states', 'cls')} states), "
-             f"{report['config']['steps']} steps each. Scores ({metric}) are of the deployed artifacts; "
+             f"{report['config']['steps']} steps each{start_of(report['config'])}. "
+             f"Scores ({metric}) are of the deployed artifacts; "
              f"latency is the {report['statistic']} on the device, all models timed together; kept = "
              f"relative to the teacher.", "",
              "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]

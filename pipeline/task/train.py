@@ -22,6 +22,8 @@ from pipeline.task.data import Split
 from pipeline.task.models import POOLS
 from pipeline.task.pkd import MAPS, METHODS, method_weights, pkd_loss
 
+HEADS = ("random", "teacher")  # where a distilled student's task head starts (TaskConfig.student_head)
+
 
 @dataclass(frozen=True)
 class TaskConfig:
@@ -41,6 +43,15 @@ class TaskConfig:
     alpha: float = opt(0.7, "weight of the soft targets against the labels (a)")
     temperature: float = opt(10.0, "temperature of the soft targets (T)")
     beta: float = opt(500.0, "weight of the normalised intermediate states (b)")
+    # A distilled student's final states are in the teacher's width and imitate them, so the fine-tuned
+    # teacher's head reads them as they are; a random head sends noise into the blocks at the first steps.
+    # PKD's own student (the teacher's first k layers) always starts from the teacher's head.
+    student_head: str = opt("random", "where a distilled student's head starts: random, or teacher (the "
+                            "fine-tuned teacher's)", choices=HEADS)
+    # The student was distilled to the base teacher; the task teacher is fine-tuned. These steps make its
+    # final states the fine-tuned teacher's on the task's text first (TinyBERT: states, then predictions).
+    adapt_steps: int = opt(0, "steps in which a distilled student's final states learn the fine-tuned "
+                           "teacher's on the task's text (its unlabelled text too) before the task")
     steps: int = opt(1500, "training steps per student (the baselines get as many)", flag="--task-steps")
     # The teacher learns the task first when it has no head for it: it starts pretrained, so fewer steps.
     teacher_steps: int = opt(1000, "fine-tuning steps of the teacher when it has no head for the task")
@@ -69,6 +80,10 @@ class TaskConfig:
             raise PipelineError(f"unknown --pkd {self.pkd!r}; use skip or last")
         if self.pkd_states not in POOLS:
             raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls, mean or tokens")
+        if self.student_head not in HEADS:
+            raise PipelineError(f"unknown --student-head {self.student_head!r}; use random or teacher")
+        if self.adapt_steps < 0:
+            raise PipelineError(f"--adapt-steps must be 0 or more, got {self.adapt_steps}")
         if not 0 <= self.alpha <= 1:
             raise PipelineError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0 or self.beta < 0:

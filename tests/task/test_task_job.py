@@ -68,12 +68,17 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
 
     extra = replace(task, unlabeled=Split(task.dev.texts, None, []))
     fresh = run_task(extra, exported_students(export_dir), cpu_backend, tmp_path / "b", str(tiny_teacher_tok),
-                     replace(cfg, transfer=True, seed=1), baselines=False, log=logs.append)
+                     replace(cfg, transfer=True, seed=1, adapt_steps=10, student_head="teacher"), baselines=False,
+                     log=logs.append)
     assert any("reused the teacher" in line for line in logs)  # its fine-tuning never reads unlabelled text
     assert any(f"on {len(task.dev)} unlabelled examples" in line for line in logs)
     assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
     assert all(m["train"]["unlabeled"] == len(task.dev) for m in fresh["models"][1:])
     assert fresh["task"]["unlabeled_examples"] == len(task.dev)
+    # and starting from the teacher's head, their final states first adapted on the labelled and unlabelled text
+    assert all(m["start"]["head"] == "teacher" and m["start"]["adapt"]["rows"] == len(task.train) + len(task.dev)
+               for m in fresh["models"][1:])
+    assert "teacher's for 10 steps and start with the teacher's head" in (tmp_path / "b" / "task_report.md").read_text()
 
 
 def test_the_benchmarks_narrowed_berts_are_baselines_keyed_by_the_benchmark_that_made_them(tmp_path):

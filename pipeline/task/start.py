@@ -1,0 +1,108 @@
+"""Where a distilled student starts its task training: closer to the fine-tuned teacher.
+
+A searched (or narrowed) student was distilled to produce the base teacher's final states; the task
+teacher is that teacher fine-tuned, with a head that reads the mean of its final states. PKD's own
+student (the fine-tuned teacher's first k layers, head included) starts from the fine-tuned weights;
+a searched student starts from the base teacher's features and a random head, whose first gradients
+reach the blocks as noise. Two ways to close that gap, both before `fit`:
+
+- `head_from_teacher`: the student's head starts as the teacher's. The student's final states are in
+  the teacher's width and imitate its final states, so the teacher's head reads them as they are.
+- `adapt`: the student's final states learn the fine-tuned teacher's, token by token, on the task's
+  own text (training examples and any unlabelled text, no labels), as TinyBERT's task distillation
+  learns the hidden states before the predictions. The teacher runs beside each step (eval mode):
+  every token's state of a whole split is too much to hold.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.errors import PipelineError
+from pipeline.task.models import TaskModel
+from pipeline.task.train import TaskConfig, lr_at, pad
+
+
+def head_from_teacher(student: TaskModel, teacher: nn.Module) -> bool:
+    """Copy the teacher's head into the student's where it reads the same thing (a TaskModel teacher:
+    mean-pooled final states of the student's width); False (nothing copied) for a teacher whose own
+    head reads [CLS] through a pooler (HeadedTeacher) or of another width."""
+    head = getattr(teacher, "head", None)
+    if not isinstance(teacher, TaskModel) or head is None or head.weight.shape != student.head.weight.shape:
+        return False
+    student.head.load_state_dict(head.state_dict())
+    return True
+
+
+def final_states_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """s, t [B, S, T], mask [B, S] -> relative MSE + (1 - mean cosine) over the real tokens: the export
+    stage's distillation loss (finetune/distill.py), with padding left out."""
+    m = mask.to(s.dtype)                                                  # [B, S]
+    sq = (s - t).pow(2).sum(-1)                                           # [B, S]
+    relative = (sq * m).sum() / (t.pow(2).sum(-1) * m).sum().clamp_min(1e-12)
+    cos = (F.cosine_similarity(s, t, dim=-1) * m).sum() / m.sum().clamp_min(1)
+    return relative + (1 - cos)
+
+
+def final_states(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The encoder's final states [B, S, T] of a TaskModel (Student or BERT encoder)."""
+    if model.is_student:
+        return model.encoder(ids, mask)
+    return model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id: int, steps: int,
+          batch_size: int, lr: float, weight_decay: float, warmup_frac: float, seed: int,
+          desc: str = "adapt", progress: bool = False) -> dict[str, float]:
+    """Train the student's encoder for `steps` towards the teacher's final states on batches of `rows`
+    (token ids, padded per batch); the head and the projections are not touched. Returns the loss over
+    the first and last tenth of the steps and the time."""
+    if steps <= 0:
+        return {"steps": 0, "seconds": 0.0}
+    if not rows:
+        raise PipelineError("no text to adapt the students on")
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(student.encoder.parameters(), lr=lr, weight_decay=weight_decay)
+    curve = torch.empty(steps)
+    start = time.perf_counter()
+    teacher.eval()
+    student.train()
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup_frac)
+        ids, mask = pad([rows[i] for i in torch.randint(0, len(rows), (batch_size,), generator=g).tolist()], pad_id)
+        with torch.no_grad():
+            target = final_states(teacher, ids, mask)                       # [B, S, T]
+        loss = final_states_loss(final_states(student, ids, mask), target, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve[step] = loss.detach()
+    student.eval()
+    tenth = max(1, steps // 10)
+    first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
+    if not torch.isfinite(torch.tensor(last)):
+        raise PipelineError(f"{desc}: the adaptation loss diverged (last {last}); try fewer --adapt-steps")
+    return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
+            "rows": len(rows)}
+
+
+def prepare(student: TaskModel, teacher: nn.Module, rows: list[list[int]], pad_id: int, cfg: TaskConfig,
+            desc: str = "adapt", progress: bool = False) -> dict[str, object]:
+    """A distilled student's start as cfg asks (adapted for cfg.adapt_steps, then the teacher's head when
+    cfg.student_head is "teacher") -> what was done, for the report."""
+    record: dict[str, object] = {"head": "random"}
+    if cfg.adapt_steps:
+        if not isinstance(teacher, TaskModel):  # a headed teacher's final states feed a pooler, not the head
+            record["adapt"] = {"steps": 0, "why": "the teacher's own head reads [CLS]: nothing to adapt to"}
+        else:
+            record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.lr,
+                                    cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress)
+    if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
+        record["head"] = "teacher"
+    return record
