@@ -13,7 +13,9 @@
    within one run's spread, so compare means.
 2. The ablation (--ablation NAME, default the student nearest a quarter of the teacher's latency):
    PKD-Skip, PKD-Skip on the layers' mean states (--pkd-states mean) and on every token's (tokens),
-   PKD-Skip with the task's unlabelled text (--transfer), PKD-Last, KD and CE on that student alone,
+   PKD-Skip with the task's unlabelled text (--transfer), PKD-Skip from other starts (the distilled
+   student as it is, with a random head; the teacher's head without adaptation; shorter or faster
+   adaptation), PKD-Last, KD and CE on that student alone,
    with the same steps (--settings picks some), each with the --seeds too. --no-main skips step 1.
 Results go to OUT (default runs/task-benchmark): one task report per setting and ablation.md.
 Timing: each report times its models together; run it alone on the machine.
@@ -38,8 +40,12 @@ from pipeline.task.train import TaskConfig
 SETTINGS = [("PKD-Skip", {}), ("PKD-Skip mean states", {"pkd_states": "mean"}),
             ("PKD-Skip token states", {"pkd_states": "tokens"}),
             ("PKD-Skip + unlabelled text", {"transfer": True}),
-            ("PKD-Skip, teacher's head", {"student_head": "teacher"}),
-            ("PKD-Skip, adapted 500 steps + teacher's head", {"adapt_steps": 500, "student_head": "teacher"}),
+            # where a distilled student starts (task/start.py): the defaults adapt it and give it the teacher's head
+            ("PKD-Skip from the distilled student (random head, no adaptation)",
+             {"student_head": "random", "adapt_steps": 0}),
+            ("PKD-Skip with the teacher's head, no adaptation", {"adapt_steps": 0}),
+            ("PKD-Skip adapted 500 steps", {"adapt_steps": 500}),
+            ("PKD-Skip adapted 500 steps at 1e-3", {"adapt_steps": 500, "adapt_lr": 1e-3}),
             ("PKD-Last", {"pkd": "last"}), ("KD", {"method": "kd"}), ("CE", {"method": "ce"})]
 KEEP_GOAL = 0.97  # NAS-KD reports over 97% of the teacher on every task
 

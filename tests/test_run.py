@@ -44,7 +44,7 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
             ("time", "class", "list", "type", "value", "name", "file", "loop", "call", "test")]
     task.write_text("\n".join(json.dumps(r) for r in rows))
     with_task = RunOptions(**{**o.__dict__, "task_train": str(task),
-                              "task_config": TaskConfig(steps=5, teacher_steps=5)})
+                              "task_config": TaskConfig(steps=5, teacher_steps=5, adapt_steps=5)})
     report = run_all(cpu_backend, tiny_table, out, with_task, progress=False, log=logs.append)
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert [s["stage"] for s in stages][-1] == "task" and stages[-2]["reused"]

@@ -240,7 +240,10 @@ def cmd_task(args: argparse.Namespace) -> int:
     from pipeline.task.data import Columns
     from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task, student_folder
     cfg = TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS))
-    cfg = cfg.quick() if args.quick and args.task_steps == TaskConfig.steps else cfg
+    if args.quick and args.task_steps == TaskConfig.steps:  # --quick scales the schedules not given
+        given = {k: getattr(cfg, k) for k in ("teacher_steps", "adapt_steps")
+                 if getattr(cfg, k) != getattr(TaskConfig, k)}
+        cfg = replace(cfg.quick(), **given)
     cfg = replace(cfg, transfer=True) if args.unlabeled else cfg  # text given to learn from is learnt from
     task = load_task(args.train, args.dev, args.test, args.task_dataset,
                      Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick,

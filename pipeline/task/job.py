@@ -2,7 +2,8 @@
 
 1. The teacher learns the task first (its base model, a mean-pooled head, plain fine-tuning),
    cached by the content of the teacher, the training data and the recipe: a second run reuses it.
-2. Each exported searched student gets a head and learns the task from the teacher (PKD by
+2. Each exported searched student first learns the fine-tuned teacher's final states on the task's
+   text and takes the teacher's head (start.py), then learns the task from the teacher (PKD by
    default, train.py), its block boundaries mapped to teacher layers (pkd.layer_map). The
    hand-designed baselines learn with the same recipe and steps: PKD's own student (the
    fine-tuned teacher's first k layers, k matched to the student's latency as the benchmark

@@ -101,7 +101,7 @@ def prepare(student: TaskModel, teacher: nn.Module, rows: list[list[int]], pad_i
         if not isinstance(teacher, TaskModel):  # a headed teacher's final states feed a pooler, not the head
             record["adapt"] = {"steps": 0, "why": "the teacher's own head reads [CLS]: nothing to adapt to"}
         else:
-            record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.lr,
+            record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.adapt_lr,
                                     cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress)
     if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
         record["head"] = "teacher"

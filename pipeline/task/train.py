@@ -45,18 +45,22 @@ class TaskConfig:
     beta: float = opt(500.0, "weight of the normalised intermediate states (b)")
     # A distilled student's final states are in the teacher's width and imitate them, so the fine-tuned
     # teacher's head reads them as they are; a random head sends noise into the blocks at the first steps.
-    # PKD's own student (the teacher's first k layers) always starts from the teacher's head.
-    student_head: str = opt("random", "where a distilled student's head starts: random, or teacher (the "
-                            "fine-tuned teacher's)", choices=HEADS)
-    # The student was distilled to the base teacher; the task teacher is fine-tuned. These steps make its
-    # final states the fine-tuned teacher's on the task's text first (TinyBERT: states, then predictions).
-    adapt_steps: int = opt(0, "steps in which a distilled student's final states learn the fine-tuned "
-                           "teacher's on the task's text (its unlabelled text too) before the task")
+    # PKD's own student (the teacher's first k layers) starts from the teacher's head too.
+    student_head: str = opt("teacher", "where a distilled student's head starts: teacher (the fine-tuned "
+                            "teacher's) or random", choices=HEADS)
+    # The student was distilled to the base teacher; the task teacher is fine-tuned. First its final states
+    # become the fine-tuned teacher's on the task's text, then it learns the predictions (TinyBERT's two
+    # stages); as many steps as the task's, each stage its own schedule as in TinyBERT.
+    adapt_steps: int = opt(1500, "steps in which a distilled student's final states learn the fine-tuned "
+                           "teacher's on the task's text (its unlabelled text too) before the task (0: none)")
     steps: int = opt(1500, "training steps per student (the baselines get as many)", flag="--task-steps")
     # The teacher learns the task first when it has no head for it: it starts pretrained, so fewer steps.
     teacher_steps: int = opt(1000, "fine-tuning steps of the teacher when it has no head for the task")
     batch_size: int = 32          # BERT's fine-tuning batch
     lr: float = 1e-4              # students start distilled, the head at random: BERT-small's fine-tuning rate
+    # The task's rate, not the export's 1e-3: adapting moves the final states only, and a fast move pulls
+    # them away from the intermediate states that the task's patient term reads.
+    adapt_lr: float = 1e-4
     teacher_lr: float = 5e-5      # BERT's fine-tuning rate for a pretrained model
     warmup_frac: float = 0.1      # BERT's linear warm-up, then linear decay to 0
     weight_decay: float = 0.01    # BERT's
@@ -94,7 +98,7 @@ class TaskConfig:
     def quick(self) -> TaskConfig:
         from dataclasses import replace
 
-        return replace(self, steps=300, teacher_steps=300)
+        return replace(self, steps=300, teacher_steps=300, adapt_steps=300)
 
 
 Encoded = list[list[int]]

@@ -193,3 +193,17 @@ def test_missing_unlabelled_text_is_a_one_line_error(capsys, tmp_path):
                        str(tmp_path / "none.csv"),
                        "--out", str(tmp_path / "run"))
     assert_one_line_error(code, err, "--task-unlabeled: no such file")
+
+
+def test_task_quick_scales_only_the_schedules_not_given(capsys, tmp_path, monkeypatch):
+    import pipeline.task.job as job
+
+    seen = []
+    monkeypatch.setattr(job, "load_task", lambda *a, **k: None)
+    monkeypatch.setattr(job, "student_folder", lambda folder: {"name": "s"})
+    monkeypatch.setattr(job, "run_task", lambda task, students, backend, out, teacher, cfg, *a, **k:
+                        seen.append(cfg) or {"models": []})
+    assert run(capsys, "task", "--student", str(tmp_path), "--quick")[0] == 0
+    assert run(capsys, "task", "--student", str(tmp_path), "--quick", "--adapt-steps", "7")[0] == 0
+    assert (seen[0].steps, seen[0].adapt_steps) == (300, 300)          # TaskConfig.quick()
+    assert (seen[1].steps, seen[1].adapt_steps, seen[1].teacher_steps) == (300, 7, 300)

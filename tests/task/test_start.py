@@ -59,7 +59,7 @@ def test_adapting_brings_the_students_final_states_to_the_teachers_and_leaves_th
     with torch.no_grad():
         before = float(final_states_loss(final_states(student, ids, mask), final_states(teacher, ids, mask), mask))
     head = student.head.weight.detach().clone()
-    cfg = TaskConfig(adapt_steps=60, student_head="teacher", batch_size=8, lr=3e-3)
+    cfg = TaskConfig(adapt_steps=60, student_head="teacher", batch_size=8, adapt_lr=3e-3)
     record = prepare(student, teacher, rows, 0, cfg)
     with torch.no_grad():
         after = float(final_states_loss(final_states(student, ids, mask), final_states(teacher, ids, mask), mask))
@@ -68,7 +68,8 @@ def test_adapting_brings_the_students_final_states_to_the_teachers_and_leaves_th
     assert not torch.equal(head, student.head.weight) and torch.equal(student.head.weight, teacher.head.weight)
     kept = student_task_model(tiny_student(bert.config.hidden_size), 3)
     random_head = kept.head.weight.detach().clone()
-    assert prepare(kept, teacher, rows, 0, TaskConfig()) == {"head": "random"}   # the defaults change nothing
+    distilled = TaskConfig(adapt_steps=0, student_head="random")      # the start as distilled: nothing done
+    assert prepare(kept, teacher, rows, 0, distilled) == {"head": "random"}
     assert torch.equal(random_head, kept.head.weight)
 
 

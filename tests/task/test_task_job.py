@@ -35,7 +35,7 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     task = load_files(two_class_files["train"], two_class_files["dev"], two_class_files["test"])
     assert task.classes == ["animal", "motion"]
     # The tiny teacher starts from random weights, not pretrained ones: BERT-small's rate, not BERT's.
-    cfg = TaskConfig(steps=150, teacher_steps=200, teacher_lr=1e-3, lr=1e-3)
+    cfg = TaskConfig(steps=150, teacher_steps=200, teacher_lr=1e-3, lr=1e-3, adapt_steps=30, adapt_lr=1e-3)
     logs = []
     report = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,
                       log=logs.append)
