@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
-from pipeline.task.train import TaskConfig, lr_at, pad
+from pipeline.task.train import TaskConfig, curve_ends, lr_at, pad
 
 
 def head_from_teacher(student: TaskModel, teacher: nn.Module) -> bool:
@@ -84,10 +84,7 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id:
         opt.step()
         curve[step] = loss.detach()
     student.eval()
-    tenth = max(1, steps // 10)
-    first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
-    if not torch.isfinite(torch.tensor(last)):
-        raise PipelineError(f"{desc}: the adaptation loss diverged (last {last}); try fewer --adapt-steps")
+    first, last = curve_ends(curve, desc, "try fewer --adapt-steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
             "rows": len(rows)}
 

@@ -160,6 +160,15 @@ def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False,
     return torch.cat(logits), torch.cat(states)
 
 
+def curve_ends(curve: torch.Tensor, desc: str, advice: str) -> tuple[float, float]:
+    """Mean loss over the first and the last tenth of a run's steps; a one-line error when it diverged."""
+    tenth = max(1, len(curve) // 10)
+    first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
+    if not math.isfinite(last):
+        raise PipelineError(f"{desc}: the loss diverged (last {last}); {advice}")
+    return first, last
+
+
 def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regression: bool,
         targets: tuple[torch.Tensor, torch.Tensor] | None = None, layer_map: list[int] | None = None,
         steps: int | None = None, lr: float | None = None, desc: str = "task", progress: bool = False,
@@ -220,9 +229,6 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
         opt_.step()
         curve[step] = loss.detach()
     model.eval()
-    tenth = max(1, steps // 10)
-    first, last = float(curve[:tenth].mean()), float(curve[-tenth:].mean())
-    if not math.isfinite(last):
-        raise PipelineError(f"{desc}: the training loss diverged (last {last}); try a lower rate or fewer steps")
+    first, last = curve_ends(curve, desc, "try a lower rate or fewer steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
             "unlabeled": len(rows) - n_labeled}
