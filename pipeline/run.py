@@ -70,6 +70,7 @@ class RunOptions:
                              "nas-kd: a differentiable search with a latency penalty (NAS-KD)", choices=METHODS)
     naskd_steps: int = same_as(NasKdConfig, "steps")
     naskd_widths: str = same_as(NasKdConfig, "widths")
+    init: str = same_as(TrainConfig, "init")
     # The predictor errs by a few percent on a shared CPU; searching below the budget leaves room for it.
     margin: float = opt(0.03, "search under budget x (1 - margin), room for the predictor's error")
     # The report shows what the search buys over hand-designed students of the same latency.
@@ -155,7 +156,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
             log(f"no latency table of device '{p.name}' for this machine yet: profiling it into {table} "
                 f"({n} models x {p.rounds} rounds; about 2 minutes for the default teacher on a 2-core CPU)")
         stage("profile", lambda: profile_device(backend, space, table, force=False, progress=progress))
-    cfg = o.train or (TrainConfig(seed=o.seed).quick() if o.quick else TrainConfig(seed=o.seed))
+    base = TrainConfig(seed=o.seed, init=o.init)
+    cfg = o.train or (base.quick() if o.quick else base)
     if cfg.seq_len != seq:
         raise PipelineError(f"the device profile measures sequence {seq} but training uses {cfg.seq_len}")
     # 2 train: finished blocks with the same settings are reused inside run_train.

@@ -46,6 +46,7 @@ from pipeline.train import shrinking
 from pipeline.train.supernet import SuperBlock
 
 CHECKPOINT_FORMAT = 1
+INITS = ("teacher", "random")  # TrainConfig.init
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class TrainConfig:
     # Uniform sampling leaves the widest channels to a small share of the steps (module docstring).
     sandwich_every: int = opt(4, "every K-th step also trains a path of the dearest bin, so the widest channels "
                               "learn (0: never)", metavar="K")
+    # Once-for-all shrinks from a trained largest network: the widest mha/ffn path starts as the teacher's
+    # own block where the teacher's width is one of the space's (inherit.py), and the search starts there.
+    init: str = opt("teacher", "where the shared weights start: teacher (the widest attention/FFN path is the "
+                    "teacher's block; convolutions random) or random", choices=INITS)
     checkpoint_every: int = 25    # steps between checkpoints: a few seconds of work lost at most, cheap to save
     seed: int = opt(0, "random seed")
 
@@ -94,6 +99,8 @@ class TrainConfig:
                 raise PipelineError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise PipelineError(f"warmup-epochs must be between 0 and epochs ({self.epochs})")
+        if self.init not in INITS:
+            raise PipelineError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.sandwich_every < 0:
             raise PipelineError(f"sandwich-every must be 0 (off) or positive, got {self.sandwich_every}")
         if self.tau_paths < 10:
@@ -173,12 +180,17 @@ def _load_checkpoint(path: Path, settings: str) -> dict[str, Any] | None:
 
 def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, out_dir: Path, settings: str,
                 predictors: dict[str, Predictor], target: str | None, device: torch.device,
-                progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train block n (1-based) of the supernet and return its result (also written to result.json)."""
+                progress: bool = True, on_step: Callable[[int], None] | None = None,
+                start: Callable[[SuperBlock], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train block n (1-based) of the supernet and return its result (also written to result.json).
+    `start` sets the fresh supernet's weights (inherit.inherit with the block's teacher layers) and says how;
+    None: they stay at random."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(cfg.seed * 1000 + n)
-    net = SuperBlock.for_space(space, cfg.dropout).to(device)
+    net = SuperBlock.for_space(space, cfg.dropout)
+    init = start(net) if start is not None else {"from": "random"}  # a resumed checkpoint overwrites them
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     candidates = net.candidates()
     params = [block_params(c) for c in candidates]
@@ -270,7 +282,7 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
             break
         _shrink(state, score, cfg, n, cfg.epochs + extra + 1, progress)
         save()
-    return _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_loss, save, progress)
+    return _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_loss, save, progress, init)
 
 
 def _as_rng_state(s: Any) -> tuple:
@@ -288,7 +300,7 @@ def _shrink(state: dict[str, Any], score: Callable[[int], float], cfg: TrainConf
     state["shrink"].append({"after_epoch": epoch, "scored": total, "alive": sum(map(len, state["bins"]))})
 
 
-def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_loss, save, progress):
+def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_loss, save, progress, init):
     """Pool losses, the trained losses of the evaluation paths, the Kendall tau; result.json."""
     pool = []
     for bin_index, b in enumerate(state["bins"]):
@@ -313,6 +325,7 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
     result = {
         "block": n,
         "candidates": len(candidates),
+        "init": init,
         "target_mean_square": float(data.y_val.pow(2).mean()),  # MSE of predicting zeros: the loss scale
         "val_loss_untrained": sum(state["untrained"]) / len(state["untrained"]),
         "val_loss_trained": sum(trained) / len(trained),

@@ -7,9 +7,11 @@ each trains its share of the blocks, they meet at a barrier, and rank 0 writes t
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from pipeline.model.teacher import (
 )
 from pipeline.space import SearchSpace
 from pipeline.train.blockwise import BlockData, TrainConfig, settings_hash, table_predictor, train_block
+from pipeline.train.inherit import inherit
 from pipeline.train.trained import SUMMARY
 
 
@@ -104,6 +107,10 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
                 f"(the schedule reads at most {wanted}; the teacher's states must fit in memory)")
         train_states = teacher_states(model, train_ids, layers, progress=progress)
         val_states = teacher_states(model, data.validation, layers, progress=progress)
+        starts = {b: partial(inherit, layers=[copy.deepcopy(model.encoder.layer[i]).cpu()
+                                              for i in range(bounds[b - 1], bounds[b])],
+                             teacher_heads=c.num_attention_heads) if cfg.init == "teacher" else None
+                  for b, _ in todo}
         del model
         for b, settings in todo:
             lo, hi = bounds[b - 1], bounds[b]
@@ -111,7 +118,11 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
             log(f"block {b}: teacher layers {lo + 1}-{hi}, training {cfg.epochs} epochs of up to "
                 f"{cfg.epoch_steps} steps ({cfg.warmup_epochs} before shrinking)")
             r = train_block(b, space, block_data, cfg, out / f"block_{b}", settings, predictors, target, dev,
-                            progress)
+                            progress, start=starts[b])
+            if r["init"]["from"] == "teacher":
+                log(f"block {b}: started from the teacher's layers {lo + 1}-{hi} (attention {r['init']['attention']})")
+            elif cfg.init == "teacher":
+                log(f"block {b}: started at random: {r['init'].get('why')}")
             log(f"block {b}: val loss {r['val_loss_untrained']:.4f} -> {r['val_loss_trained']:.4f}, pool "
                 f"{len(r['pool'])}, kendall tau {r['kendall_tau']:.2f}, {r['tokens_per_s']:.0f} tokens/s")
     if world > 1:

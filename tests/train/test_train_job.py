@@ -32,6 +32,8 @@ def test_summary_fields(trained):
             assert key in b
         assert -1.0 <= b["kendall_tau"] <= 1.0 and len(b["tau_paths"]) == 10
         assert (out / f"block_{b['block']}" / "supernet.pt").is_file()
+        assert b["init"] == {"from": "teacher", "attention": "exact"}  # the tiny teacher's heads are 64 wide
+    assert any("started from the teacher's layers 1-2 (attention exact)" in line for line in trained[2])
 
 
 def test_loss_falls_in_every_block(trained):
@@ -163,6 +165,15 @@ def test_sandwich_steps_also_train_a_path_of_the_dearest_bin(tmp_path, tiny_teac
     assert first == {(everything[j].hidden, everything[j].layers) for j in bins[-1]}  # the dearest bin
     with pytest.raises(PipelineError, match="sandwich-every"):
         replace(CFG, sandwich_every=-1).check()
+
+
+def test_a_random_start_is_asked_for_and_recorded(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table):
+    cfg = replace(CFG, epochs=1, warmup_epochs=0, epoch_steps=1, init="random")
+    summary, logs = train(tmp_path, tiny_teacher_tok, tiny_corpus, tiny_table, cfg=cfg, blocks=[1])
+    assert summary["blocks"][0]["init"] == {"from": "random"}
+    assert not any("started" in line for line in logs)
+    with pytest.raises(PipelineError, match="init must be one of teacher, random"):
+        replace(CFG, init="zeros")
 
 
 def test_config_checks():
