@@ -86,7 +86,11 @@ QUALITY = ("fidelity_cosine", "similarity_spearman", "neighbour_recall_at_10", "
 
 def test_every_model_is_scored_as_embeddings_are_used_on_both_sources(report):
     r, out, _ = report
-    assert all(r["teacher"][k] == pytest.approx(1.0) for k in QUALITY)
+    # The teacher row is the deployed ONNX variant that timed fastest, scored against the PyTorch
+    # teacher: float differences of ~1e-6 can swap the tiny random model's near-tied neighbours
+    # (CI saw a teacher below 1.0 to pytest's default 1e-6), so the teacher is ~1, not exactly 1.
+    assert all(r["teacher"][k] == pytest.approx(1.0, abs=1e-2) for k in QUALITY), \
+        {k: r["teacher"][k] for k in QUALITY}
     assert "test split" in r["fidelity_on"] and "sentences of the Lee news corpus" in r["out_of_domain_on"]
     for m in r["students"] + r["baselines"] + r["peers"]:
         for k in QUALITY:
