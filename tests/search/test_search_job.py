@@ -17,11 +17,10 @@ def test_chain_is_the_blocks_in_sequence(tiny_trained):
     out, summary, _ = tiny_trained
     trained = TrainedSupernet(out)
     assert [len(p) for p in trained.pools] == [10, 10]
-    from pipeline.space import Architecture, Block
+    from pipeline.space import Block
 
     picked = (trained.pools[0][0], trained.pools[1][-1])
-    arch = Architecture(128, trained.frame.embed_dim, tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked),
-                        trained.frame.vocab_size, trained.frame.max_positions)
+    arch = trained.frame.architecture(tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked))
     x = torch.randn(2, 16, 128)
     mask = torch.ones(2, 16, dtype=torch.int64)
     with torch.no_grad():
