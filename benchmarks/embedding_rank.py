@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DistillConfig
 from pipeline.model.teacher import Encoder
 from pipeline.model.texts import _gensim_data, news_sentences
-from pipeline.space import architecture_from_dict
+from pipeline.space import Architecture, architecture_from_dict
 from pipeline.train.trained import TrainedSupernet
 
 DEV_FILE = "pang_lee_polarity.cor"
@@ -84,7 +83,7 @@ def main() -> None:
         capped = copy.deepcopy(teacher)
         capped.embeddings = RankEmbedding(f)
         cap = scores(Model("cap", "reference", Encoder(capped).eval()), texts, dev)
-        a = dataclasses.replace(arch, embed_dim=rank)
+        a = Architecture(arch.teacher_hidden, rank, arch.blocks, arch.vocab_size, arch.max_positions)
         torch.manual_seed(builder.cfg.seed)
         student = assemble(a, trained, f)
         start = time.perf_counter()

@@ -17,7 +17,7 @@ import time
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
 from pipeline.search.exact import search
-from pipeline.space import Block
+from pipeline.space import Architecture, Block
 from pipeline.tables import choose_table, load_predictor
 from pipeline.train.supernet import SuperBlock
 from pipeline.train.trained import TrainedSupernet
@@ -35,7 +35,9 @@ def timed(pools, frame, predictor, budgets, repeats=5):
 def brute_force(pools, frame, predictor, budget):
     best = None
     for combo in itertools.product(*pools):
-        arch = frame.architecture(tuple(Block(e["hidden"], tuple(e["layers"])) for e in combo))
+        arch = Architecture(frame.teacher_hidden, frame.embed_dim,
+                            tuple(Block(e["hidden"], tuple(e["layers"])) for e in combo),
+                            frame.vocab_size, frame.max_positions)
         loss = sum(e["val_loss"] for e in combo)
         if predictor(arch) <= budget and (best is None or loss < best):
             best = loss
@@ -54,11 +56,9 @@ def main() -> None:
     profile = resolve_profile(args.device, None)
     choice = choose_table(profile, get_backend(profile, require_present=False), args.table)
     predictor, _ = load_predictor(profile, choice, 128, args.foreign_table)
-    predictor = predictor.for_heads(trained.frame.head_dim)
     budgets = [float(b) for b in args.budgets.split(",")]
     rng = random.Random(0)
-    sb = SuperBlock(trained.frame.teacher_hidden, trained.hidden_sizes, trained.layers_per_block,
-                    head_dim=trained.frame.head_dim)
+    sb = SuperBlock(trained.frame.teacher_hidden, trained.hidden_sizes, trained.layers_per_block)
     candidates = sb.candidates()
 
     def synthetic(size):

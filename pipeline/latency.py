@@ -21,7 +21,6 @@ for five coefficients it fits one line, scale*raw + offset; with fewer than two,
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ import pandas as pd
 from pipeline.artifacts import short_hash, write_atomic
 from pipeline.errors import PipelineError
 from pipeline.space import (
-    HEAD_DIM,
     Architecture,
     Block,
     adapter_shapes,
@@ -41,7 +39,6 @@ from pipeline.space import (
     count_params,
     linear_params,
     op_params,
-    table_name,
 )
 
 KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
@@ -216,23 +213,9 @@ class Predictor:
 
     MIN_PER_COEF = 3  # calibration students per coefficient before fitting one per feature
 
-    def __init__(self, table: LatencyTable, batch: int, seq: int, head_dim: int = HEAD_DIM):
+    def __init__(self, table: LatencyTable, batch: int, seq: int):
         self.table, self.batch, self.seq = table, batch, seq
-        self.head_dim = head_dim  # of the blocks block_ms / block_terms price; whole students carry their own
         self.calibration = self._fit()
-
-    def for_heads(self, head_dim: int) -> Predictor:
-        """The same predictor for blocks of head_dim-wide attention (the calibration is per student)."""
-        if head_dim == self.head_dim:
-            return self
-        p = copy.copy(self)
-        p.head_dim = head_dim
-        return p
-
-    def op_ms(self, op: str, hidden: int, head_dim: int | None = None) -> float:
-        """One sub-layer's table latency."""
-        name = table_name(op, self.head_dim if head_dim is None else head_dim)
-        return self.table.lookup("op", name, hidden, hidden, self.batch, self.seq)
 
     def parts(self, arch: Architecture) -> list[tuple[str, float]]:
         t, b, s = self.table, self.batch, self.seq
@@ -242,7 +225,7 @@ class Predictor:
         ]
         parts += [(f"linear {i}->{o}", t.lookup("linear", "linear", i, o, b, s)) for i, o in adapter_shapes(arch)]
         for blk in arch.blocks:
-            parts += [(f"{op}@{blk.hidden}", self.op_ms(op, blk.hidden, arch.head_dim))
+            parts += [(f"{op}@{blk.hidden}", t.lookup("op", op, blk.hidden, blk.hidden, b, s))
                       for op in blk.layers if op != "identity"]
         return parts
 
@@ -270,8 +253,8 @@ class Predictor:
         Adapters, embedding and call overhead depend on the neighbouring blocks and are left to the
         whole-model prediction; the cache term (not additive over blocks) is left out too.
         """
-        coefs = self.calibration.coefs
-        return sum(coefs[FAMILIES.index(family(op))] * self.op_ms(op, block.hidden)
+        t, b, s, coefs = self.table, self.batch, self.seq, self.calibration.coefs
+        return sum(coefs[FAMILIES.index(family(op))] * t.lookup("op", op, block.hidden, block.hidden, b, s)
                    for op in block.layers if op != "identity")
 
     # ---- the prediction as a sum of terms, for the search to score millions of combinations at once ----
@@ -284,7 +267,8 @@ class Predictor:
         t = np.zeros(len(TERMS))
         for op in block.layers:
             if op != "identity":
-                t[FAMILIES.index(family(op))] += self.op_ms(op, block.hidden)
+                t[FAMILIES.index(family(op))] += self.table.lookup("op", op, block.hidden, block.hidden,
+                                                                   self.batch, self.seq)
                 t[4] += op_params(op, block.hidden) / 1e6
         t[5] = t[4] * 1e6
         return t

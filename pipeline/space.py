@@ -1,16 +1,15 @@
 """The NAS-BERT search space, scaled to the teacher, and the architecture JSON every stage shares.
 
 An architecture is `{"teacher_hidden", "embed_dim", "blocks": [{"hidden", "layers": [op, ...]}]}`
-(plus optional `vocab_size`, `max_positions`, and `head_dim`, 64 when absent). Identities are moved
-to the end of their block on load: that canonical form removes duplicate paths and means the same
-network.
+(plus optional `vocab_size`, `max_positions`). Identities are moved to the end of their block on
+load: that canonical form removes duplicate paths and means the same network.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.errors import PipelineError
 
 # The op names and kernels live with the network code that student folders carry (pipeline.portable).
-from pipeline.portable.opset import CONV_KERNELS, HEAD_DIM, OPS
+from pipeline.portable.opset import CONV_KERNELS, OPS
 
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
@@ -38,23 +37,15 @@ class Architecture:
     blocks: tuple[Block, ...]
     vocab_size: int = BERT_VOCAB
     max_positions: int = BERT_MAX_POSITIONS
-    head_dim: int = HEAD_DIM  # the attention's head size (SearchSpace.head_dim says why)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
+        return {
             "teacher_hidden": self.teacher_hidden,
             "embed_dim": self.embed_dim,
             "vocab_size": self.vocab_size,
             "max_positions": self.max_positions,
             "blocks": [{"hidden": b.hidden, "layers": list(b.layers)} for b in self.blocks],
         }
-        # Written only where it is not NAS-BERT's 64, so that the students, keys and files of spaces
-        # with 64-wide heads stay what they were before heads could follow the teacher.
-        return d if self.head_dim == HEAD_DIM else {**d, "head_dim": self.head_dim}
-
-    def with_blocks(self, blocks: tuple[Block, ...]) -> Architecture:
-        """The same frame (teacher width, embeddings, heads) around other blocks."""
-        return replace(self, blocks=blocks)
 
     @property
     def key(self) -> str:
@@ -93,17 +84,6 @@ class Frame:
     embed_dim: int
     vocab_size: int
     max_positions: int
-    head_dim: int = HEAD_DIM
-
-    def architecture(self, blocks: tuple[Block, ...]) -> Architecture:
-        return Architecture(self.teacher_hidden, self.embed_dim, tuple(blocks), self.vocab_size, self.max_positions,
-                            self.head_dim)
-
-
-def check_head_dim(head_dim: int, hidden: int, where: str) -> None:
-    """A head size must split every block width into whole heads."""
-    if hidden % head_dim:
-        raise PipelineError(f"{where}: hidden size {hidden} is not a whole number of {head_dim}-wide heads")
 
 
 def architecture_from_dict(d: Any, where: str = "architecture") -> Architecture:
@@ -113,14 +93,13 @@ def architecture_from_dict(d: Any, where: str = "architecture") -> Architecture:
     for key in ("teacher_hidden", "embed_dim", "blocks"):
         if key not in d:
             raise PipelineError(f"{where}: missing key '{key}'")
-    unknown = sorted(set(d) - {"teacher_hidden", "embed_dim", "blocks", "vocab_size", "max_positions", "head_dim"})
+    unknown = sorted(set(d) - {"teacher_hidden", "embed_dim", "blocks", "vocab_size", "max_positions"})
     if unknown:
         raise PipelineError(f"{where}: unknown key(s) {', '.join(unknown)}")
     teacher_hidden = _positive_int(d["teacher_hidden"], f"{where}: teacher_hidden")
     embed_dim = _positive_int(d["embed_dim"], f"{where}: embed_dim")
     vocab = _positive_int(d.get("vocab_size", BERT_VOCAB), f"{where}: vocab_size")
     max_pos = _positive_int(d.get("max_positions", BERT_MAX_POSITIONS), f"{where}: max_positions")
-    head_dim = _positive_int(d.get("head_dim", HEAD_DIM), f"{where}: head_dim")
     if not isinstance(d["blocks"], list) or not d["blocks"]:
         raise PipelineError(f"{where}: 'blocks' must be a non-empty list")
     blocks = []
@@ -139,10 +118,8 @@ def architecture_from_dict(d: Any, where: str = "architecture") -> Architecture:
         for op in layers:
             if op not in OPS:
                 raise PipelineError(f"{bw}: unknown op {op!r}; ops are {', '.join(OPS)}")
-        if head_dim != HEAD_DIM:
-            check_head_dim(head_dim, hidden, bw)
         blocks.append(Block(hidden, canonical_layers(layers)))
-    return Architecture(teacher_hidden, embed_dim, tuple(blocks), vocab, max_pos, head_dim)
+    return Architecture(teacher_hidden, embed_dim, tuple(blocks), vocab, max_pos)
 
 
 def load_architecture(path: str | Path) -> Architecture:
@@ -178,20 +155,14 @@ class SearchSpace:
     # (benchmarks/embedding_rank.py); E only sizes the table and the first adapter, never a block.
     embed_dim: int = EMBED_DIM
     hidden_sizes: tuple[int, ...] = NAS_BERT_HIDDEN  # filtered to <= teacher_hidden in from_teacher
-    # NAS-BERT's 64-wide heads, or the teacher's own head size where it splits every block width into
-    # at least two heads (from_teacher): then the teacher's attention is a path of the space as it is,
-    # and the supernet can start from it exactly (MiniLM's 12 heads of 32 are not two-in-one of 64).
-    head_dim: int = HEAD_DIM
 
     @classmethod
     def from_teacher(cls, hidden: int, layers: int, vocab_size: int = BERT_VOCAB,
-                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM,
-                     heads: int | None = None) -> SearchSpace:
+                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM) -> SearchSpace:
         sizes = tuple(h for h in NAS_BERT_HIDDEN if h <= hidden)
         if not sizes:
             raise PipelineError(f"teacher hidden size {hidden} is below the smallest block size {NAS_BERT_HIDDEN[0]}")
-        return cls(hidden, layers, vocab_size, max_positions, min(embed_dim, hidden), sizes,
-                   teacher_head_dim(hidden, heads, sizes))
+        return cls(hidden, layers, vocab_size, max_positions, min(embed_dim, hidden), sizes)
 
     @property
     def num_blocks(self) -> int:
@@ -201,13 +172,8 @@ class SearchSpace:
     def layers_per_block(self) -> int:
         return 2 * teacher_layers_per_block(self.teacher_layers)  # an MHA and an FFN sub-layer each
 
-    @property
-    def frame(self) -> Frame:
-        return Frame(self.teacher_hidden, self.embed_dim, self.vocab_size, self.max_positions, self.head_dim)
-
     def ops(self) -> list[tuple[str, int]]:
-        """Every (op, hidden) candidate except identity: what a latency table must hold (its rows'
-        names are table_name(op, head_dim))."""
+        """Every (op, hidden) candidate except identity: what a latency table must hold."""
         return [(op, h) for h in self.hidden_sizes for op in OPS if op != "identity"]
 
     def linear_shapes(self) -> list[tuple[int, int]]:
@@ -223,8 +189,6 @@ class SearchSpace:
             raise PipelineError(
                 f"architecture is for teacher hidden {arch.teacher_hidden}, space has {self.teacher_hidden}"
             )
-        if arch.head_dim != self.head_dim:
-            raise PipelineError(f"architecture has {arch.head_dim}-wide attention heads, space has {self.head_dim}")
         if len(arch.blocks) != self.num_blocks:
             raise PipelineError(f"architecture has {len(arch.blocks)} blocks, space has {self.num_blocks}")
         for i, b in enumerate(arch.blocks, 1):
@@ -240,27 +204,7 @@ class SearchSpace:
                   canonical_layers([rng.choice(OPS) for _ in range(self.layers_per_block)]))
             for _ in range(self.num_blocks)
         )
-        return self.frame.architecture(blocks)
-
-
-def table_name(op: str, head_dim: int = HEAD_DIM) -> str:
-    """An op's name in a latency table: attention of other than 64-wide heads is its own row (mha/32),
-    so that one device's table holds spaces of either kind and never mistakes one for the other."""
-    return f"mha/{head_dim}" if op == "mha" and head_dim != HEAD_DIM else op
-
-
-def op_of_table_name(name: str) -> tuple[str, int]:
-    """table_name's inverse: (op, head_dim)."""
-    op, _, head_dim = name.partition("/")
-    return op, int(head_dim) if head_dim else HEAD_DIM
-
-
-def teacher_head_dim(hidden: int, heads: int | None, sizes: tuple[int, ...]) -> int:
-    """The teacher's head size where it splits every block width into two or more heads, else 64."""
-    if not heads or hidden % heads:
-        return HEAD_DIM
-    d = hidden // heads
-    return d if all(h % d == 0 and h // d >= 2 for h in sizes) else HEAD_DIM
+        return Architecture(self.teacher_hidden, self.embed_dim, blocks, self.vocab_size, self.max_positions)
 
 
 # ---- parameter and FLOP counts (analytic, so the search can score thousands of candidates) ----

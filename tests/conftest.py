@@ -14,8 +14,7 @@ from pipeline.space import SearchSpace
 from pipeline.train.blockwise import TrainConfig
 from pipeline.train.job import run_train
 
-# 32-wide heads, as the default teacher's (MiniLM): the space follows them (SearchSpace.head_dim).
-TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=256,
             vocab_size=1000, max_position_embeddings=64)
 
 
@@ -33,7 +32,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_space() -> SearchSpace:
     return SearchSpace.from_teacher(TINY["hidden_size"], TINY["num_hidden_layers"], TINY["vocab_size"],
-                                    TINY["max_position_embeddings"], heads=TINY["num_attention_heads"])
+                                    TINY["max_position_embeddings"])
 
 
 def write_profile(path: Path, **overrides) -> Path:
@@ -136,12 +135,12 @@ def tiny_trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
 
 def pool_arch(trained, picks):
     """The architecture made of pool entry picks[n] of each block n."""
-    from pipeline.space import Block
+    from pipeline.space import Architecture, Block
 
     f = trained.frame
     pairs = zip(trained.pools, picks, strict=True)
     blocks = tuple(Block(pool[i]["hidden"], tuple(pool[i]["layers"])) for pool, i in pairs)
-    return f.architecture(blocks)
+    return Architecture(f.teacher_hidden, f.embed_dim, blocks, f.vocab_size, f.max_positions)
 
 
 @pytest.fixture(scope="session")

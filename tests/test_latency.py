@@ -7,7 +7,7 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.latency import FEATURES, LatencyTable, Predictor
 from pipeline.profile.probes import json_arch
-from pipeline.space import Block, SearchSpace
+from pipeline.space import SearchSpace
 
 FP = {"backend": "onnxruntime-cpu", "precision": "fp32", "cpu": "test-cpu", "threads": "1"}
 SPACE = SearchSpace.from_teacher(256, 4, vocab_size=1000, max_positions=64)
@@ -112,18 +112,3 @@ def test_calibration_rows_carry_their_architecture():
     rows = t.calibration_rows(1, 16)
     assert len(rows) == 3
     assert json.loads(t.df[t.df.kind == "calibration"].arch.iloc[0])["teacher_hidden"] == 256
-
-
-def test_attention_of_other_heads_is_its_own_row():
-    """A space of 32-wide heads is priced from mha/32 rows; a 64-head predictor never reads them."""
-    space32 = SearchSpace.from_teacher(256, 4, vocab_size=1000, max_positions=64, heads=8)
-    assert space32.head_dim == 32
-    t = synthetic_table()
-    extra = {"stack": 1, "statistic": "min", "profile": "test", "arch": None, "measured_at": "now"}
-    for h in space32.hidden_sizes:
-        t.add(("op", "mha/32", h, h, 1, 16), stats(0.9 * h / 128), extra)
-    p = Predictor(t, 1, 16)
-    block = Block(128, ("mha", "identity", "identity", "identity"))
-    assert p.block_ms(block) == pytest.approx(0.5) and p.for_heads(32).block_ms(block) == pytest.approx(0.9)
-    arch = space32.sample(random.Random(0)).with_blocks((block,) * 2)
-    assert p(arch) - p(SPACE.sample(random.Random(0)).with_blocks((block,) * 2)) == pytest.approx(2 * 0.4)

@@ -107,31 +107,3 @@ def test_params_and_flops_match_the_module(seed):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(**inputs)
     assert count_flops(arch, seq=32, batch=2) == counter.get_total_flops()
-
-
-def test_heads_follow_the_teacher_where_they_split_every_width():
-    assert SearchSpace.from_teacher(384, 6, heads=12).head_dim == 32   # MiniLM: 12 heads of 32
-    assert SearchSpace.from_teacher(768, 12, heads=12).head_dim == 64  # BERT-base: 64, as NAS-BERT
-    assert SearchSpace.from_teacher(384, 6, heads=3).head_dim == 64    # 128-wide: not two heads at 128
-    assert SearchSpace.from_teacher(384, 6, heads=5).head_dim == 64    # 384 / 5 is no whole head
-    assert SearchSpace.from_teacher(384, 6).head_dim == 64             # heads unknown
-    space = SearchSpace.from_teacher(384, 6, heads=12)
-    arch = space.sample(random.Random(0))
-    assert arch.head_dim == 32 and arch.to_dict()["head_dim"] == 32
-    assert architecture_from_dict(arch.to_dict()) == arch
-    assert "head_dim" not in MINILM.sample(random.Random(0)).to_dict()  # 64: files and keys as before
-    with pytest.raises(PipelineError, match="64-wide attention heads, space has 32"):
-        space.check(MINILM.sample(random.Random(0)))
-    with pytest.raises(PipelineError, match="not a whole number of 40-wide heads"):
-        architecture_from_dict({**good(), "head_dim": 40})
-    mha = Block(128, ("mha", "identity", "identity", "identity"))
-    net = Student(arch.with_blocks((mha,) * 3))
-    assert (net.blocks[0][0].op.heads, net.blocks[0][0].op.head_dim) == (4, 32)
-
-
-def test_table_names_keep_attention_of_other_heads_apart():
-    from pipeline.space import op_of_table_name, table_name
-
-    assert table_name("mha") == "mha" and table_name("ffn", 32) == "ffn"
-    assert table_name("mha", 32) == "mha/32" and op_of_table_name("mha/32") == ("mha", 32)
-    assert op_of_table_name("sepconv3") == ("sepconv3", 64)

@@ -39,7 +39,8 @@ def narrow_candidates(frame_arch: Architecture, hidden_sizes: tuple[int, ...], l
         for pairs in range(layers_per_block // 2, 0, -1):
             layers = ("mha", "ffn") * pairs + ("identity",) * (layers_per_block - 2 * pairs)
             blocks = tuple(Block(h, layers) for _ in frame_arch.blocks)
-            out.append(frame_arch.with_blocks(blocks))
+            out.append(Architecture(frame_arch.teacher_hidden, frame_arch.embed_dim, blocks,
+                                    frame_arch.vocab_size, frame_arch.max_positions))
     return out
 
 

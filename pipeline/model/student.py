@@ -14,7 +14,7 @@ from torch import nn
 from pipeline.model.ops import Sublayer, masks
 from pipeline.portable import network
 from pipeline.portable.network import Embeddings
-from pipeline.space import HEAD_DIM, Architecture, Block
+from pipeline.space import Architecture, Block
 
 __all__ = ["BlockNet", "Embeddings", "Student", "example_inputs"]
 
@@ -35,11 +35,11 @@ class BlockNet(nn.Module):
     out_proj of block i and the in_proj of block i+1 become one adapter matrix.
     """
 
-    def __init__(self, teacher_hidden: int, block: Block, dropout: float = 0.0, head_dim: int = HEAD_DIM):
+    def __init__(self, teacher_hidden: int, block: Block, dropout: float = 0.0):
         super().__init__()
         self.block = block
         self.in_proj = nn.Linear(teacher_hidden, block.hidden)
-        self.layers = nn.ModuleList(Sublayer(op, block.hidden, dropout, head_dim) for op in block.layers)
+        self.layers = nn.ModuleList(Sublayer(op, block.hidden, dropout) for op in block.layers)
         self.out_proj = nn.Linear(block.hidden, teacher_hidden)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -90,8 +90,7 @@ def load_teacher(name: str | None = None, attention: str | None = None):  # -> t
 
 def space_for_teacher(name: str | None = None) -> SearchSpace:
     c = load_teacher_config(name)
-    return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings,
-                                    heads=c.num_attention_heads)
+    return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
 
 
 def load_tokenizer(name: str | None = None):  # -> transformers.PreTrainedTokenizerBase

@@ -5,8 +5,8 @@ for the teacher's encoder output. Embeddings are factorised (vocab x E, then E -
 blocks the two supernet adapters are folded into one H_i -> H_{i+1} matrix.
 
 The network reads only the fields of `Spec` (teacher_hidden, embed_dim, vocab_size, max_positions,
-blocks of hidden and layers, head_dim), which pipeline.space.Architecture has too: the pipeline builds
-it from its validated Architecture, a student folder from `Spec.from_dict` of config.json's "architecture".
+blocks of hidden and layers), which pipeline.space.Architecture has too: the pipeline builds it from
+its validated Architecture, a student folder from `Spec.from_dict` of config.json's "architecture".
 Copied verbatim into every student folder (see pipeline/portable/__init__.py).
 """
 
@@ -18,9 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-# HEAD_DIM through .ops: Hugging Face's loader copies a folder's files along its import chain, and
-# network -> ops -> opset is the chain it resolves.
-from .ops import HEAD_DIM, Sublayer, masks
+from .ops import Sublayer, masks
 
 
 @dataclass(frozen=True)
@@ -39,13 +37,12 @@ class Spec:
     vocab_size: int
     max_positions: int
     blocks: tuple[BlockSpec, ...]
-    head_dim: int = HEAD_DIM  # folders written before heads followed the teacher have 64-wide ones
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Spec:
         blocks = tuple(BlockSpec(int(b["hidden"]), tuple(b["layers"])) for b in d["blocks"])
         return cls(int(d["teacher_hidden"]), int(d["embed_dim"]), int(d["vocab_size"]), int(d["max_positions"]),
-                   blocks, int(d.get("head_dim", HEAD_DIM)))
+                   blocks)
 
 
 class Embeddings(nn.Module):
@@ -68,7 +65,7 @@ class Student(nn.Module):
         self.embeddings = Embeddings(arch.vocab_size, arch.max_positions, arch.embed_dim)
         self.in_proj = nn.Linear(arch.embed_dim, hs[0])
         self.blocks = nn.ModuleList(
-            nn.ModuleList(Sublayer(op, b.hidden, dropout, arch.head_dim) for op in b.layers) for b in arch.blocks
+            nn.ModuleList(Sublayer(op, b.hidden, dropout) for op in b.layers) for b in arch.blocks
         )
         self.adapters = nn.ModuleList(nn.Linear(a, b) for a, b in zip(hs, hs[1:], strict=False))
         self.out_proj = nn.Linear(hs[-1], arch.teacher_hidden)

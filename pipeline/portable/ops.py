@@ -26,11 +26,11 @@ def masks(attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tenso
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, hidden: int, head_dim: int = HEAD_DIM):
+    def __init__(self, hidden: int):
         super().__init__()
-        self.heads = num_heads(hidden, head_dim)
-        self.head_dim = hidden // self.heads  # head_dim for every size in the space
-        assert self.heads * self.head_dim == hidden and (self.head_dim == head_dim or hidden < 2 * head_dim)
+        self.heads = num_heads(hidden)
+        self.head_dim = hidden // self.heads  # HEAD_DIM for every size in the space
+        assert self.head_dim == HEAD_DIM or hidden < 2 * HEAD_DIM
         self.qkv = nn.Linear(hidden, 3 * hidden)  # one matmul instead of three: fewer kernel calls
         self.out = nn.Linear(hidden, hidden)
 
@@ -67,9 +67,9 @@ class SepConv(nn.Module):
         return F.gelu(self.pointwise(y))
 
 
-def make_op(op: str, hidden: int, head_dim: int = HEAD_DIM) -> nn.Module:
+def make_op(op: str, hidden: int) -> nn.Module:
     if op == "mha":
-        return MultiHeadAttention(hidden, head_dim)
+        return MultiHeadAttention(hidden)
     if op == "ffn":
         return FeedForward(hidden)
     if op in CONV_KERNELS:
@@ -80,11 +80,11 @@ def make_op(op: str, hidden: int, head_dim: int = HEAD_DIM) -> nn.Module:
 class Sublayer(nn.Module):
     """One supernet layer: op + residual + post-LayerNorm; identity is a pass-through."""
 
-    def __init__(self, op: str, hidden: int, dropout: float = 0.1, head_dim: int = HEAD_DIM):
+    def __init__(self, op: str, hidden: int, dropout: float = 0.1):
         super().__init__()
         self.op_name = op
         if op != "identity":
-            self.op = make_op(op, hidden, head_dim)
+            self.op = make_op(op, hidden)
             self.dropout = nn.Dropout(dropout)
             self.norm = nn.LayerNorm(hidden, eps=1e-12)  # BERT's epsilon
 

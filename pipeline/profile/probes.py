@@ -34,7 +34,7 @@ from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
 from pipeline.model.ops import Sublayer, masks
 from pipeline.model.student import Embeddings, Student, example_inputs
-from pipeline.space import HEAD_DIM, Architecture, SearchSpace, op_of_table_name, table_name
+from pipeline.space import Architecture, SearchSpace
 
 CALIBRATION_SEED = 0  # the same random students on every machine, so tables compare
 
@@ -42,9 +42,9 @@ CALIBRATION_SEED = 0  # the same random students on every machine, so tables com
 class OpStack(nn.Module):
     """`copies` sub-layers of one op: x [B, S, H], attention_mask [B, S] -> [B, S, H]."""
 
-    def __init__(self, op: str, hidden: int, copies: int, head_dim: int = HEAD_DIM):
+    def __init__(self, op: str, hidden: int, copies: int):
         super().__init__()
-        self.layers = nn.ModuleList(Sublayer(op, hidden, head_dim=head_dim) for _ in range(copies))
+        self.layers = nn.ModuleList(Sublayer(op, hidden) for _ in range(copies))
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         keep, bias = masks(attention_mask, x.dtype)
@@ -101,7 +101,7 @@ def plan(space: SearchSpace, batch: int, seq_lens: tuple[int, ...], calibration_
     probes: list[Probe] = []
     for s in seq_lens:
         probes += [Probe("call", "call", w, w, batch, s) for w in widths]
-        probes += [Probe("op", table_name(op, space.head_dim), h, h, batch, s) for op, h in space.ops()]
+        probes += [Probe("op", op, h, h, batch, s) for op, h in space.ops()]
         probes.append(Probe("embedding", "embedding", space.vocab_size, space.embed_dim, batch, s))
         probes += [Probe("linear", "linear", i, o, batch, s) for i, o in space.linear_shapes()]
         probes += [Probe("calibration", a.key, 0, 0, batch, s, a) for a in archs]
@@ -123,8 +123,7 @@ def probe_model(probe: Probe, space: SearchSpace, stack: int) -> tuple[nn.Module
         return Student(probe.arch), example_inputs(b, s, probe.arch.vocab_size)
     if probe.kind == "op":
         mask = example_inputs(b, s, 2)["attention_mask"]
-        op, head_dim = op_of_table_name(probe.name)
-        return OpStack(op, probe.d_in, stack, head_dim), {**_hidden_input(b, s, probe.d_in), "attention_mask": mask}
+        return OpStack(probe.name, probe.d_in, stack), {**_hidden_input(b, s, probe.d_in), "attention_mask": mask}
     if probe.kind == "embedding":
         ids = example_inputs(b, s, space.vocab_size)["input_ids"]
         return EmbeddingProbe(space.vocab_size, space.max_positions, space.embed_dim), {"input_ids": ids}

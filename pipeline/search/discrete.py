@@ -39,7 +39,8 @@ THIN = 0.01  # latency resolution of the probable readout's pools, a share of th
 
 def argmax_architecture(student: RelaxedStudent) -> Architecture:
     f = student.frame
-    return f.architecture(tuple(b.discrete() for b in student.blocks))
+    return Architecture(f.teacher_hidden, f.embed_dim, tuple(b.discrete() for b in student.blocks),
+                        f.vocab_size, f.max_positions)
 
 
 @torch.no_grad()
@@ -90,7 +91,6 @@ def probable_architecture(student: RelaxedStudent, predictor: Predictor, budget_
     # Not the exact search's pruning: the most probable block (all identities, under budget pressure)
     # is also the cheapest and would prune every other, leaving nothing that uses the budget. Thinned
     # instead to the most probable block per 1% of the budget, the search is exact to within that.
-    predictor = predictor.for_heads(student.frame.head_dim)
     pools = [thin(block_pool(b), predictor, budget_ms * THIN) for b in student.blocks]
     try:
         (choice,) = search(pools, student.frame, predictor, [budget_ms], top_t=1, min_use=min_use, prune=False)
@@ -134,6 +134,6 @@ def drop_to_fit(arch: Architecture, student: RelaxedStudent, predictor: Predicto
         layers[i] = "identity"
         blocks = list(arch.blocks)
         blocks[n] = Block(blocks[n].hidden, canonical_layers(layers))
-        arch = arch.with_blocks(tuple(blocks))
+        arch = Architecture(arch.teacher_hidden, arch.embed_dim, tuple(blocks), arch.vocab_size, arch.max_positions)
         dropped += 1
     return arch, dropped

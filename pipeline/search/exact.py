@@ -97,9 +97,8 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     others, passes False and thins its pools itself).
 
     `latency` is anything with Predictor's four term methods (block_terms, link_terms, base_terms,
-    predict_terms), its `for_heads` and optionally `calibration.coefs`; the tests pass a toy one.
+    predict_terms) and optionally `calibration.coefs`; the tests pass a toy one.
     """
-    latency = latency.for_heads(frame.head_dim)  # blocks are priced with the frame's attention heads
     if not pools or any(len(p) == 0 for p in pools):
         raise PipelineError("every block needs a non-empty candidate pool; train the supernet first")
     blocks = [[Block(int(e["hidden"]), tuple(e["layers"])) for e in pool] for pool in pools]
@@ -224,4 +223,5 @@ def _unravel(j: int, sizes: list[int]) -> list[int]:
 
 
 def _arch(frame: Frame, blocks: list[list[Block]], idx: list[int]) -> Architecture:
-    return frame.architecture(tuple(bl[i] for bl, i in zip(blocks, idx, strict=True)))
+    return Architecture(frame.teacher_hidden, frame.embed_dim, tuple(bl[i] for bl, i in zip(blocks, idx, strict=True)),
+                        frame.vocab_size, frame.max_positions)

@@ -161,7 +161,6 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)
-    predictor = predictor.for_heads(trained.frame.head_dim)  # the students' blocks are priced with its heads
     caps, wide = readout_widths(trained, min_readout, log)
     # The plain search runs first on its own (milliseconds) so that its time is reported apart from
     # the re-ranking, which runs students and dominates.
@@ -245,7 +244,6 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
     cfg = cfg or NasKdConfig()
     trained = TrainedSupernet(train_dir)
-    predictor = predictor.for_heads(trained.frame.head_dim)
     per_block = trained.layers_per_block // 2
     bounds = [n * per_block for n in range(trained.num_blocks + 1)]              # 0 = the embedding output
     data, teacher = trained.corpus, trained.teacher_model

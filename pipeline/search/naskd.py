@@ -107,7 +107,8 @@ def fastest_ms(predictor: Predictor, frame: Frame, hidden_sizes: tuple[int, ...]
     """The predicted latency of the fastest student of the space: every layer an identity, the narrowest width."""
     h = min(hidden_sizes)
     blocks = tuple(Block(h, ("identity",) * num_layers) for _ in range(num_blocks))
-    return predictor(frame.architecture(blocks))
+    return predictor(Architecture(frame.teacher_hidden, frame.embed_dim, blocks, frame.vocab_size,
+                                  frame.max_positions))
 
 
 def naskd_loss(outs: list[torch.Tensor], targets: list[torch.Tensor], beta: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import nn
 
 from pipeline.latency import TERMS, Predictor
 from pipeline.model.ops import Sublayer, masks
-from pipeline.space import HEAD_DIM, Block, Frame
+from pipeline.space import Block, Frame
 from pipeline.train.supernet import REAL_OPS, SuperBlock
 
 CHOICES = (*REAL_OPS, "identity")  # what a mixed layer mixes; identity last, as canonical blocks end
@@ -31,9 +31,9 @@ CHOICES = (*REAL_OPS, "identity")  # what a mixed layer mixes; identity last, as
 class MixedLayer(nn.Module):
     """x [B, S, H] -> sum_j w_j op_j(x); identity's term is w x."""
 
-    def __init__(self, hidden: int, dropout: float = 0.0, head_dim: int = HEAD_DIM):
+    def __init__(self, hidden: int, dropout: float = 0.0):
         super().__init__()
-        self.ops = nn.ModuleDict({op: Sublayer(op, hidden, dropout, head_dim) for op in REAL_OPS})
+        self.ops = nn.ModuleDict({op: Sublayer(op, hidden, dropout) for op in REAL_OPS})
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, bias: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         out = w[-1] * x
@@ -46,12 +46,11 @@ class MixedLayer(nn.Module):
 class RelaxedPath(nn.Module):
     """One width of a block: teacher width -> H, mixed layers, -> teacher width."""
 
-    def __init__(self, teacher_hidden: int, hidden: int, num_layers: int, dropout: float = 0.0,
-                 head_dim: int = HEAD_DIM):
+    def __init__(self, teacher_hidden: int, hidden: int, num_layers: int, dropout: float = 0.0):
         super().__init__()
         self.hidden = hidden
         self.in_proj = nn.Linear(teacher_hidden, hidden)
-        self.layers = nn.ModuleList(MixedLayer(hidden, dropout, head_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(MixedLayer(hidden, dropout) for _ in range(num_layers))
         self.out_proj = nn.Linear(hidden, teacher_hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -76,11 +75,10 @@ class RelaxedPath(nn.Module):
 
 
 class RelaxedBlock(nn.Module):
-    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0,
-                 head_dim: int = HEAD_DIM):
+    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0):
         super().__init__()
         self.hidden_sizes, self.num_layers = tuple(hidden_sizes), num_layers
-        self.paths = nn.ModuleList(RelaxedPath(teacher_hidden, h, num_layers, dropout, head_dim) for h in hidden_sizes)
+        self.paths = nn.ModuleList(RelaxedPath(teacher_hidden, h, num_layers, dropout) for h in hidden_sizes)
         # architecture weights: per width, per layer, per op; and per width
         self.alpha = nn.Parameter(torch.zeros(len(hidden_sizes), num_layers, len(CHOICES)))
         self.beta = nn.Parameter(torch.zeros(len(hidden_sizes)))
@@ -122,8 +120,7 @@ class RelaxedStudent(nn.Module):
     def __init__(self, frame: Frame, hidden_sizes: tuple[int, ...], num_layers: int, num_blocks: int):
         super().__init__()
         self.frame = frame
-        self.blocks = nn.ModuleList(RelaxedBlock(frame.teacher_hidden, hidden_sizes, num_layers,
-                                                 head_dim=frame.head_dim)
+        self.blocks = nn.ModuleList(RelaxedBlock(frame.teacher_hidden, hidden_sizes, num_layers)
                                     for _ in range(num_blocks))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> list[torch.Tensor]:
@@ -144,7 +141,6 @@ class LatencyTerms:
     """The predictor's terms of every choice, as tensors, for the expected latency of a relaxed student."""
 
     def __init__(self, predictor: Predictor, frame: Frame, hidden_sizes: tuple[int, ...]):
-        predictor = predictor.for_heads(frame.head_dim)
         self.predictor, self.hidden_sizes = predictor, tuple(hidden_sizes)
         import numpy as np
 

@@ -127,7 +127,7 @@ def block_params(block: Block) -> int:
 
 def table_predictor(space: SearchSpace, table: Path, seq: int, batch: int = 1) -> Predictor:
     """The predictor of `table` at (batch, seq); an error if it lacks any op of this space."""
-    p = Predictor(LatencyTable.load(table), batch, seq, head_dim=space.head_dim)
+    p = Predictor(LatencyTable.load(table), batch, seq)
     missing = []
     for op, h in space.ops():
         try:
@@ -380,8 +380,7 @@ def _finetune(block_net: torch.nn.Module, data: BlockData, cfg: TrainConfig, see
 
 
 def settings_hash(teacher_id: dict[str, Any], corpus_id: dict[str, Any], cfg: TrainConfig, block: int,
-                  tables: dict[str, str], target: str | None, head_dim: int) -> str:
-    """What a block's result depends on: a different key means its checkpoint cannot be resumed.
-    head_dim: the weights of 32- and 64-wide heads have the same shapes but are different networks."""
-    return content_key("train-block", 2, teacher=teacher_id, corpus=corpus_id, config=asdict(cfg), block=block,
-                       tables=tables, target=target, head_dim=head_dim)
+                  tables: dict[str, str], target: str | None) -> str:
+    """What a block's result depends on: a different key means its checkpoint cannot be resumed."""
+    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=asdict(cfg), block=block,
+                       tables=tables, target=target)

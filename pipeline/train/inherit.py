@@ -14,9 +14,8 @@ weights (supernet.slice_param), so the FFN's neurons are first sorted by a magni
 (|up row| * |down column|, a weight-only stand-in for DynaBERT's): a narrow path keeps the teacher's
 strongest neurons. Sorting neurons changes nothing at full width.
 
-Attention heads: a space's heads follow the teacher's where its head size splits every block width
-(space.teacher_head_dim; MiniLM's 32), and the teacher's attention is then copied exactly. In a space
-of NAS-BERT's 64-wide heads, a teacher with narrower heads that divide 64 has k = 64 / d of them
+Attention heads: the space's heads are 64 wide (opset.HEAD_DIM). A teacher with 64-wide heads is
+copied exactly; one with narrower heads that divide 64 (MiniLM: 12 of 32) has k = 64 / d of them
 merged into each of ours, queries scaled by sqrt(k) so that a merged score is the sum of its heads'
 scores: its pattern is the normalised product of theirs, an approximation the training corrects.
 Any other head size leaves attention at random. FFN neurons the teacher lacks (its intermediate
@@ -30,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from pipeline.portable.opset import HEAD_DIM, num_heads
+from pipeline.portable.opset import num_heads
 from pipeline.train.supernet import SuperBlock
 
 
@@ -63,9 +62,9 @@ def _copy_attention(mha: nn.Module, layer: nn.Module, teacher_head_dim: int) -> 
     mha.out.bias.copy_(att.output.dense.bias)
 
 
-def attention_fit(hidden: int, teacher_heads: int, head_dim: int = HEAD_DIM) -> str:
-    """How the teacher's attention fits the space's (heads of head_dim) at its width: exact, merged or none."""
-    ours = hidden // num_heads(hidden, head_dim)
+def attention_fit(hidden: int, teacher_heads: int) -> str:
+    """How the teacher's attention fits the space's at its width: exact, merged or none."""
+    ours = hidden // num_heads(hidden)
     theirs = hidden // teacher_heads
     if theirs == ours:
         return "exact"
@@ -84,7 +83,7 @@ def inherit(block: SuperBlock, layers: list[nn.Module], teacher_heads: int) -> d
     if len(block.layers) != 2 * len(layers):
         raise ValueError(f"a block of {len(block.layers)} sub-layers stands for {len(block.layers) // 2} teacher "
                          f"layers, got {len(layers)}")
-    fit = attention_fit(hmax, teacher_heads, block.head_dim)
+    fit = attention_fit(hmax, teacher_heads)
     for p, sub in enumerate(block.layers):
         teacher_layer = layers[p // 2]
         _copy_ffn(sub.full["ffn"].op, teacher_layer)

@@ -59,8 +59,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     tokenizer = load_tokenizer(teacher)
     model = load_teacher(teacher).to(dev)
     c = model.config
-    space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings,
-                                     heads=c.num_attention_heads)
+    space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
     if cfg.seq_len > c.max_position_embeddings:
         n = c.max_position_embeddings
         raise PipelineError(f"sequence length {cfg.seq_len} is longer than the teacher's {n} positions; "
@@ -88,7 +87,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     bounds = block_boundaries(space)
     todo = []
     for b in mine:
-        settings = settings_hash(teacher_id, corpus_id, cfg, b, tables, target, space.head_dim)
+        settings = settings_hash(teacher_id, corpus_id, cfg, b, tables, target)
         block_dir = out / f"block_{b}"
         if force:
             for name in ("checkpoint.pt", "result.json", "supernet.pt"):
@@ -165,8 +164,7 @@ def _write_summary(out, teacher_path, corpus, cfg, space, device, predictors, ta
         "space": {"teacher_hidden": space.teacher_hidden, "hidden_sizes": list(space.hidden_sizes),
                   "num_blocks": space.num_blocks, "layers_per_block": space.layers_per_block,
                   "embed_dim": space.embed_dim, "vocab_size": space.vocab_size,
-                  "max_positions": space.max_positions, "teacher_layers": space.teacher_layers,
-                  "head_dim": space.head_dim},
+                  "max_positions": space.max_positions, "teacher_layers": space.teacher_layers},
         "latency_tables": {name: str(p.table.path) for name, p in predictors.items()},
         "bins_by": f"latency on {target} and parameters" if target else "parameters",
         "loss": "mean squared error against the teacher's hidden states at the block's output",

@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from pipeline.model.ops import Sublayer, masks
 from pipeline.model.student import BlockNet
-from pipeline.space import HEAD_DIM, OPS, Block, SearchSpace, canonical_layers
+from pipeline.space import OPS, Block, SearchSpace, canonical_layers
 
 REAL_OPS = tuple(op for op in OPS if op != "identity")
 
@@ -29,7 +29,7 @@ def slice_param(name: str, full: torch.Tensor, shape: torch.Size) -> torch.Tenso
     """The leading part of `full` that a width-h copy of the parameter named `name` uses.
 
     The fused qkv projection is three matrices stacked on dim 0, so each of q, k and v is sliced on
-    its own (that keeps the first h/head_dim heads); everything else takes leading indices on every dim.
+    its own (that keeps the first h/64 heads); everything else takes leading indices on every dim.
     """
     if name.endswith("qkv.weight") or name.endswith("qkv.bias"):
         stacked = full.view(3, full.shape[0] // 3, *full.shape[1:])
@@ -41,13 +41,13 @@ def slice_param(name: str, full: torch.Tensor, shape: torch.Size) -> torch.Tenso
 class SuperLayer(nn.Module):
     """All candidate ops of one layer at width `hmax`; a path of width h uses their leading slices."""
 
-    def __init__(self, hmax: int, hidden_sizes: tuple[int, ...], dropout: float = 0.0, head_dim: int = HEAD_DIM):
+    def __init__(self, hmax: int, hidden_sizes: tuple[int, ...], dropout: float = 0.0):
         super().__init__()
-        self.full = nn.ModuleDict({op: Sublayer(op, hmax, dropout, head_dim) for op in REAL_OPS})
+        self.full = nn.ModuleDict({op: Sublayer(op, hmax, dropout) for op in REAL_OPS})
         # Weightless copies of the standalone layer at every width: the code a path runs. Kept in a
         # plain dict so that they are not submodules (no parameters, not in the state dict).
         with torch.device("meta"):
-            self._templates = {(op, h): Sublayer(op, h, dropout, head_dim) for op in REAL_OPS for h in hidden_sizes}
+            self._templates = {(op, h): Sublayer(op, h, dropout) for op in REAL_OPS for h in hidden_sizes}
 
     def weights(self, op: str, h: int) -> dict[str, torch.Tensor]:
         """The shared weights of `op` at width h, named as in a standalone `Sublayer(op, h)`."""
@@ -64,20 +64,19 @@ class SuperLayer(nn.Module):
 
 
 class SuperBlock(nn.Module):
-    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0,
-                 head_dim: int = HEAD_DIM):
+    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0):
         super().__init__()
         self.teacher_hidden, self.hidden_sizes, self.num_layers = teacher_hidden, tuple(hidden_sizes), num_layers
-        self.dropout, self.head_dim = dropout, head_dim
+        self.dropout = dropout
         hmax = max(hidden_sizes)
         self.in_proj = nn.Linear(teacher_hidden, hmax)   # a path of width h uses rows [:h]
-        self.layers = nn.ModuleList(SuperLayer(hmax, self.hidden_sizes, dropout, head_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(SuperLayer(hmax, self.hidden_sizes, dropout) for _ in range(num_layers))
         self.out_proj = nn.Linear(hmax, teacher_hidden)  # and columns [:h] here
         self.active = Block(hmax, tuple(["mha", "ffn"] * (num_layers // 2) + ["mha"] * (num_layers % 2)))
 
     @classmethod
     def for_space(cls, space: SearchSpace, dropout: float = 0.0) -> SuperBlock:
-        return cls(space.teacher_hidden, space.hidden_sizes, space.layers_per_block, dropout, space.head_dim)
+        return cls(space.teacher_hidden, space.hidden_sizes, space.layers_per_block, dropout)
 
     # ---- once-for-all's interface ----
     def candidates(self) -> list[Block]:
@@ -105,7 +104,7 @@ class SuperBlock(nn.Module):
     def get(self) -> BlockNet:
         """A standalone copy of the active path holding the shared weights' current values."""
         h = self.active.hidden
-        net = BlockNet(self.teacher_hidden, self.active, self.dropout, self.head_dim).to(self.in_proj.weight.device)
+        net = BlockNet(self.teacher_hidden, self.active, self.dropout).to(self.in_proj.weight.device)
         with torch.no_grad():
             net.in_proj.weight.copy_(self.in_proj.weight[:h])
             net.in_proj.bias.copy_(self.in_proj.bias[:h])

@@ -18,7 +18,7 @@ from torch import nn
 
 from pipeline.artifacts import short_hash
 from pipeline.errors import PipelineError
-from pipeline.space import HEAD_DIM, Architecture, Frame
+from pipeline.space import Architecture, Frame
 from pipeline.train.supernet import SuperBlock
 
 SUMMARY = "train_summary.json"  # what `train` writes into its folder: pools, space, corpus, config
@@ -47,7 +47,7 @@ class TrainedSupernet:
             self.summary: dict[str, Any] = json.loads(path.read_text())
             space = self.summary["space"]
             self.frame = Frame(space["teacher_hidden"], space["embed_dim"], space["vocab_size"],
-                               space["max_positions"], int(space.get("head_dim", HEAD_DIM)))
+                               space["max_positions"])
             self.hidden_sizes = tuple(space["hidden_sizes"])
             self.layers_per_block = int(space["layers_per_block"])
             self.num_blocks = int(space["num_blocks"])
@@ -100,8 +100,7 @@ class TrainedSupernet:
         """Block n (1-based) with its trained weights, in eval mode, on the CPU."""
         if n not in self._blocks:
             path = self.dir / f"block_{n}" / "supernet.pt"
-            block = SuperBlock(self.frame.teacher_hidden, self.hidden_sizes, self.layers_per_block,
-                               head_dim=self.frame.head_dim)
+            block = SuperBlock(self.frame.teacher_hidden, self.hidden_sizes, self.layers_per_block)
             try:
                 block.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
             except FileNotFoundError:
@@ -116,9 +115,6 @@ class TrainedSupernet:
         """The architecture's blocks extracted from the supernet, chained (weights copied)."""
         if len(arch.blocks) != self.num_blocks:
             raise PipelineError(f"architecture has {len(arch.blocks)} blocks, the supernet {self.num_blocks}")
-        if arch.head_dim != self.frame.head_dim:
-            raise PipelineError(f"architecture has {arch.head_dim}-wide attention heads, the supernet "
-                                f"{self.frame.head_dim}-wide ones")
         nets = []
         for n, block in enumerate(arch.blocks, 1):
             sb = self.supernet_block(n)

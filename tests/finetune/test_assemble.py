@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from pipeline.finetune.assemble import assemble, fit_embedding, svd_init
 from pipeline.model.teacher import load_teacher
-from pipeline.space import Block
+from pipeline.space import Architecture, Block
 from pipeline.train.trained import TrainedSupernet
 
 
@@ -24,7 +24,8 @@ def test_embedding_fit_and_folded_student_match_the_chain(tiny_trained, tiny_tea
     assert after < 0.5 * before
 
     picked = (trained.pools[0][3], trained.pools[1][7])
-    arch = trained.frame.architecture(tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked))
+    arch = Architecture(128, trained.frame.embed_dim, tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked),
+                        trained.frame.vocab_size, trained.frame.max_positions)
     student = assemble(arch, trained, f.eval())
     mask = torch.ones(4, 16, dtype=torch.int64)
     mask[1, 12:] = 0

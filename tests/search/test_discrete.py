@@ -51,7 +51,7 @@ def student_of(trained, blocks=None, seed=0) -> RelaxedStudent:
 
 def arch_of(trained, blocks) -> Architecture:
     f = trained.frame
-    return f.architecture(tuple(blocks))
+    return Architecture(f.teacher_hidden, f.embed_dim, tuple(blocks), f.vocab_size, f.max_positions)
 
 
 def heavy_and_budget(trained, predictor) -> tuple[list[Block], float]:

@@ -18,9 +18,6 @@ class ToyLatency:
     class calibration:  # noqa: N801 - mimics Predictor.calibration
         coefs = (1.0, 1.0, 1.0, 1.0, 0.0)
 
-    def for_heads(self, head_dim):
-        return self
-
     def block_terms(self, block):
         n = sum(op != "identity" for op in block.layers)
         return np.array([n * 1.0, 0, 0, 0, 0, n * block.hidden])
@@ -95,10 +92,12 @@ def test_matches_brute_force_on_a_real_table(tiny_table, tiny_space, prefer_wide
             pool.append({"hidden": arch.blocks[0].hidden, "layers": list(arch.blocks[0].layers),
                          "val_loss": rng.random()})
         pools.append(pool)
-    frame = tiny_space.frame
+    frame = Frame(tiny_space.teacher_hidden, tiny_space.embed_dim, tiny_space.vocab_size, tiny_space.max_positions)
     everything = []
     for combo in itertools.product(*pools):
-        arch = frame.architecture(tuple(Block(e["hidden"], tuple(e["layers"])) for e in combo))
+        arch = Architecture(frame.teacher_hidden, frame.embed_dim,
+                            tuple(Block(e["hidden"], tuple(e["layers"])) for e in combo),
+                            frame.vocab_size, frame.max_positions)
         everything.append((sum(e["val_loss"] for e in combo), p(arch), arch))
     lo, hi = min(x[1] for x in everything), max(x[1] for x in everything)
     budgets = list(np.linspace(lo, hi, 6)[1:])

@@ -12,7 +12,7 @@ from pipeline.search.relaxed import LatencyTerms, RelaxedBlock, RelaxedStudent
 from pipeline.space import Architecture, Block, Frame, load_architecture
 from pipeline.train.supernet import SuperBlock
 
-FRAME = Frame(128, 128, 1000, 64, 32)  # the tiny teacher's (conftest.TINY): the tiny table's widths and heads
+FRAME = Frame(128, 128, 1000, 64)  # the tiny teacher's (conftest.TINY): the tiny table's widths
 WIDTHS = (64, 128)                  # for the mixture alone (no table)
 
 
@@ -54,7 +54,7 @@ def test_expected_latency_is_the_predictors_on_one_hot_weights(predictor):
                    (Block(h, ("mha", "ffn", "mha", "ffn")), Block(h, ("identity",) * 4))]:
         for block, b in zip(student.blocks, blocks, strict=True):
             block.set_one_hot(b)
-        arch = FRAME.architecture(blocks)
+        arch = Architecture(FRAME.teacher_hidden, FRAME.embed_dim, blocks, FRAME.vocab_size, FRAME.max_positions)
         assert float(terms.expected_ms(student).detach()) == pytest.approx(predictor(arch), rel=1e-9)
 
 
@@ -150,7 +150,7 @@ def test_the_readout_loss_is_the_discrete_students_and_leaves_the_weights_alone(
     before = [b.alpha.detach().clone() for b in student.blocks]
     h = t.hidden_sizes[0]
     blocks = tuple(Block(h, ("ffn",) + ("identity",) * (t.layers_per_block - 1)) for _ in range(t.num_blocks))
-    arch = t.frame.architecture(blocks)
+    arch = Architecture(t.frame.teacher_hidden, t.frame.embed_dim, blocks, t.frame.vocab_size, t.frame.max_positions)
     x = torch.randn(5, 8, t.frame.teacher_hidden)
     ys = [torch.randn(5, 8, t.frame.teacher_hidden) for _ in blocks]
     cfg = NasKdConfig(batch_size=2)  # 5 rows: batches of 2, 2 and 1, weighted by their rows
@@ -210,7 +210,7 @@ def test_a_sampled_student_has_the_predictors_latency_and_the_softmaxs_gradient(
     blocks = (Block(h, ("mha", "ffn", "identity", "identity")), Block(h, ("sepconv7",) + ("identity",) * 3))
     for block, b in zip(student.blocks, blocks, strict=True):
         block.set_one_hot(b)  # logits of 0 and -1e4: every draw is this student
-    arch = FRAME.architecture(blocks)
+    arch = Architecture(FRAME.teacher_hidden, FRAME.embed_dim, blocks, FRAME.vocab_size, FRAME.max_positions)
     ms = terms.expected_ms(student, weights=sampled_weights(student))
     assert float(ms.detach()) == pytest.approx(predictor(arch), rel=1e-9)
     torch.manual_seed(0)

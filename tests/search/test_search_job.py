@@ -17,10 +17,11 @@ def test_chain_is_the_blocks_in_sequence(tiny_trained):
     out, summary, _ = tiny_trained
     trained = TrainedSupernet(out)
     assert [len(p) for p in trained.pools] == [10, 10]
-    from pipeline.space import Block
+    from pipeline.space import Architecture, Block
 
     picked = (trained.pools[0][0], trained.pools[1][-1])
-    arch = trained.frame.architecture(tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked))
+    arch = Architecture(128, trained.frame.embed_dim, tuple(Block(e["hidden"], tuple(e["layers"])) for e in picked),
+                        trained.frame.vocab_size, trained.frame.max_positions)
     x = torch.randn(2, 16, 128)
     mask = torch.ones(2, 16, dtype=torch.int64)
     with torch.no_grad():

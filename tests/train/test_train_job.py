@@ -32,7 +32,7 @@ def test_summary_fields(trained):
             assert key in b
         assert -1.0 <= b["kendall_tau"] <= 1.0 and len(b["tau_paths"]) == 10
         assert (out / f"block_{b['block']}" / "supernet.pt").is_file()
-        assert b["init"] == {"from": "teacher", "attention": "exact"}  # the space has the tiny teacher's 32-wide heads
+        assert b["init"] == {"from": "teacher", "attention": "exact"}  # the tiny teacher's heads are 64 wide
     assert any("started from the teacher's layers 1-2 (attention exact)" in line for line in trained[2])
 
 
@@ -43,7 +43,7 @@ def test_loss_falls_in_every_block(trained):
 
 
 def test_shrinking_keeps_exactly_m_per_bin(trained, tiny_table):
-    predictor = Predictor(LatencyTable.load(tiny_table), 1, CFG.seq_len, head_dim=trained[1]["space"]["head_dim"])
+    predictor = Predictor(LatencyTable.load(tiny_table), 1, CFG.seq_len)
     for b in trained[1]["blocks"]:
         per_bin = [sum(e["bin"] == i for e in b["pool"]) for i in range(CFG.bins)]
         assert per_bin == [CFG.keep_per_bin] * CFG.bins
