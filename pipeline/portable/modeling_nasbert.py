@@ -12,8 +12,13 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
+# Every file of the folder is imported from here, not only through network: older transformers
+# (5.3.0, tested) copy only the modeling file's own relative imports into their module cache and
+# then fail on network's; newer ones follow the chain.
 from .configuration_nasbert import NasBertStudentConfig
 from .network import Spec, Student
+from .ops import masks  # noqa: F401
+from .opset import OPS  # noqa: F401
 
 
 class NasBertStudentModel(PreTrainedModel):

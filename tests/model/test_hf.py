@@ -209,3 +209,15 @@ def test_a_hub_id_teachers_modules_come_from_the_hub_cache(tmp_path, tiny_teache
     copied = copy_sentence_modules(found, tmp_path / "student")
     assert "1_Pooling" in copied and (tmp_path / "student" / "1_Pooling" / "config.json").is_file()
     assert sentence_modules_folder(teacher) == teacher  # a folder is its own
+
+
+def test_the_modeling_file_imports_every_portable_file_itself():
+    """Older transformers (5.3.0) copy only the modeling file's direct relative imports into their
+    module cache: every other portable file must be one of them, or a folder fails to load there."""
+    import re
+
+    from pipeline import portable
+
+    source = (Path(portable.__file__).parent / "modeling_nasbert.py").read_text()
+    direct = set(re.findall(r"^\s*from\s+\.(\S+)\s+import", source, flags=re.MULTILINE))
+    assert {f.removesuffix(".py") for f in portable.FILES} - {"modeling_nasbert"} <= direct
