@@ -1,15 +1,23 @@
-"""Latency budgets as users write them: `5ms`, `500us`, `0.01s`, or several: `5ms,8ms,12ms`."""
+"""Latency budgets as users write them: `5ms`, `500us`, `0.01s`, a speed-up over the teacher on the
+device (`4x`: a quarter of its measured latency), or several: `5ms,8ms,12ms` or `3x,4x`.
+
+A speed-up is resolved into milliseconds by whoever can time the teacher (`run`, `search`:
+benchmark/teacher.py); every stage below them only ever sees milliseconds.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
 
 UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s)\s*$")
-HOW = "a budget is a positive number with a unit: 5ms, 500us or 0.01s (several: 5ms,8ms)"
+_SPEEDUP = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*[xX]\s*$")
+HOW = ("a budget is a positive number with a unit: 5ms, 500us or 0.01s, or a speed-up over the teacher: 4x "
+       "(several: 5ms,8ms)")
 
 
 def parse_budget(text: str) -> float:
@@ -23,12 +31,51 @@ def parse_budget(text: str) -> float:
     return ms
 
 
-def parse_budgets(text: str) -> list[float]:
-    """Comma-separated budgets in milliseconds, sorted and without duplicates."""
+@dataclass(frozen=True)
+class Budgets:
+    """Budgets as asked: in milliseconds, and as speed-ups over the teacher still to be resolved."""
+
+    ms: tuple[float, ...] = ()
+    speedups: tuple[float, ...] = ()
+
+    def resolve(self, teacher_ms: float | None) -> list[float]:
+        """Every budget in milliseconds, sorted and without duplicates; speed-ups divide teacher_ms."""
+        if self.speedups and teacher_ms is None:
+            raise PipelineError(f"a speed-up budget ({format_speedup(self.speedups[0])}) needs the teacher's latency "
+                                "on the device")
+        # Rounded to the 4 digits budgets are shown and named with (format_ms), so that arch_6.45ms holds 6.45.
+        return sorted({*self.ms, *(float(f"{teacher_ms / s:.4g}") for s in self.speedups)})
+
+    def describe(self) -> str:
+        return ",".join([*(format_ms(b) for b in self.ms), *(format_speedup(s) for s in self.speedups)])
+
+
+def parse_budget_list(text: str) -> Budgets:
+    """Comma-separated budgets, each in milliseconds or a speed-up (`4x`)."""
     parts = [p for p in (text or "").split(",")]
     if not any(p.strip() for p in parts):
         raise PipelineError(f"no budget given: {HOW}")
-    return sorted({parse_budget(p) for p in parts})
+    ms, speedups = set(), set()
+    for p in parts:
+        m = _SPEEDUP.match(p)
+        if m is None:
+            ms.add(parse_budget(p))
+            continue
+        s = float(m.group(1))
+        if not math.isfinite(s) or s <= 0:
+            raise PipelineError(f"bad budget {p!r}: a speed-up must be above zero; {HOW}")
+        speedups.add(s)
+    return Budgets(tuple(sorted(ms)), tuple(sorted(speedups)))
+
+
+def parse_budgets(text: str) -> list[float]:
+    """Comma-separated budgets in milliseconds, sorted and without duplicates (no speed-ups: nothing
+    here times the teacher)."""
+    return parse_budget_list(text).resolve(None)
+
+
+def format_speedup(s: float) -> str:
+    return f"{s:g}x"
 
 
 def format_ms(ms: float) -> str:

@@ -32,3 +32,19 @@ def test_parameter_counts():
     for bad in ("", "ten", "-5M", "0", "5G"):
         with pytest.raises(PipelineError, match="parameter count"):
             parse_count(bad)
+
+
+def test_speedups_over_the_teacher_become_milliseconds_once_it_is_timed():
+    from pipeline.budget import parse_budget_list
+
+    b = parse_budget_list("4x, 5ms,2.5X,4x")
+    assert b.ms == (5.0,) and b.speedups == (2.5, 4.0) and b.describe() == "5ms,2.5x,4x"
+    # to the 4 digits budgets are named with: a quarter of 25.8 ms, 25.8 / 2.5 = 10.32
+    assert b.resolve(25.8) == [5.0, 6.45, 10.32] and b.resolve(25.812)[1] == 6.453
+    with pytest.raises(PipelineError, match=r"speed-up budget \(2.5x\) needs the teacher's latency"):
+        b.resolve(None)
+    with pytest.raises(PipelineError, match="speed-up budget"):
+        parse_budgets("4x")  # nothing there times the teacher
+    for bad in ("0x", "-2x", "4xx", "x", "inf x"):
+        with pytest.raises(PipelineError, match="or a speed-up over the teacher: 4x"):
+            parse_budget_list(bad)

@@ -134,3 +134,45 @@ def test_the_summary_says_when_the_drift_turns_the_verdict(tmp_path):
     steady = {**student, "latency_ms": 3.4, "within_budget": True, "within_budget_at_table_speed": True}
     (line,) = summary_lines({**report, "students": [steady]}, tmp_path)
     assert line.startswith("budget 3.5ms met: measured 3.400 ms")
+
+
+def test_the_summary_names_speedup_budgets_and_students_without_a_budget(tmp_path):
+    student = {"kind": "searched", "name": "arch_6.448ms", "budget_ms": 6.448, "latency_ms": 6.1,
+               "latency_ms_p50": 6.3, "budget_use": 6.1 / 6.448, "speedup": 4.1, "fidelity_cosine": 0.8,
+               "model_dir": str(tmp_path / "arch_6.448ms" / "model"), "within_budget": True}
+    report = {"teacher": {"latency_ms_p50": 26.0}, "students": [student],
+              "speedup_budgets": {"speedups": [{"speedup": 4.0, "budget_ms": 6.448}]}}
+    (line,) = summary_lines(report, tmp_path)
+    assert line.startswith("budget 4x (6.448ms) met: measured 6.100 ms")
+    # `export --arch` students carry no budget: the benchmark's summary still names them, without a verdict
+    free = {k: v for k, v in student.items() if k not in ("budget_ms", "budget_use", "within_budget")}
+    (line,) = summary_lines({**report, "students": [{**free, "name": "mine"}]}, tmp_path)
+    assert line.startswith("mine: measured 6.100 ms (p50 6.300 ms), speedup 4.1x") and "budget" not in line
+
+
+def test_run_refuses_a_bad_speedup_at_once(capsys):
+    assert main(["run", "--budget", "0x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a speed-up must be above zero" in err
+
+
+@pytest.mark.slow
+def test_run_resolves_a_speedup_budget_with_the_teacher_it_timed(tiny_teacher_tok, tiny_corpus, tiny_table,
+                                                                 cpu_backend, tmp_path):
+    from conftest import TINY_TRAIN
+
+    out = tmp_path / "run"
+    # 0.5x: twice the tiny teacher's latency, so that the tiny space's students fit it
+    o = RunOptions((), str(tiny_teacher_tok), str(tiny_corpus), finetune_steps=0, top_t=1, rerank="none",
+                   baselines=False, train=TINY_TRAIN, speedups=(0.5,))
+    logs = []
+    report = run_all(cpu_backend, tiny_table, out, o, progress=False, log=logs.append)
+    timed = json.loads((out / "teacher_latency.json").read_text())
+    record = json.loads((out / "run.json").read_text())["speedup_budgets"]
+    (asked,) = record["speedups"]
+    assert asked["speedup"] == 0.5 and asked["budget_ms"] == pytest.approx(2 * timed["latency_ms"], rel=1e-3)
+    assert record["teacher_ms"] == timed["latency_ms"]
+    (student,) = [s for s in report["students"] if s["kind"] == "searched"]
+    assert student["budget_ms"] == asked["budget_ms"]
+    assert summary_lines(report, out)[0].startswith(f"budget 0.5x ({student['name'][5:]}) ")
+    assert any("budgets 0.5x with the teacher at" in line for line in logs)

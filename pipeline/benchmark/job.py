@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from pipeline.artifacts import content_key, read_json, short_hash, write_json_atomic
 from pipeline.benchmark.evaluate import OOD_BATCH, OOD_TEXTS, EvalTexts, Model, evaluate
-from pipeline.benchmark.measure import drift_of, measure_runners
+from pipeline.benchmark.measure import drift_of
+from pipeline.benchmark.teacher import measure_models, pick_teacher, teacher_variants
 from pipeline.devices import Backend
-from pipeline.devices.timing import STATISTIC
+from pipeline.devices.timing import STATISTIC, Latency
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
@@ -32,9 +33,9 @@ from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
 from pipeline.model.hf import save_student
 from pipeline.model.student import example_inputs
-from pipeline.model.teacher import Encoder, load_teacher, weights_hash
+from pipeline.model.teacher import Encoder, weights_hash
 from pipeline.model.texts import NEWS_SOURCE, news_sentences
-from pipeline.onnxio import export_onnx, optimize_bert, optimize_onnx
+from pipeline.onnxio import export_onnx, optimize_onnx
 from pipeline.space import count_flops, count_params
 from pipeline.train.trained import TrainedSupernet
 
@@ -65,43 +66,12 @@ class Bench:
         self.inputs = example_inputs(p.batch, self.seq, self.trained.frame.vocab_size)
         self.teacher_layers = self.teacher.config.num_hidden_layers
 
-    # -- the teacher ------------------------------------------------------------------------------
+    # -- the teacher (teacher.py) --------------------------------------------------------------
     def teacher_variants(self) -> list[Model]:
-        """The teacher as deployed: for backends that run ONNX, its optimised exports."""
-        folder = self.out / "teacher"
-        base = {"kind": "teacher", "params": sum(p.numel() for p in self.teacher.parameters())}
-        if self.backend.onnx is None:
-            return [Model("teacher", "teacher", self.encoder, info=base)]
-        plain = export_onnx(self.encoder, self.inputs, folder / "teacher.onnx")
-        if self.backend.onnx == "plain":  # the runtime fuses on its own (TensorRT)
-            return [Model("teacher", "teacher", self.encoder, plain, info={**base, "optimisation": self.backend.name})]
-        variants = [Model("teacher", "teacher", self.encoder, optimize_onnx(plain, folder / "teacher.opt.onnx"),
-                          info={**base, "optimisation": "onnxruntime graph optimisations (extended offline, all "
-                                                        "at load)"})]
-        try:
-            # The transformer optimizer recognises BERT's eager attention, not the SDPA export.
-            eager = load_teacher(self.teacher.name_or_path, attention="eager")
-            raw = export_onnx(Encoder(eager), self.inputs, folder / "teacher.eager.onnx")
-            c = self.teacher.config
-            fused_path, fused = optimize_bert(raw, folder / "teacher.fused.onnx", c.num_attention_heads,
-                                              c.hidden_size)
-            variants.append(Model("teacher", "teacher", self.encoder, fused_path,
-                                  info={**base, "optimisation": f"onnxruntime transformer optimizer: {fused}"}))
-        except Exception as e:  # an optimizer that cannot fuse this BERT leaves the plain baseline
-            self.log(f"note: the transformer optimizer failed on the teacher ({type(e).__name__}: {e}); "
-                     "using the plain optimised export")
-        return variants
+        return teacher_variants(self.teacher, self.backend, self.inputs, self.out / "teacher", self.log)
 
     def pick_teacher(self, variants: list[Model]) -> tuple[Model, float, list[dict[str, Any]]]:
-        """The fastest teacher variant on a short interleaved measurement: (it, its ms, all tried)."""
-        if len(variants) == 1:
-            lat = self.measure(variants, rounds=5)[0]
-            return variants[0], lat.robust_ms, []
-        lats = self.measure(variants, rounds=8)
-        tried = [{"optimisation": v.info["optimisation"], "onnx_path": str(v.onnx_path), "latency_ms": lat.robust_ms}
-                 for v, lat in zip(variants, lats, strict=True)]
-        best = min(range(len(variants)), key=lambda i: lats[i].robust_ms)
-        return variants[best], lats[best].robust_ms, tried
+        return pick_teacher(variants, lambda models, rounds: self.measure(models, rounds))
 
     # -- students ---------------------------------------------------------------------------------
     def students(self) -> list[Model]:
@@ -186,23 +156,8 @@ class Bench:
                            "params": int(static.embedding.size)})
 
     # -- measuring --------------------------------------------------------------------------------
-    def measure(self, models: list[Model], rounds: int | None = None):
-        from contextlib import ExitStack
-
-        p = self.backend.profile
-        with ExitStack() as stack:
-            runners = []
-            for i, m in enumerate(models):
-                if m.peer is not None:  # numpy on the host, whatever the device (peer.py)
-                    from pipeline.benchmark.peer import PeerRunner
-
-                    runners.append(PeerRunner(m.peer, p.batch, self.seq))
-                    continue
-                r = self.backend.load(m.module, self.inputs, self.out / "work" / f"{i}-{m.name}", what=m.name,
-                                      onnx_path=m.onnx_path, precision=m.precision)
-                m.info["device_max_abs_diff"] = r.max_abs_diff
-                runners.append(stack.enter_context(r))
-            return measure_runners(runners, p, rounds, self.progress)
+    def measure(self, models: list[Model], rounds: int | None = None) -> list[Latency]:
+        return measure_models(models, self.backend, self.inputs, self.out / "work", rounds, self.progress)
 
     def run(self, with_baselines: bool = True) -> dict[str, Any]:
         p = self.backend.profile

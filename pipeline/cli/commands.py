@@ -157,19 +157,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_ms(trained, backend, out: Path, quiet: bool) -> float:
+    """The deployed teacher's latency on the device, timed once per output folder (benchmark/teacher.py)."""
+    from pipeline.benchmark.teacher import teacher_latency
+
+    timed = teacher_latency(trained.teacher_model, backend, out, progress=not quiet, log=_note)
+    _note(f"the teacher runs {timed['latency_ms']:.3f} ms on {backend.profile.name} (measured {timed['measured_at']})")
+    return timed["latency_ms"]
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    from pipeline.budget import parse_budgets
+    from pipeline.budget import format_ms, parse_budget_list
     from pipeline.search.job import SEARCH, run_search
     from pipeline.train.trained import TrainedSupernet
 
-    budgets = parse_budgets(args.budget)
+    asked = parse_budget_list(args.budget)
     check_search_options(args.top, args.rerank, args.rerank_steps, args.margin, args.min_readout)
     profile = resolve_profile(args.device, args.profile)
-    backend = get_backend(profile, require_present=False)
-    TrainedSupernet(Path(args.train_dir))  # a missing supernet is named before the table
+    # A speed-up budget times the teacher, so the device must be here; milliseconds need only its table.
+    backend = get_backend(profile, require_present=bool(asked.speedups))
+    trained = TrainedSupernet(Path(args.train_dir))  # a missing supernet is named before the table
     choice = choose_table(profile, backend, args.table)
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
+    budgets = asked.resolve(None) if not asked.speedups else asked.resolve(
+        _teacher_ms(trained, backend, out, args.quiet))
+    if asked.speedups:
+        _note(f"budgets {asked.describe()}: {', '.join(format_ms(b) for b in budgets)}")
     if args.method == "nas-kd":
         from pipeline.cli.parser import NASKD_FLAGS
         from pipeline.search.job import run_nas_kd
@@ -217,12 +231,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.budget import parse_budgets
+    from pipeline.budget import parse_budget_list
     from pipeline.run import run_all, summary_lines
 
     # Budgets and options are checked (RunOptions) before anything slow: a bad one is an instant error.
-    o = RunOptions(tuple(parse_budgets(args.budget)), **options_of(args, RunOptions, ["teacher", "corpus", "dataset",
-                                                                                      *RUN_FLAGS]))
+    budgets = parse_budget_list(args.budget)
+    o = RunOptions(budgets.ms, speedups=budgets.speedups, **options_of(args, RunOptions, ["teacher", "corpus",
+                                                                                         "dataset", *RUN_FLAGS]))
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
     table = choose_table(profile, backend, args.table).path

@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "for --min-readout and students using 90% of their budget), then re-rank T candidates "
                        "(--rerank) and keep the best. Writes OUT/arch_<budget>.json and OUT/search.json.")
     _add_device_args(p)
-    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 5ms,8ms,12ms")
+    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s, or a speed-up over the "
+                   "teacher timed on the device: 4x; several: 5ms,8ms,12ms")
     p.add_argument("--train-dir", default="runs/train", help="output folder of `train` (default runs/train)")
     p.add_argument("--method", default="nasbert", choices=METHODS,
                    help="nasbert: the best student of the shrunk pools (default); nas-kd: NAS-KD's differentiable "
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "seconds; --force redoes them. Ends with one line per budget: met or not, measured latency, "
                        "speedup, fidelity, where the model is.")
     _add_device_args(p)
-    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s; several: 3ms,5ms")
+    p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s, or a speed-up over the "
+                   "teacher timed on the device (4x: a quarter of its latency); several: 3ms,5ms")
     _add_text_args(p)
     p.add_argument("--out", help="run folder (default runs/<device>)")
     add_options(p, RunOptions, RUN_FLAGS)

@@ -108,3 +108,21 @@ def test_finetune_reranker_keeps_the_closest_to_the_teacher(tiny_trained, tiny_t
                            ({"rerank_steps": 0}, "--rerank-steps must be at least 1")):
         with pytest.raises(PipelineError, match=needle):
             run_search(out, p, "tiny-cpu", [1e9], tmp_path / "bad", **kwargs)
+
+
+def test_search_takes_a_speedup_over_the_teacher_timed_on_the_device(tiny_trained, tiny_table, tiny_profile_path,
+                                                                      tmp_path, capsys):
+    """`--budget 0.5x`: twice the tiny teacher's measured latency (so that the tiny pools fit it)."""
+    import json
+
+    from pipeline.cli import main
+
+    argv = ["search", "--profile", str(tiny_profile_path), "--table", str(tiny_table), "--train-dir",
+            str(tiny_trained[0]), "--out", str(tmp_path), "--budget", "0.5x", "--rerank", "none", "--quiet"]
+    assert main(argv) == 0
+    timed = json.loads((tmp_path / "teacher_latency.json").read_text())
+    (budget,) = json.loads((tmp_path / "search.json").read_text())["budgets_ms"]
+    assert budget == pytest.approx(2 * timed["latency_ms"], rel=1e-3)
+    assert "the teacher runs" in capsys.readouterr().err
+    assert main(argv) == 0  # the kept measurement: the same budget again
+    assert json.loads((tmp_path / "search.json").read_text())["budgets_ms"] == [budget]
