@@ -40,11 +40,15 @@ class Budgets:
 
     def resolve(self, teacher_ms: float | None) -> list[float]:
         """Every budget in milliseconds, sorted and without duplicates; speed-ups divide teacher_ms."""
+        return sorted({*self.ms, *self.speedup_ms(teacher_ms).values()})
+
+    def speedup_ms(self, teacher_ms: float | None) -> dict[float, float]:
+        """Each speed-up -> its budget in milliseconds: teacher_ms / speed-up."""
         if self.speedups and teacher_ms is None:
             raise PipelineError(f"a speed-up budget ({format_speedup(self.speedups[0])}) needs the teacher's latency "
                                 "on the device")
         # Rounded to the 4 digits budgets are shown and named with (format_ms), so that arch_6.45ms holds 6.45.
-        return sorted({*self.ms, *(float(f"{teacher_ms / s:.4g}") for s in self.speedups)})
+        return {s: float(f"{teacher_ms / s:.4g}") for s in self.speedups}
 
     def describe(self) -> str:
         return ",".join([*(format_ms(b) for b in self.ms), *(format_speedup(s) for s in self.speedups)])

@@ -179,8 +179,8 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         log(f"budgets {asked.describe()} with the teacher at {timed['latency_ms']:.3f} ms on {p.name} "
             f"(measured {timed['measured_at']}): {', '.join(format_ms(b) for b in o.budgets_ms)}")
         resolved = {"asked": asked.describe(), "teacher_ms": timed["latency_ms"], "measured_at": timed["measured_at"],
-                    "speedups": [{"speedup": x, "budget_ms": Budgets(speedups=(x,)).resolve(timed["latency_ms"])[0]}
-                                 for x in asked.speedups]}
+                    "speedups": [{"speedup": x, "budget_ms": ms}
+                                 for x, ms in asked.speedup_ms(timed["latency_ms"]).items()]}
     else:
         resolved = None
     # 3 search
@@ -257,20 +257,18 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     for s in report["students"]:
         if s["kind"] != "searched":
             continue
+        what = (f"speedup {s['speedup']:.1f}x over the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity "
+                f"{s['fidelity_cosine']:.3f}{ood(s)}{note}; model in {Path(s['model_dir']).parent}")
         if s.get("budget_ms") is None:  # exported from an architecture file (`export --arch`): no budget to meet
-            lines.append(f"{s['name']}: measured {s['latency_ms']:.3f} ms (p50 {s['latency_ms_p50']:.3f} ms), speedup "
-                         f"{s['speedup']:.1f}x over the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity "
-                         f"{s['fidelity_cosine']:.3f}{ood(s)}{note}; model in {Path(s['model_dir']).parent}")
+            lines.append(f"{s['name']}: measured {s['latency_ms']:.3f} ms (p50 {s['latency_ms_p50']:.3f} ms), {what}")
             continue
         met = "met" if s["within_budget"] else "NOT met"
         steady = s.get("within_budget_at_table_speed")
         if steady is not None and steady != s["within_budget"]:
             met += f" ({'met' if steady else 'not met'} at the table's speed: {s['latency_ms_at_table_speed']:.3f} ms)"
-        lines.append(
-            f"budget {_asked(s['budget_ms'], asked)} {met}: measured {s['latency_ms']:.3f} ms "
-            f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), speedup {s['speedup']:.1f}x over "
-            f"the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity {s['fidelity_cosine']:.3f}{ood(s)}{note}; "
-            f"model in {Path(s['model_dir']).parent}, report in {out / 'report.md'}")
+        lines.append(f"budget {_asked(s['budget_ms'], asked)} {met}: measured {s['latency_ms']:.3f} ms "
+                     f"({100 * s['budget_use']:.0f}% of it; p50 {s['latency_ms_p50']:.3f} ms), {what}, "
+                     f"report in {out / 'report.md'}")
     return lines
 
 

@@ -66,13 +66,6 @@ class Bench:
         self.inputs = example_inputs(p.batch, self.seq, self.trained.frame.vocab_size)
         self.teacher_layers = self.teacher.config.num_hidden_layers
 
-    # -- the teacher (teacher.py) --------------------------------------------------------------
-    def teacher_variants(self) -> list[Model]:
-        return teacher_variants(self.teacher, self.backend, self.inputs, self.out / "teacher", self.log)
-
-    def pick_teacher(self, variants: list[Model]) -> tuple[Model, float, list[dict[str, Any]]]:
-        return pick_teacher(variants, lambda models, rounds: self.measure(models, rounds))
-
     # -- students ---------------------------------------------------------------------------------
     def students(self) -> list[Model]:
         from pipeline.model.hf import load_student
@@ -162,7 +155,8 @@ class Bench:
     def run(self, with_baselines: bool = True) -> dict[str, Any]:
         p = self.backend.profile
         self.log(f"exporting and optimising the teacher for {p.name} ...")
-        teacher, teacher_ms, tried = self.pick_teacher(self.teacher_variants())
+        variants = teacher_variants(self.teacher, self.backend, self.inputs, self.out / "teacher", self.log)
+        teacher, teacher_ms, tried = pick_teacher(variants, self.measure)  # teacher.py
         searched = self.students()
         models = [teacher, *searched]
         if with_baselines:

@@ -180,8 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     choice = choose_table(profile, backend, args.table)
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
     out = Path(args.out)
-    budgets = asked.resolve(None) if not asked.speedups else asked.resolve(
-        _teacher_ms(trained, backend, out, args.quiet))
+    budgets = asked.resolve(_teacher_ms(trained, backend, out, args.quiet) if asked.speedups else None)
     if asked.speedups:
         _note(f"budgets {asked.describe()}: {', '.join(format_ms(b) for b in budgets)}")
     if args.method == "nas-kd":
