@@ -35,3 +35,18 @@ def test_truncated_teacher_is_the_teachers_first_layers(tiny_teacher):
         full = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
         got = Encoder(truncated_teacher(teacher, 2))(ids, mask)
     torch.testing.assert_close(got, full[2], rtol=1e-5, atol=1e-5)
+
+
+def test_narrow_starts_from_berts_draws_and_the_fitted_embeddings():
+    arch = Architecture(64, 32, (Block(32, ("mha", "ffn", "mha", "ffn")),) * 3, vocab_size=100, max_positions=16)
+    b = bl.Baseline("narrow_32x6", "narrow", 1.0, arch=arch)
+    fitted = bl.build_narrow(b, seed=1)  # stands in for the fitted embeddings: any student's tables
+    with torch.no_grad():
+        fitted.embeddings.word.weight.normal_()
+    student = bl.build_narrow(b, fitted, seed=0)
+    weights = torch.cat([m.weight.flatten() for m in student.modules() if isinstance(m, torch.nn.Linear)])
+    biases = torch.cat([m.bias for m in student.modules() if isinstance(m, torch.nn.Linear)])
+    # PyTorch's default (kaiming-uniform) draws of these 32-64 wide layers have std ~0.05-0.1
+    assert abs(float(weights.std()) - bl.BERT_INIT_STD) < 0.002 and float(biases.abs().max()) == 0.0
+    torch.testing.assert_close(student.embeddings.word.weight, fitted.embeddings.word.weight)
+    torch.testing.assert_close(bl.build_narrow(b, fitted, seed=0).in_proj.weight, student.in_proj.weight)  # seeded
