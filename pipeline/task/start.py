@@ -21,11 +21,10 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
-from pipeline.task.train import TaskConfig, curve_ends, lr_at, pad
+from pipeline.task.train import TaskConfig, curve_ends, pad, run_steps
 
 
 def head_from_teacher(student: TaskModel, teacher: nn.Module) -> bool:
@@ -67,22 +66,17 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id:
     if not rows:
         raise PipelineError("no text to adapt the students on")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(student.encoder.parameters(), lr=lr, weight_decay=weight_decay)
-    curve = torch.empty(steps)
-    start = time.perf_counter()
-    teacher.eval()
-    student.train()
-    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup_frac)
+
+    def step_loss() -> torch.Tensor:
         ids, mask = pad([rows[i] for i in torch.randint(0, len(rows), (batch_size,), generator=g).tolist()], pad_id)
         with torch.no_grad():
             target = final_states(teacher, ids, mask)                       # [B, S, T]
-        loss = final_states_loss(final_states(student, ids, mask), target, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        curve[step] = loss.detach()
+        return final_states_loss(final_states(student, ids, mask), target, mask)
+
+    start = time.perf_counter()
+    teacher.eval()
+    student.train()
+    curve = run_steps(student.encoder.parameters(), steps, lr, warmup_frac, weight_decay, step_loss, desc, progress)
     student.eval()
     first, last = curve_ends(curve, desc, "try fewer --adapt-steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,

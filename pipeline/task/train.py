@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +138,23 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
     return lr * max(0.0, (steps - step) / max(1, steps - warm))
 
 
+def run_steps(params, steps: int, lr: float, warmup_frac: float, weight_decay: float,
+              step_loss: Callable[[], torch.Tensor], desc: str, progress: bool) -> torch.Tensor:
+    """AdamW on params for `steps` steps of step_loss() (which draws its own batch) under BERT's schedule
+    (linear warm-up, then linear decay); the loss of every step [steps]. The callers set train/eval."""
+    opt_ = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    curve = torch.empty(steps)
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
+        for group in opt_.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup_frac)
+        loss = step_loss()
+        opt_.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_.step()
+        curve[step] = loss.detach()
+    return curve
+
+
 @torch.no_grad()
 def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
     """logits [N, C] of a module or deployed artifact (input_ids, attention_mask) -> [B, C] (modules in eval mode)."""
@@ -200,13 +218,8 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     if tokens:
         teacher.eval()
     g = torch.Generator().manual_seed(cfg.seed)
-    opt_ = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    curve = torch.empty(steps)
-    start = time.perf_counter()
-    model.train()
-    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
-        for group in opt_.param_groups:
-            group["lr"] = lr_at(step, steps, lr, cfg.warmup_frac)
+
+    def step_loss() -> torch.Tensor:
         rows_ = torch.randint(0, n_labeled, (cfg.batch_size,), generator=g)
         if len(rows) > n_labeled:  # as many unlabelled rows beside them: the labels are seen as often as without
             rows_ = torch.cat([rows_, torch.randint(n_labeled, len(rows), (cfg.batch_size,), generator=g)])
@@ -224,10 +237,11 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
                 teacher_states = [targets[1][rows_, k - 1] for k in use]
             loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
                             beta, regression, labeled=has_label[rows_], mask=mask)
-        opt_.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_.step()
-        curve[step] = loss.detach()
+        return loss
+
+    start = time.perf_counter()
+    model.train()
+    curve = run_steps(model.parameters(), steps, lr, cfg.warmup_frac, cfg.weight_decay, step_loss, desc, progress)
     model.eval()
     first, last = curve_ends(curve, desc, "try a lower rate or fewer steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
