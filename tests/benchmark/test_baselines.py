@@ -44,8 +44,9 @@ def test_narrow_starts_from_berts_draws_and_the_fitted_embeddings():
     with torch.no_grad():
         fitted.embeddings.word.weight.normal_()
     student = bl.build_narrow(b, fitted, seed=0)
-    weights = torch.cat([m.weight.flatten() for m in student.modules() if isinstance(m, torch.nn.Linear)])
-    biases = torch.cat([m.bias for m in student.modules() if isinstance(m, torch.nn.Linear)])
+    linears = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
+    weights = torch.cat([m.weight.detach().flatten() for m in linears])
+    biases = torch.cat([m.bias.detach() for m in linears])
     # PyTorch's default (kaiming-uniform) draws of these 32-64 wide layers have std ~0.05-0.1
     assert abs(float(weights.std()) - bl.BERT_INIT_STD) < 0.002 and float(biases.abs().max()) == 0.0
     torch.testing.assert_close(student.embeddings.word.weight, fitted.embeddings.word.weight)
