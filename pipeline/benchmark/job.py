@@ -241,9 +241,10 @@ def _row(m: Model, lat, quality: dict[str, Any], mem: float | None, batch: int, 
 
 
 def bench_key(export_dir: Path, backend: Backend, with_baselines: bool) -> str:
-    """What a report depends on: the exported students and the device (for `run`'s reuse)."""
+    """What a report depends on: the exported students and the device (for `run`'s reuse). Version 3: the
+    narrow baseline draws BERT's weights (reports of version 2 hold a collapsed one)."""
     blob = (Path(export_dir) / EXPORT).read_text() if (Path(export_dir) / EXPORT).is_file() else ""
-    return content_key("benchmark", 2, export=short_hash(blob), device=backend.fingerprint(),
+    return content_key("benchmark", 3, export=short_hash(blob), device=backend.fingerprint(),
                        profile=repr(backend.profile), baselines=with_baselines)
 
 
