@@ -75,12 +75,20 @@ def test_missing_empty_and_unknown_files(tmp_path):
 def test_wordnet_task_is_45_lexicographer_files_of_distinct_glosses():
     t = wordnet_task()
     assert len(t.classes) == 45 and "noun.animal" in t.classes and "verb.motion" in t.classes
-    assert (len(t.train), len(t.dev), len(t.test)) == (6000, 1000, 1000)
+    assert (len(t.train), len(t.dev), len(t.test)) == (6000, 1000, 4000)
     texts = [set(s.texts) for s in (t.train, t.dev, t.test)]
     assert not (texts[0] & texts[1] or texts[0] & texts[2])
     assert wordnet_task().train.texts[:20] == t.train.texts[:20]  # seeded
     small = wordnet_task({"train": 300, "dev": 50, "test": 50})
     assert len(small.train) == 300 and len(small.dev) <= 50
+
+
+def test_a_larger_wordnet_test_split_leaves_train_dev_and_the_smaller_test_split_as_they_were():
+    # Results measured on the old 1,000-gloss test split stay comparable: the same teacher, and its glosses first.
+    small = wordnet_task({"train": 300, "dev": 50, "test": 50}, unlabeled=0)
+    large = wordnet_task({"train": 300, "dev": 50, "test": 200}, unlabeled=0)
+    assert large.train == small.train and large.dev == small.dev
+    assert large.test.texts[:len(small.test)] == small.test.texts and len(large.test) > len(small.test)
 
 
 def test_the_wordnet_tasks_unlabelled_glosses_are_in_no_split_and_leave_the_splits_as_they_were():
