@@ -21,7 +21,6 @@ what they compare, which chunks of 128 real tokens never show.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from pipeline.compute import CHOICES, compute_device
 from pipeline.errors import PipelineError
 from pipeline.finetune.spans import SpanSampler, span_loss
 from pipeline.options import opt
+from pipeline.schedule import warmup_cosine
 
 DEVICES = CHOICES  # where the steps may run (DistillConfig.device, --finetune-device): compute.py
 
@@ -83,11 +83,7 @@ class DistillConfig:
 
 
 def lr_at(step: int, cfg: DistillConfig) -> float:
-    warm = max(1, int(cfg.steps * cfg.warmup_frac))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    return warmup_cosine(step, cfg.steps, cfg.lr, int(cfg.steps * cfg.warmup_frac))
 
 
 def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: DistillConfig,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.options import opt
+from pipeline.schedule import warmup_linear
 from pipeline.task.data import Split
 from pipeline.task.models import POOLS
 from pipeline.task.pkd import MAPS, METHODS, method_weights, pkd_loss
@@ -132,10 +133,7 @@ def batches(rows: Encoded, pad_id: int, size: int = 64):
 
 
 def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
-    warm = max(1, int(steps * warmup_frac))
-    if step < warm:
-        return lr * (step + 1) / warm
-    return lr * max(0.0, (steps - step) / max(1, steps - warm))
+    return warmup_linear(step, steps, lr, int(steps * warmup_frac))
 
 
 def run_steps(params, steps: int, lr: float, warmup_frac: float, weight_decay: float,

@@ -25,7 +25,6 @@ the summary, so a 3-block teacher trains on 3 GPUs at once.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from pipeline.artifacts import content_key, write_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.options import opt
+from pipeline.schedule import warmup_cosine
 from pipeline.space import Block, SearchSpace, op_params
 from pipeline.train import shrinking
 from pipeline.train.supernet import SuperBlock
@@ -142,10 +142,7 @@ def table_predictor(space: SearchSpace, table: Path, seq: int, batch: int = 1) -
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine(step, total, cfg.lr, cfg.warmup_steps)
 
 
 @torch.no_grad()
