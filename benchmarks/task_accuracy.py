@@ -46,6 +46,7 @@ SETTINGS = [("PKD-Skip", {}), ("PKD-Skip mean states", {"pkd_states": "mean"}),
             ("PKD-Skip with the teacher's head, no adaptation", {"adapt_steps": 0}),
             ("PKD-Skip adapted 500 steps", {"adapt_steps": 500}),
             ("PKD-Skip adapted 500 steps at 1e-3", {"adapt_steps": 500, "adapt_lr": 1e-3}),
+            ("PKD-Skip adapted 3000 steps", {"adapt_steps": 3000}),
             ("PKD-Last", {"pkd": "last"}), ("KD", {"method": "kd"}), ("CE", {"method": "ce"})]
 KEEP_GOAL = 0.97  # NAS-KD reports over 97% of the teacher on every task
 
