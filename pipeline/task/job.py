@@ -35,9 +35,9 @@ from pipeline.model.student import example_inputs
 from pipeline.onnxio import export_onnx, optimize_onnx
 from pipeline.task.data import Task
 from pipeline.task.metrics import scores
-from pipeline.task.models import bert_task_model, student_task_model
+from pipeline.task.models import TaskModel, bert_task_model, student_task_model
 from pipeline.task.pkd import layer_map
-from pipeline.task.start import prepare
+from pipeline.task.start import held_states, prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
@@ -185,12 +185,18 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
                                               "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
+    held = None
+    if students and cfg.adapt_steps and isinstance(teacher, TaskModel):
+        held = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress)
+        log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
+            ("held for every student's adaptation" if held is not None else
+             "are too large to hold: the teacher runs beside each adaptation step"))
     for s in students:
         student, _ = load_student(s["model_dir"], with_tokenizer=False)
         torch.manual_seed(cfg.seed)
         model = student_task_model(student, task.outputs)
         start = prepare(model, teacher, rows["train"] + unlabeled, pad_id, cfg, desc=f"adapt {s['name']}",
-                        progress=progress)
+                        progress=progress, held=held)
         if start.get("adapt", {}).get("steps"):
             a = start["adapt"]
             log(f"{s['name']}: final states adapted to the fine-tuned teacher's on {a['rows']} texts, "

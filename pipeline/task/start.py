@@ -10,8 +10,9 @@ reach the blocks as noise. Two ways to close that gap, both before `fit`:
   the teacher's width and imitate its final states, so the teacher's head reads them as they are.
 - `adapt`: the student's final states learn the fine-tuned teacher's, token by token, on the task's
   own text (training examples and any unlabelled text, no labels), as TinyBERT's task distillation
-  learns the hidden states before the predictions. The teacher runs beside each step (eval mode):
-  every token's state of a whole split is too much to hold.
+  learns the hidden states before the predictions. The teacher's states of every text are computed
+  once (`held_states`, eval mode) and shared by every student and seed; where they would take more
+  than `HOLD_BYTES` the teacher runs beside each step instead.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
-from pipeline.task.train import TaskConfig, curve_ends, pad, run_steps
+from pipeline.task.train import Encoded, TaskConfig, batches, curve_ends, pad, run_steps
+
+# The default task's 30,000 texts hold about 0.7 GB of teacher states (384 floats a token); a user's larger
+# unlabelled set (up to TaskConfig.max_unlabeled) would not fit beside training on a small machine.
+HOLD_BYTES = 2 * 1024 ** 3
 
 
 def head_from_teacher(student: TaskModel, teacher: nn.Module) -> bool:
@@ -55,12 +61,30 @@ def final_states(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tor
     return model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
-def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id: int, steps: int,
+@torch.no_grad()
+def held_states(teacher: TaskModel, rows: Encoded, pad_id: int, limit: int = HOLD_BYTES,
+                progress: bool = False) -> list[torch.Tensor] | None:
+    """The teacher's final states of every row ([len_i, T] each, eval mode), to adapt every student and seed
+    on without running the teacher again; None when they would take more than `limit` bytes."""
+    width = teacher.encoder.config.hidden_size
+    if sum(map(len, rows)) * width * 4 > limit:
+        return None
+    teacher.eval()
+    held: list[torch.Tensor] = []
+    for ids, mask in tqdm(batches(rows, pad_id), desc="teacher states", unit="batch", total=-(-len(rows) // 64),
+                          disable=not progress, leave=False):
+        states = final_states(teacher, ids, mask)                              # [B, S, T]
+        held += [s[:n].clone() for s, n in zip(states, mask.sum(1).tolist(), strict=True)]  # no padding kept
+    return held
+
+
+def adapt(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, steps: int,
           batch_size: int, lr: float, weight_decay: float, warmup_frac: float, seed: int,
-          desc: str = "adapt", progress: bool = False) -> dict[str, float]:
+          desc: str = "adapt", progress: bool = False, held: list[torch.Tensor] | None = None) -> dict[str, float]:
     """Train the student's encoder for `steps` towards the teacher's final states on batches of `rows`
-    (token ids, padded per batch); the head and the projections are not touched. Returns the loss over
-    the first and last tenth of the steps and the time."""
+    (token ids, padded per batch); the head and the projections are not touched. `held`: the teacher's
+    states of the rows (held_states), else the teacher runs beside each step. Returns the loss over the
+    first and last tenth of the steps and the time."""
     if steps <= 0:
         return {"steps": 0, "seconds": 0.0}
     if not rows:
@@ -68,9 +92,13 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id:
     g = torch.Generator().manual_seed(seed)
 
     def step_loss() -> torch.Tensor:
-        ids, mask = pad([rows[i] for i in torch.randint(0, len(rows), (batch_size,), generator=g).tolist()], pad_id)
-        with torch.no_grad():
-            target = final_states(teacher, ids, mask)                       # [B, S, T]
+        picks = torch.randint(0, len(rows), (batch_size,), generator=g).tolist()
+        ids, mask = pad([rows[i] for i in picks], pad_id)
+        if held is None:
+            with torch.no_grad():
+                target = final_states(teacher, ids, mask)                   # [B, S, T]
+        else:  # zeros at the padding, which the loss leaves out
+            target = nn.utils.rnn.pad_sequence([held[i] for i in picks], batch_first=True)
         return final_states_loss(final_states(student, ids, mask), target, mask)
 
     start = time.perf_counter()
@@ -83,17 +111,18 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: list[list[int]], pad_id:
             "rows": len(rows)}
 
 
-def prepare(student: TaskModel, teacher: nn.Module, rows: list[list[int]], pad_id: int, cfg: TaskConfig,
-            desc: str = "adapt", progress: bool = False) -> dict[str, object]:
+def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, cfg: TaskConfig,
+            desc: str = "adapt", progress: bool = False, held: list[torch.Tensor] | None = None) -> dict[str, object]:
     """A distilled student's start as cfg asks (adapted for cfg.adapt_steps, then the teacher's head when
-    cfg.student_head is "teacher") -> what was done, for the report."""
+    cfg.student_head is "teacher") -> what was done, for the report. `held`: see adapt."""
     record: dict[str, object] = {"head": "random"}
     if cfg.adapt_steps:
         if not isinstance(teacher, TaskModel):  # a headed teacher's final states feed a pooler, not the head
             record["adapt"] = {"steps": 0, "why": "the teacher's own head reads [CLS]: nothing to adapt to"}
         else:
             record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.adapt_lr,
-                                    cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress)
+                                    cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress,
+                                    held=held)
     if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
         record["head"] = "teacher"
     return record

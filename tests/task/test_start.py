@@ -7,7 +7,7 @@ from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import Architecture, Block
 from pipeline.task.models import HeadedTeacher, bert_task_model, mean_pool, student_task_model
-from pipeline.task.start import final_states, final_states_loss, head_from_teacher, prepare
+from pipeline.task.start import final_states, final_states_loss, head_from_teacher, held_states, prepare
 from pipeline.task.train import TaskConfig
 
 
@@ -71,6 +71,29 @@ def test_adapting_brings_the_students_final_states_to_the_teachers_and_leaves_th
     distilled = TaskConfig(adapt_steps=0, student_head="random")      # the start as distilled: nothing done
     assert prepare(kept, teacher, rows, 0, distilled) == {"head": "random"}
     assert torch.equal(random_head, kept.head.weight)
+
+
+def test_held_teacher_states_adapt_a_student_as_the_teacher_beside_each_step_does(tiny_teacher):
+    from transformers import BertModel
+
+    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3).eval()
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(5, 1000, (int(n),), generator=g).tolist() for n in torch.randint(3, 12, (30,), generator=g)]
+    held = held_states(teacher, rows, 0)
+    assert [len(h) for h in held] == [len(r) for r in rows]              # each row's own tokens, no padding
+    ids = torch.tensor([rows[4]])
+    with torch.no_grad():                                                 # the row alone, unpadded
+        torch.testing.assert_close(held[4], final_states(teacher, ids, torch.ones_like(ids))[0], atol=1e-5, rtol=0)
+    assert held_states(teacher, rows, 0, limit=100) is None               # too large to hold: None
+    cfg = TaskConfig(adapt_steps=20, batch_size=8, adapt_lr=3e-3, student_head="random")
+    width = teacher.encoder.config.hidden_size
+    beside, holding = (student_task_model(tiny_student(width), 3) for _ in range(2))
+    a = prepare(beside, teacher, rows, 0, cfg)["adapt"]
+    b = prepare(holding, teacher, rows, 0, cfg, held=held)["adapt"]
+    assert a["loss_first"] == pytest.approx(b["loss_first"], rel=1e-4)
+    assert a["loss_last"] == pytest.approx(b["loss_last"], rel=1e-3)
+    for p, q in zip(beside.parameters(), holding.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-3)
 
 
 def test_bad_start_settings_are_one_line_errors():
