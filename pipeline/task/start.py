@@ -28,8 +28,8 @@ from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
 from pipeline.task.train import Encoded, TaskConfig, batches, curve_ends, pad, run_steps
 
-# The default task's 30,000 texts (544k tokens) hold about 0.8 GB of teacher states (384 floats a token); a user's larger
-# unlabelled set (up to TaskConfig.max_unlabeled) would not fit beside training on a small machine.
+# The default task's 30,000 texts (544k tokens) hold about 0.8 GB of teacher states (384 floats a token); a
+# user's larger unlabelled set (up to TaskConfig.max_unlabeled) would not fit beside training on a small machine.
 HOLD_BYTES = 2 * 1024 ** 3
 
 
