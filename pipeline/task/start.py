@@ -70,11 +70,15 @@ def held_states(teacher: TaskModel, rows: Encoded, pad_id: int, limit: int = HOL
     if sum(map(len, rows)) * width * 4 > limit:
         return None
     teacher.eval()
-    held: list[torch.Tensor] = []
-    for ids, mask in tqdm(batches(rows, pad_id), desc="teacher states", unit="batch", total=-(-len(rows) // 64),
-                          disable=not progress, leave=False):
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # batches of like lengths: little padding to run
+    held: list[torch.Tensor | None] = [None] * len(rows)
+    size = 64  # rows a batch: inference only, no gradients to hold
+    for b, (ids, mask) in enumerate(tqdm(batches([rows[i] for i in order], pad_id, size), desc="teacher states",
+                                         unit="batch", total=-(-len(rows) // size), disable=not progress,
+                                         leave=False)):
         states = final_states(teacher, ids, mask)                              # [B, S, T]
-        held += [s[:n].clone() for s, n in zip(states, mask.sum(1).tolist(), strict=True)]  # no padding kept
+        for i, s, n in zip(order[size * b:size * (b + 1)], states, mask.sum(1).tolist(), strict=True):
+            held[i] = s[:n].clone()                                            # no padding kept
     return held
 
 
