@@ -11,7 +11,7 @@ reach the blocks as noise. Two ways to close that gap, both before `fit`:
 - `adapt`: the student's final states learn the fine-tuned teacher's, token by token, on the task's
   own text (training examples and any unlabelled text, no labels), as TinyBERT's task distillation
   learns the hidden states before the predictions. The teacher's states of every text are computed
-  once (`held_states`, eval mode) and shared by every student and seed; where they would take more
+  once per task run (`held_states`, eval mode) and shared by its students; where they would take more
   than `HOLD_BYTES` the teacher runs beside each step instead.
 """
 
@@ -64,7 +64,7 @@ def final_states(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tor
 @torch.no_grad()
 def held_states(teacher: TaskModel, rows: Encoded, pad_id: int, limit: int = HOLD_BYTES,
                 progress: bool = False) -> list[torch.Tensor] | None:
-    """The teacher's final states of every row ([len_i, T] each, eval mode), to adapt every student and seed
+    """The teacher's final states of every row ([len_i, T] each, eval mode), to adapt every student of a run
     on without running the teacher again; None when they would take more than `limit` bytes."""
     width = teacher.encoder.config.hidden_size
     if sum(map(len, rows)) * width * 4 > limit:
