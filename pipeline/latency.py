@@ -16,7 +16,9 @@ squares) to the calibration students that the profile measured end to end:
     predicted = c_mha*mha + c_ffn*ffn + c_sepconv*sepconv + c_fixed*fixed + c_cache*raw*Mparams
 (family sums of parts in ms; raw = their total; Mparams = weights streamed per inference, in
 millions, the vocabulary table excluded since it is only gathered from). With too few students
-for five coefficients it fits one line, scale*raw + offset; with fewer than two, the raw sum.
+for five coefficients it fits one line, scale*raw + offset (or, where that line would predict a
+student of the call and embedding alone below the call, a ratio scale*raw); with fewer than two,
+the raw sum.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class Calibration:
     offset_ms: float = 0.0
     archs: int = 0                   # whole students it was fitted to; 0 = uncalibrated
     max_abs_error_pct: float = 0.0   # worst fitted error over those students
-    method: str = "none"             # per-feature, line or none
+    method: str = "none"             # per-feature, line, ratio or none
 
     def apply(self, features: np.ndarray) -> float:
         return float(np.dot(self.coefs, features) + self.offset_ms)
@@ -310,6 +312,21 @@ class Predictor:
                 return Calibration(tuple(map(float, coefs)), 0.0, len(rows), float(err.max()), "per-feature")
         raw = x[:, :len(FAMILIES)].sum(1)
         scale, offset = np.polyfit(raw, y, 1)
+        # A line through a few noisy students can run below zero for students smaller than them (it did
+        # at 3 students: -0.12 ms), and the search then takes any budget. Every student holds the call
+        # and the embedding, so the line must keep the smallest possible student (those parts alone) at
+        # no less than the call of a model that does nothing; otherwise fit a ratio (through zero).
+        call, floor = self._floor([a for a, _ in rows])
+        method = "line"
+        if scale <= 0 or scale * floor + offset < call:
+            scale, offset, method = float(raw @ y / (raw @ raw)), 0.0, "ratio"
         err = np.abs((scale * raw + offset) / y - 1) * 100
         coefs = (float(scale),) * len(FAMILIES) + (0.0,)
-        return Calibration(coefs, float(offset), len(rows), float(err.max()), "line")
+        return Calibration(coefs, float(offset), len(rows), float(err.max()), method)
+
+    def _floor(self, archs: list[Architecture]) -> tuple[float, float]:
+        """(the runtime's call, call + embedding): the least any student of these frames costs, in ms."""
+        t, b, s = self.table, self.batch, self.seq
+        calls = [t.lookup("call", "call", a.teacher_hidden, a.teacher_hidden, b, s) for a in archs]
+        embeds = [t.lookup("embedding", "embedding", a.vocab_size, a.embed_dim, b, s) for a in archs]
+        return min(calls), min(c + e for c, e in zip(calls, embeds, strict=True))

@@ -67,6 +67,25 @@ def test_few_students_fit_a_line():
     assert p(arch) == pytest.approx(1.2 * p.raw_ms(arch) + 0.1)
 
 
+def test_a_line_that_would_predict_below_the_call_becomes_a_ratio():
+    # Three students whose measured times (noise) fall steeply with size: the line through them
+    # predicts the smallest possible student (the call and the embedding alone) at less than nothing.
+    t = synthetic_table(students=3, truth=lambda p, a: 4.0 * p.raw_ms(a) - 0.9 * sum(COST.values()) * 4)
+    raws = [Predictor(t, 1, 16).raw_ms(a) for a, _ in t.calibration_rows(1, 16)]
+    assert np.polyfit(raws, [ms for _, ms in t.calibration_rows(1, 16)], 1)[1] + 4.0 * 0.04 < 0.01
+    p = Predictor(t, 1, 16)
+    assert p.calibration.method == "ratio" and p.calibration.offset_ms == 0.0
+    smallest = SPACE.sample(random.Random(0))
+    smallest = type(smallest)(smallest.teacher_hidden, smallest.embed_dim,
+                              tuple(type(b)(min(SPACE.hidden_sizes), ("identity",) * len(b.layers))
+                                    for b in smallest.blocks), smallest.vocab_size, smallest.max_positions)
+    assert p(smallest) > 0
+    assert p(smallest) == pytest.approx(p.calibration.coefs[0] * p.raw_ms(smallest))
+    # a line that keeps every student above the call stays a line
+    assert Predictor(synthetic_table(students=3, truth=lambda p, a: 0.8 * p.raw_ms(a) - 0.001), 1, 16
+                     ).calibration.method == "line"
+
+
 def test_missing_part_is_a_clear_error():
     t = synthetic_table()
     other = SearchSpace.from_teacher(384, 4, vocab_size=1000).sample(random.Random(0))
