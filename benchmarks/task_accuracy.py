@@ -47,6 +47,8 @@ SETTINGS = [("PKD-Skip", {}), ("PKD-Skip mean states", {"pkd_states": "mean"}),
             ("PKD-Skip adapted 500 steps", {"adapt_steps": 500}),
             ("PKD-Skip adapted 500 steps at 1e-3", {"adapt_steps": 500, "adapt_lr": 1e-3}),
             ("PKD-Skip adapted 3000 steps", {"adapt_steps": 3000}),
+            # the soft targets' temperature: PKD's preset 10 and its grid {5, 10, 20}; TinyBERT uses 1
+            ("PKD-Skip at T=5", {"temperature": 5.0}), ("PKD-Skip at T=20", {"temperature": 20.0}),
             ("PKD-Last", {"pkd": "last"}), ("KD", {"method": "kd"}), ("CE", {"method": "ce"})]
 KEEP_GOAL = 0.97  # NAS-KD reports over 97% of the teacher on every task
 
