@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from pipeline.errors import PipelineError
 
@@ -22,3 +26,16 @@ def compute_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         require_cuda("gpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     raise PipelineError(f"unknown compute device {name!r}; use {', '.join(CHOICES)}")
+
+
+@contextmanager
+def placed(device: torch.device, *modules: nn.Module) -> Iterator[None]:
+    """The modules on `device` inside the block and back on the CPU after it, even when it fails: the stages
+    keep their models on the CPU (export, timing and scoring read them there) and train them where asked."""
+    for m in modules:
+        m.to(device)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.to("cpu")

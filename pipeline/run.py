@@ -126,6 +126,14 @@ class RunOptions:
         return 200 if self.quick else 2000
 
 
+def task_config(o: RunOptions) -> TaskConfig:
+    """The task stage's recipe in a run: the defaults (scaled down by --quick), trained where the export's
+    fine-tuning runs (--finetune-device), on the task's unlabelled text too when one is given."""
+    base = TaskConfig(seed=o.seed, device=o.finetune_device)
+    cfg = o.task_config or (base.quick() if o.quick else base)
+    return replace(cfg, transfer=True) if o.task_unlabeled else cfg  # text given to learn from is learnt from
+
+
 def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,
             log: Callable[[str], None] = print, foreign_table: bool = False) -> dict[str, Any]:
     from pipeline.benchmark.job import bench_key, run_benchmark
@@ -221,8 +229,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
 
         task = load_task(o.task_train, o.task_dev, o.task_test, o.task_dataset, quick=o.quick,
                          unlabeled=o.task_unlabeled)
-        tcfg = o.task_config or (TaskConfig(seed=o.seed).quick() if o.quick else TaskConfig(seed=o.seed))
-        tcfg = replace(tcfg, transfer=True) if o.task_unlabeled else tcfg  # given to learn from: learnt from
+        tcfg = task_config(o)
         report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
                                                         o.teacher, tcfg, o.baselines, o.force, progress, log,
                                                         narrow=benchmark_narrow(out / "report.json")))

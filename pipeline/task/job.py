@@ -79,7 +79,8 @@ def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: Ta
         record.update(fit(teacher, rows, task.train.labels, pad_id, replace(cfg, seed=cfg.teacher_seed),
                           task.regression, steps=cfg.teacher_steps,
                           lr=cfg.teacher_lr, desc="fine-tune teacher", progress=progress))
-        log(f"fine-tuned the teacher on the task: {record.get('steps', 0)} steps in {record.get('seconds', 0):.0f} s")
+        log(f"fine-tuned the teacher on the task: {record.get('steps', 0)} steps in {record.get('seconds', 0):.0f} s"
+            f" on {record.get('device', 'cpu')}")
         return {k: v.detach().clone() for k, v in teacher.state_dict().items()}
 
     state = disk_cached("task-teacher", key, train, valid=lambda s: isinstance(s, dict) and "head.weight" in s)
@@ -180,14 +181,14 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     if transfer:
         log(f"the students also learn the teacher's predictions on {len(transfer)} unlabelled examples")
     targets = teacher_targets(teacher, rows["train"] + transfer, pad_id, progress,  # [N+U, C], [N+U, L-1, T]
-                              pool=cfg.pkd_states)
+                              pool=cfg.pkd_states, device=cfg.device)
 
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
                                               "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
     held = None
     if students and cfg.adapt_steps and isinstance(teacher, TaskModel):
-        held = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress)
+        held = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress, device=cfg.device)
         log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
             ("held for every student's adaptation" if held is not None else
              "are too large to hold: the teacher runs beside each adaptation step"))
@@ -200,12 +201,13 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         if start.get("adapt", {}).get("steps"):
             a = start["adapt"]
             log(f"{s['name']}: final states adapted to the fine-tuned teacher's on {a['rows']} texts, "
-                f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, {a['seconds']:.0f} s")
+                f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, {a['seconds']:.0f} s on "
+                f"{a['device']}")
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                      desc=f"task {s['name']}", progress=progress, transfer=transfer, teacher=teacher)
         log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states, {start['head']} head), "
-            f"{record['steps']} steps, {record['seconds']:.0f} s")
+            f"{record['steps']} steps, {record['seconds']:.0f} s on {record['device']}")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,
                                 "start": start, "train": record}})

@@ -59,7 +59,7 @@ def pkd_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.T
     unlabelled text: soft and intermediate terms only); None: all."""
     if len(student_states) != len(teacher_states):
         raise ValueError(f"{len(student_states)} student states against {len(teacher_states)} teacher states")
-    rows = labeled if labeled is not None else torch.ones(len(logits), dtype=torch.bool)
+    rows = labeled if labeled is not None else torch.ones(len(logits), dtype=torch.bool, device=logits.device)
     if not bool(rows.any()):
         hard = logits.sum() * 0.0  # a batch of unlabelled rows only: no label term
     elif regression:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.compute import compute_device, placed
 from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
 from pipeline.task.train import Encoded, TaskConfig, batches, curve_ends, pad, run_steps
@@ -63,56 +64,64 @@ def final_states(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tor
 
 @torch.no_grad()
 def held_states(teacher: TaskModel, rows: Encoded, pad_id: int, limit: int = HOLD_BYTES,
-                progress: bool = False) -> list[torch.Tensor] | None:
-    """The teacher's final states of every row ([len_i, T] each, eval mode), to adapt every student of a run
-    on without running the teacher again; None when they would take more than `limit` bytes."""
+                progress: bool = False, device: str = "cpu") -> list[torch.Tensor] | None:
+    """The teacher's final states of every row ([len_i, T] each, eval mode, computed on `device` and held on
+    the CPU), to adapt every student of a run on without running the teacher again; None when they would
+    take more than `limit` bytes."""
     width = teacher.encoder.config.hidden_size
     if sum(map(len, rows)) * width * 4 > limit:
         return None
+    dev = compute_device(device)
     teacher.eval()
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # batches of like lengths: little padding to run
     held: list[torch.Tensor | None] = [None] * len(rows)
     size = 64  # rows a batch: inference only, no gradients to hold
-    for b, (ids, mask) in enumerate(tqdm(batches([rows[i] for i in order], pad_id, size), desc="teacher states",
-                                         unit="batch", total=-(-len(rows) // size), disable=not progress,
-                                         leave=False)):
-        states = final_states(teacher, ids, mask)                              # [B, S, T]
-        for i, s, n in zip(order[size * b:size * (b + 1)], states, mask.sum(1).tolist(), strict=True):
-            held[i] = s[:n].clone()                                            # no padding kept
+    with placed(dev, teacher):
+        for b, (ids, mask) in enumerate(tqdm(batches([rows[i] for i in order], pad_id, size),
+                                             desc="teacher states", unit="batch", total=-(-len(rows) // size),
+                                             disable=not progress, leave=False)):
+            states = final_states(teacher, ids.to(dev), mask.to(dev)).cpu()          # [B, S, T]
+            for i, s, n in zip(order[size * b:size * (b + 1)], states, mask.sum(1).tolist(), strict=True):
+                held[i] = s[:n].clone()                                            # no padding kept
     return held
 
 
 def adapt(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, steps: int,
           batch_size: int, lr: float, weight_decay: float, warmup_frac: float, seed: int,
-          desc: str = "adapt", progress: bool = False, held: list[torch.Tensor] | None = None) -> dict[str, float]:
+          desc: str = "adapt", progress: bool = False, held: list[torch.Tensor] | None = None,
+          device: str = "cpu") -> dict[str, float]:
     """Train the student's encoder for `steps` towards the teacher's final states on batches of `rows`
     (token ids, padded per batch); the head and the projections are not touched. `held`: the teacher's
-    states of the rows (held_states), else the teacher runs beside each step. Returns the loss over the
-    first and last tenth of the steps and the time."""
+    states of the rows (held_states), else the teacher runs beside each step. The steps run on `device`
+    (a compute.CHOICES name); the models come back on the CPU. Returns the loss over the first and last
+    tenth of the steps, the time and where the steps ran."""
     if steps <= 0:
         return {"steps": 0, "seconds": 0.0}
     if not rows:
         raise PipelineError("no text to adapt the students on")
-    g = torch.Generator().manual_seed(seed)
+    dev = compute_device(device)
+    g = torch.Generator().manual_seed(seed)  # on the CPU: the same batches wherever the steps run
 
     def step_loss() -> torch.Tensor:
         picks = torch.randint(0, len(rows), (batch_size,), generator=g).tolist()
-        ids, mask = pad([rows[i] for i in picks], pad_id)
+        ids, mask = (t.to(dev) for t in pad([rows[i] for i in picks], pad_id))     # [B, S] each
         if held is None:
             with torch.no_grad():
                 target = final_states(teacher, ids, mask)                   # [B, S, T]
         else:  # zeros at the padding, which the loss leaves out
-            target = nn.utils.rnn.pad_sequence([held[i] for i in picks], batch_first=True)
+            target = nn.utils.rnn.pad_sequence([held[i] for i in picks], batch_first=True).to(dev)
         return final_states_loss(final_states(student, ids, mask), target, mask)
 
     start = time.perf_counter()
     teacher.eval()
-    student.train()
-    curve = run_steps(student.encoder.parameters(), steps, lr, warmup_frac, weight_decay, step_loss, desc, progress)
-    student.eval()
+    with placed(dev, student, *([teacher] if held is None else [])):
+        student.train()
+        curve = run_steps(student.encoder.parameters(), steps, lr, warmup_frac, weight_decay, step_loss, desc,
+                          progress)
+        student.eval()
     first, last = curve_ends(curve, desc, "try fewer --adapt-steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
-            "rows": len(rows)}
+            "rows": len(rows), "device": dev.type}
 
 
 def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, cfg: TaskConfig,
@@ -126,7 +135,7 @@ def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, 
         else:
             record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.adapt_lr,
                                     cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress,
-                                    held=held)
+                                    held=held, device=cfg.device)
     if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
         record["head"] = "teacher"
     return record

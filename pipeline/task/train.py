@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.compute import CHOICES, compute_device, placed
 from pipeline.errors import PipelineError
 from pipeline.options import opt
 from pipeline.schedule import warmup_linear
@@ -78,6 +79,11 @@ class TaskConfig:
     # The teacher's states at every layer on each example are held in memory: 50k examples x 11 layers
     # x 768 floats is 1.7 GB for BERT-base. A larger unlabelled set is sampled down (seeded).
     max_unlabeled: int = 50_000
+    # Where the steps run, not the target (as the export's --finetune-device): the teacher's fine-tuning, the
+    # students' adaptation and task training are long step loops, what a GPU is for; the batches are drawn on
+    # the CPU (the same batches wherever they run) and the models come back to the CPU to be exported.
+    device: str = opt("auto", "where task training runs (not the target): auto is CUDA when present",
+                      flag="--task-device", choices=CHOICES)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -96,6 +102,8 @@ class TaskConfig:
             raise PipelineError("--temperature must be positive and --beta 0 or more")
         if self.steps < 1 or self.teacher_steps < 0:
             raise PipelineError("--task-steps must be positive and --teacher-steps 0 or more")
+        if self.device not in CHOICES:
+            raise PipelineError(f"unknown --task-device {self.device!r}; use {', '.join(CHOICES)}")
 
     def quick(self) -> TaskConfig:
         from dataclasses import replace
@@ -139,9 +147,10 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
 def run_steps(params, steps: int, lr: float, warmup_frac: float, weight_decay: float,
               step_loss: Callable[[], torch.Tensor], desc: str, progress: bool) -> torch.Tensor:
     """AdamW on params for `steps` steps of step_loss() (which draws its own batch) under BERT's schedule
-    (linear warm-up, then linear decay); the loss of every step [steps]. The callers set train/eval."""
+    (linear warm-up, then linear decay); the loss of every step [steps], on the CPU. The callers set
+    train/eval and place the model."""
     opt_ = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    curve = torch.empty(steps)
+    curve = None  # on the loss's device: no synchronisation per step on a GPU
     for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
         for group in opt_.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup_frac)
@@ -149,8 +158,10 @@ def run_steps(params, steps: int, lr: float, warmup_frac: float, weight_decay: f
         opt_.zero_grad(set_to_none=True)
         loss.backward()
         opt_.step()
+        if curve is None:
+            curve = torch.empty(steps, device=loss.device)
         curve[step] = loss.detach()
-    return curve
+    return curve.cpu() if curve is not None else torch.empty(0)
 
 
 @torch.no_grad()
@@ -163,16 +174,19 @@ def predict(model, rows: Encoded, pad_id: int) -> torch.Tensor:
 
 @torch.no_grad()
 def teacher_targets(teacher, rows: Encoded, pad_id: int, progress: bool = False,
-                    pool: str = "cls") -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's (logits [N, C], pooled states of its intermediate layers [N, L - 1, T]) in eval mode;
-    for pool="tokens" no states ([N, 0, C]): `fit` runs the teacher beside each step for them."""
+                    pool: str = "cls", device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's (logits [N, C], pooled states of its intermediate layers [N, L - 1, T]) in eval mode,
+    computed on `device` (a compute.CHOICES name) and returned on the CPU; for pool="tokens" no states
+    ([N, 0, C]): `fit` runs the teacher beside each step for them."""
+    dev = compute_device(device)
     teacher.eval()
     logits, states = [], []
-    for ids, mask in tqdm(batches(rows, pad_id), desc="teacher targets", unit="batch", total=-(-len(rows) // 64),
-                          disable=not progress, leave=False):
-        lg, pooled = teacher.features(ids, mask, [] if pool == "tokens" else None, pool=pool)
-        logits.append(lg.float())
-        states.append(torch.stack(pooled, 1).float() if pooled else torch.zeros(len(ids), 0, lg.shape[1]))
+    with placed(dev, teacher):
+        for ids, mask in tqdm(batches(rows, pad_id), desc="teacher targets", unit="batch",
+                              total=-(-len(rows) // 64), disable=not progress, leave=False):
+            lg, pooled = teacher.features(ids.to(dev), mask.to(dev), [] if pool == "tokens" else None, pool=pool)
+            logits.append(lg.float().cpu())
+            states.append(torch.stack(pooled, 1).float().cpu() if pooled else torch.zeros(len(ids), 0, lg.shape[1]))
     return torch.cat(logits), torch.cat(states)
 
 
@@ -194,8 +208,9 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     layer layer_map[i-1]); without, by plain cross-entropy (or MSE). `transfer`: unlabelled rows, learnt
     from the targets only (targets then cover rows + transfer, in that order); each step adds a batch of
     them to the labelled batch (measured: drawn from the union instead, the labels were diluted and
-    accuracy fell). `teacher`: for cfg.pkd_states "tokens", run beside each step for its states. Returns the
-    loss at the start and the end and the time."""
+    accuracy fell). `teacher`: for cfg.pkd_states "tokens", run beside each step for its states. The steps run
+    on cfg.device; the model comes back on the CPU. Returns the loss at the start and the end, the time and
+    where the steps ran."""
     steps = cfg.steps if steps is None else steps
     lr = cfg.lr if lr is None else lr
     if steps == 0:
@@ -215,16 +230,18 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
         raise ValueError("--pkd-states tokens needs the teacher beside the student")
     if tokens:
         teacher.eval()
-    g = torch.Generator().manual_seed(cfg.seed)
+    dev = compute_device(cfg.device)
+    g = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same batches wherever the steps run
 
     def step_loss() -> torch.Tensor:
         rows_ = torch.randint(0, n_labeled, (cfg.batch_size,), generator=g)
         if len(rows) > n_labeled:  # as many unlabelled rows beside them: the labels are seen as often as without
             rows_ = torch.cat([rows_, torch.randint(n_labeled, len(rows), (cfg.batch_size,), generator=g)])
-        ids, mask = pad([rows[i] for i in rows_.tolist()], pad_id)
+        ids, mask = (t.to(dev) for t in pad([rows[i] for i in rows_.tolist()], pad_id))    # [B, S] each
+        labels_ = y[rows_].to(dev)
         if targets is None:
             logits = model(ids, mask)
-            loss = pkd_loss(logits, y[rows_], logits.detach(), [], [], 0.0, 1.0, 0.0, regression)
+            loss = pkd_loss(logits, labels_, logits.detach(), [], [], 0.0, 1.0, 0.0, regression)
         else:
             use = mapped if beta else []
             logits, states = model.features(ids, mask, list(range(1, len(use) + 1)), pool=cfg.pkd_states)
@@ -232,15 +249,17 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
                 with torch.no_grad():
                     teacher_states = teacher.features(ids, mask, use, pool="tokens")[1]   # [B, S, T] each
             else:
-                teacher_states = [targets[1][rows_, k - 1] for k in use]
-            loss = pkd_loss(logits, y[rows_], targets[0][rows_], states, teacher_states, alpha, cfg.temperature,
-                            beta, regression, labeled=has_label[rows_], mask=mask)
+                teacher_states = [targets[1][rows_, k - 1].to(dev) for k in use]
+            loss = pkd_loss(logits, labels_, targets[0][rows_].to(dev), states, teacher_states, alpha,
+                            cfg.temperature, beta, regression, labeled=has_label[rows_].to(dev), mask=mask)
         return loss
 
     start = time.perf_counter()
-    model.train()
-    curve = run_steps(model.parameters(), steps, lr, cfg.warmup_frac, cfg.weight_decay, step_loss, desc, progress)
-    model.eval()
+    with placed(dev, model, *([teacher] if tokens else [])):
+        model.train()
+        curve = run_steps(model.parameters(), steps, lr, cfg.warmup_frac, cfg.weight_decay, step_loss, desc,
+                          progress)
+        model.eval()
     first, last = curve_ends(curve, desc, "try a lower rate or fewer steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,
-            "unlabeled": len(rows) - n_labeled}
+            "unlabeled": len(rows) - n_labeled, "device": dev.type}
