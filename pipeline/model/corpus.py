@@ -26,6 +26,7 @@ import torch
 
 from pipeline.artifacts import disk_cached
 from pipeline.errors import PipelineError
+from pipeline.textfiles import json_objects, read_text
 
 DEFAULT_CORPUS = "WordNet glosses + Wikipedia excerpt + pydoc_data.topics"
 DEFAULT_EXTRA = "CPython stdlib docstrings"
@@ -55,25 +56,9 @@ class Corpus:
 
 
 def _read_file(path: Path) -> list[str]:
-    if not path.is_file():
-        raise PipelineError(f"corpus file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise PipelineError(f"corpus {path} is not UTF-8 text: {e}") from None
+    text = read_text(path, "corpus file")
     if path.suffix == ".jsonl":
-        docs = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PipelineError(f"corpus {path} line {i} is not JSON: {e}") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise PipelineError(f"corpus {path} line {i} has no string field 'text'")
-            docs.append(obj["text"])
-        return docs
+        return [d["text"] for d in json_objects(text, f"corpus {path}", string_field="text")]
     return text.split("\n\n")
 
 

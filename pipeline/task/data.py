@@ -10,12 +10,12 @@ with the data is a one-line PipelineError naming the file and what is wrong.
 from __future__ import annotations
 
 import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.textfiles import json_objects, read_text
 
 SPLITS = ("train", "dev", "test")
 # A seeded split of a single file: 80/10/10, as GLUE-style tasks are split.
@@ -70,24 +70,9 @@ Rows = list[dict[str, object]]
 
 
 def read_rows(path: Path) -> Rows:
-    if not path.is_file():
-        raise PipelineError(f"task file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PipelineError(f"task file {path} is not UTF-8 text") from None
+    text = read_text(path, "task file")
     if path.suffix in (".jsonl", ".json"):
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PipelineError(f"task file {path} line {i} is not JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise PipelineError(f"task file {path} line {i} is not a JSON object")
-            rows.append(row)
+        rows = json_objects(text, f"task file {path}")
     elif path.suffix in (".csv", ".tsv"):
         rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ","))
     else:
