@@ -25,6 +25,13 @@ def start_of(cfg: dict) -> str:
     return f"; the distilled students {' and '.join(parts)}" if parts else ""
 
 
+def trained_on(report: dict[str, Any]) -> str:
+    """Where the task's training steps ran (the --task-device the records name), for the report's preamble."""
+    where = sorted({m["train"]["device"] for m in report["models"] if isinstance(m.get("train"), dict)
+                    and m["train"].get("device")})
+    return f" Training ran on {' and '.join(where)}." if where else ""
+
+
 def _fmt(key: str, v: Any) -> str:
     if v is None:
         return "-"
@@ -50,7 +57,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['config']['steps']} steps each{start_of(report['config'])}. "
              f"Scores ({metric}) are of the deployed artifacts; "
              f"latency is the {report['statistic']} on the device, all models timed together; kept = "
-             f"relative to the teacher.", "",
+             f"relative to the teacher.{trained_on(report)}", "",
              "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for m in report["models"]:
         lines.append("| " + " | ".join(_fmt(k, m.get(k)) for k, _ in cols) + " |")

@@ -52,7 +52,7 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     for name in ("task_report.json", "task_report.md", "task_report.csv"):
         assert (tmp_path / name).is_file()
     text = (tmp_path / "task_report.md").read_text()
-    assert "| teacher |" in text and "(skip layer map, cls states)" in text
+    assert "| teacher |" in text and "(skip layer map, cls states)" in text and "Training ran on cpu." in text
     student = next(m for m in report["models"] if m["kind"] == "searched")
     assert (tmp_path / "models" / student["name"] / "model.opt.onnx").is_file()
     assert json.loads((tmp_path / "models" / student["name"] / "task.json").read_text())["classes"] == task.classes
