@@ -94,4 +94,7 @@ class PeerRunner(Runner):
         return (time.perf_counter() - start) * 1000
 
     def close(self) -> None:
-        """Nothing to release: the model is a numpy array the report keeps for its quality."""
+        """Drop this runner's hold on the model and its bound inputs (the report keeps its own reference to
+        the model for its quality): no runtime, thread pool or device memory to release."""
+        self.model = None
+        self.ids = []
