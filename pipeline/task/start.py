@@ -80,9 +80,9 @@ def held_states(teacher: TaskModel, rows: Encoded, pad_id: int, limit: int = HOL
         for b, (ids, mask) in enumerate(tqdm(batches([rows[i] for i in order], pad_id, size),
                                              desc="teacher states", unit="batch", total=-(-len(rows) // size),
                                              disable=not progress, leave=False)):
-            states = final_states(teacher, ids.to(dev), mask.to(dev)).cpu()          # [B, S, T]
+            states = final_states(teacher, ids.to(dev), mask.to(dev))                # [B, S, T]
             for i, s, n in zip(order[size * b:size * (b + 1)], states, mask.sum(1).tolist(), strict=True):
-                held[i] = s[:n].clone()                                            # no padding kept
+                held[i] = s[:n].to("cpu", copy=True)                               # no padding kept, one copy
     return held
 
 
