@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.export.job import ExportConfig
 from pipeline.finetune.distill import DistillConfig
 from pipeline.options import opt, same_as
-from pipeline.search.job import METHODS, RERANKERS
+from pipeline.search.job import METHODS, MIN_ATTENTION, RERANKERS
 from pipeline.search.naskd import NasKdConfig
 from pipeline.search.readout import MIN_READOUT
 from pipeline.task.train import TaskConfig
@@ -67,6 +67,9 @@ class RunOptions:
     min_readout: float = opt(MIN_READOUT, "prefer students whose last block is wide enough that a read-out of it "
                              "can reach this sentence cosine to the teacher on new text (0: no preference)",
                              metavar="COS")
+    # Convolutions only mix neighbours; a task needs the whole sentence (search/job.py: MIN_ATTENTION).
+    min_attention: int = opt(MIN_ATTENTION, "prefer students with at least this many attention layers, which "
+                             "read the whole sentence (0: no preference)", metavar="N")
     search_method: str = opt("nasbert", "nasbert: the best student of the shrunk pools under the budget (NAS-BERT); "
                              "nas-kd: a differentiable search with a latency penalty (NAS-KD)", choices=METHODS)
     naskd_steps: int = same_as(NasKdConfig, "steps")
@@ -101,7 +104,8 @@ class RunOptions:
         """Every option is checked here, before anything slow runs."""
         from pipeline.search.job import check_search_options
 
-        check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout)
+        check_search_options(self.top_t, self.rerank, self.rerank_steps, self.margin, self.min_readout,
+                             self.min_attention)
         _ = self.naskd  # a bad --naskd-* setting is refused now, not after training
         if (self.task_dev or self.task_test) and not self.task_train:
             raise PipelineError("--task-dev and --task-test need --task-train")
@@ -200,7 +204,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         key = nas_kd_key(train_dir, predictor, list(o.budgets_ms), o.margin, naskd)
     else:
         key = search_key(train_dir, predictor, list(o.budgets_ms), o.max_params, o.top_t, o.rerank, o.rerank_steps,
-                         o.margin, o.seed, o.min_readout)
+                         o.margin, o.seed, o.min_readout, o.min_attention)
     fresh = o.force or reusable(search_dir / SEARCH, key) is None
 
     def do_search() -> None:
@@ -210,7 +214,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
             return
         run_search(train_dir, predictor, p.name, list(o.budgets_ms), search_dir, o.max_params, o.top_t, o.rerank,
                    o.rerank_steps, log=log, margin=o.margin, seed=o.seed, progress=progress,
-                   min_readout=o.min_readout)
+                   min_readout=o.min_readout, min_attention=o.min_attention)
 
     stage("search", do_search if fresh else lambda: None, reused=not fresh)
     # 4 export (reuses each architecture exported with the same inputs)

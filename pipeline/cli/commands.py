@@ -172,7 +172,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pipeline.train.trained import TrainedSupernet
 
     asked = parse_budget_list(args.budget)
-    check_search_options(args.top, args.rerank, args.rerank_steps, args.margin, args.min_readout)
+    check_search_options(args.top, args.rerank, args.rerank_steps, args.margin, args.min_readout, args.min_attention)
     profile = resolve_profile(args.device, args.profile)
     # A speed-up budget times the teacher, so the device must be here; milliseconds need only its table.
     backend = get_backend(profile, require_present=bool(asked.speedups))
@@ -197,7 +197,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     choices = run_search(Path(args.train_dir), predictor, profile.name, budgets, out, args.max_params, args.top,
                          rerank=args.rerank, rerank_steps=args.rerank_steps, log=_note, margin=args.margin,
-                         progress=not args.quiet, min_readout=args.min_readout)
+                         progress=not args.quiet, min_readout=args.min_readout,
+                         min_attention=args.min_attention)
     for c in choices:
         loss = "" if c.true_loss is None else (f", chained loss {c.true_loss:.4f}" if args.rerank == "chained" else
                                                f", fine-tuned validation cosine {1 - c.true_loss:.4f}")

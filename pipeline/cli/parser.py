@@ -19,8 +19,8 @@ TASK_FLAGS = ["method", "pkd", "pkd_states", "student_head", "adapt_steps", "alp
               "teacher_steps", "transfer", "seed", "teacher_seed", "device"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
              "init", "top_t", "rerank", "rerank_steps", "search_method", "naskd_steps", "naskd_widths", "task",
-             "task_train", "task_dev", "task_test", "task_dataset", "task_unlabeled", "min_readout", "margin",
-             "baselines", "force", "seed"]
+             "task_train", "task_dev", "task_test", "task_dataset", "task_unlabeled", "min_readout", "min_attention",
+             "margin", "baselines", "force", "seed"]
 
 STAGES = """\
 stages, each a subcommand (COMMAND --help):
@@ -74,7 +74,7 @@ def _add_common(p: argparse.ArgumentParser, out: str | None, force: str | None =
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-SEARCH_FLAGS = ["max_params", "top_t", "rerank", "rerank_steps", "min_readout", "margin"]
+SEARCH_FLAGS = ["max_params", "top_t", "rerank", "rerank_steps", "min_readout", "min_attention", "margin"]
 NASKD_FLAGS = ["steps", "widths"]  # NasKdConfig's, for --method nas-kd
 
 
@@ -140,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="the best architecture under each latency budget, from the trained pools",
                        description="Combine the per-block candidate pools of a trained supernet into the student "
                        "with the lowest estimated loss (sum of block losses) whose latency, predicted from the "
-                       "device's latency table, fits each budget (exact search; preferring last blocks wide enough "
-                       "for --min-readout and students using 90% of their budget), then re-rank T candidates "
-                       "(--rerank) and keep the best. Writes OUT/arch_<budget>.json and OUT/search.json.")
+                       "device's latency table, fits each budget (exact search; preferring students with "
+                       "--min-attention attention layers, then last blocks wide enough for --min-readout, then "
+                       "students using 90% of their budget), then re-rank T candidates (--rerank) and keep the best. "
+                       "Writes OUT/arch_<budget>.json and OUT/search.json.")
     _add_device_args(p)
     p.add_argument("--budget", required=True, help="latency budget(s): 5ms, 500us, 0.01s, or a speed-up over the "
                    "teacher timed on the device: 4x; several: 5ms,8ms,12ms")

@@ -75,7 +75,8 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
            budgets_ms: Sequence[float], quality: Callable[[int, dict[str, Any]], float] = block_loss,
            max_params: int | None = None, top_t: int = 5,
            rerank: Callable[[Architecture], float] | None = None, diverse: bool = False,
-           last_widths: Collection[int] | None = None, min_use: float = 0.0, prune: bool = True) -> list[Choice]:
+           last_widths: Collection[int] | None = None, min_use: float = 0.0, prune: bool = True,
+           min_attention: int = 0) -> list[Choice]:
     """The best student for each budget (ascending budgets in, one Choice each out).
 
     `last_widths`: under each budget, only students whose last block has one of these widths are
@@ -83,7 +84,8 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     block caps fidelity in a way the block losses do not show). `min_use`: likewise, only students
     predicted at or above this share of their budget when any fits (the block losses of a short
     supernet schedule are noisy enough that the best of an attention count can sit far below it).
-    Preferred width comes first, then use.
+    `min_attention`: likewise, only students with at least this many attention layers when any fits
+    (job.py's MIN_ATTENTION says why). Attention comes first, then width, then use.
 
     `diverse`: the T handed to the re-ranker are the best combination with each number of
     attention layers, T of those numbers spread evenly from the fewest to the most that fit, not
@@ -107,10 +109,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     widths = [np.array([b.hidden for b in bl]) for bl in blocks]
     n_mha = [np.array([b.layers.count("mha") for b in bl]) for bl in blocks]
     monotone = bool((np.asarray(getattr(getattr(latency, "calibration", None), "coefs", (1.0,))) >= 0).all())
-    # Pruning within a width is exact; a diverse search prunes within (width, attention count), which
-    # is exact for the best of each count too.
+    # Pruning within a width is exact; a diverse search, or one that prefers attention, prunes within
+    # (width, attention count), which is exact for the best of each count too.
     depth = 1 + max(len(b.layers) for bl in blocks for b in bl)  # attention counts are below it
-    group = [w * depth + m for w, m in zip(widths, n_mha, strict=True)] if diverse else widths
+    by_attention = diverse or min_attention > 0
+    group = [w * depth + m for w, m in zip(widths, n_mha, strict=True)] if by_attention else widths
     keep = [_prune(t, lo, g) if monotone and prune else np.arange(len(lo)) for t, lo, g in zip(terms, losses, group,
                                                                                         strict=True)]
     terms = [t[k] for t, k in zip(terms, keep, strict=True)]
@@ -131,10 +134,11 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
                                                                       link, last)
     preferred = np.isin(sizes, list(last_widths if last_widths is not None else sizes))  # [S]
     budgets = sorted(budgets_ms)
-    # Preference tiers per budget, first non-empty wins: a preferred last width and the budget used
-    # (at least min_use of it), a preferred last width, the budget used, anything that fits. Only the
-    # preferences asked for make tiers (without any, one: the plain search).
-    prefs = [(w, u) for w in ((True, False) if last_widths is not None else (False,))
+    # Preference tiers per budget, first non-empty wins: enough attention, then a preferred last width,
+    # then the budget used (at least min_use of it), each with and without the ones after it; last,
+    # anything that fits. Only the preferences asked for make tiers (without any, one: the plain search).
+    prefs = [(a, w, u) for a in ((True, False) if min_attention > 0 else (False,))
+             for w in ((True, False) if last_widths is not None else (False,))
              for u in ((True, False) if min_use > 0 else (False,))]
     tiers = len(prefs)
     best: list[list[list[tuple[float, float, tuple[int, ...], float]]]] = [[[] for _ in budgets] for _ in range(tiers)]
@@ -151,11 +155,13 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
         if ok_params.any():
             fastest = min(fastest, float(ms[ok_params].min()))
         wide = preferred[rest_last] if rest_last is not None else preferred[[s1]]  # [combinations]
+        attended = int(n_mha[0][i]) + rest_mha >= min_attention                       # [combinations]
         for b, budget in enumerate(budgets):
             fits = (ms <= budget) & ok_params
             used = fits & (ms >= min_use * budget)
-            for tier, (want_wide, want_use) in enumerate(prefs):
-                feasible = np.flatnonzero((used if want_use else fits) & (wide if want_wide else True))
+            for tier, (want_attention, want_wide, want_use) in enumerate(prefs):
+                feasible = np.flatnonzero((used if want_use else fits) & (wide if want_wide else True)
+                                          & (attended if want_attention else True))
                 if feasible.size == 0:
                     continue
                 order = feasible[np.lexsort((feasible, loss[feasible]))]

@@ -15,9 +15,9 @@ split stays unseen for the benchmark:
   (0.0352-0.0356 for the five above).
 - `none`: the block losses' best.
 
-Before any of them the candidates are narrowed twice, each only where something is left: to last
-blocks wide enough for `min_readout` (readout.py) and to students predicted at MIN_USE of their
-budget or more.
+Before any of them the candidates are narrowed three times, each only where something is left: to
+students with at least `min_attention` attention layers (MIN_ATTENTION), to last blocks wide enough
+for `min_readout` (readout.py) and to students predicted at MIN_USE of their budget or more.
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ MIN_USE = 0.9
 # Training chunks the read-out caps are fit on: a least-squares fit of a width into the teacher's needs a
 # few times more chunks than the width, and the cap is a preference, not a result (experiments.md).
 READOUT_CHUNKS = 512
+# Students keep at least one attention layer when one fits. Separable convolutions mix a token with its
+# neighbours only; a stack of them imitates the base teacher's states well enough that the re-ranker's short
+# distillation can prefer it, but a fine-tuned teacher's states (what a task needs) depend on the whole
+# sentence. Every all-convolution pick taught a task so far lost to PKD's own student of similar latency,
+# where picks with attention tied or won (docs/experiments.md, "Task accuracy").
+MIN_ATTENTION = 1
 RERANKERS = ("finetune", "chained", "none")
 METHODS = ("nasbert", "nas-kd")  # selection from the shrunk pools (NAS-BERT), or the differentiable search
 SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chained": "validation MSE of the "
@@ -106,8 +112,11 @@ def check_rerank(rerank: str, steps: int) -> None:
         raise PipelineError(f"--rerank-steps must be at least 1, got {steps}")
 
 
-def check_search_options(top_t: int, rerank: str, rerank_steps: int, margin: float, min_readout: float) -> None:
+def check_search_options(top_t: int, rerank: str, rerank_steps: int, margin: float, min_readout: float,
+                         min_attention: int = MIN_ATTENTION) -> None:
     """Every option of a search, checked before any work (run checks them before training)."""
+    if min_attention < 0:
+        raise PipelineError(f"--min-attention must be 0 or more, got {min_attention}")
     if top_t < 1:
         raise PipelineError(f"--top must be at least 1, got {top_t}")
     if not 0 <= margin < 0.5:
@@ -140,10 +149,10 @@ def readout_widths(trained: TrainedSupernet, floor: float, log=print) -> tuple[d
 
 def search_key(train_dir: Path, predictor: Predictor, budgets_ms: list[float], max_params: int | None = None,
                top_t: int = 5, rerank: str = "finetune", rerank_steps: int = 150, margin: float = 0.0, seed: int = 0,
-               min_readout: float = MIN_READOUT) -> str:
+               min_readout: float = MIN_READOUT, min_attention: int = MIN_ATTENTION) -> str:
     """What a search result depends on (run_search's arguments): written into search.json, so that `run`
     reuses a search of the same pools, table and options."""
-    return content_key("search", 3, train=TrainedSupernet(train_dir).content_hash,
+    return content_key("search", 4, min_attention=min_attention, train=TrainedSupernet(train_dir).content_hash,
                        table=short_hash(predictor.table.df.to_csv(index=False)), seq=predictor.seq,
                        budgets=list(budgets_ms), max_params=max_params, top=top_t, margin=margin,
                        rerank=[rerank, rerank_steps, seed], min_readout=min_readout)
@@ -152,12 +161,13 @@ def search_key(train_dir: Path, predictor: Predictor, budgets_ms: list[float], m
 def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: list[float], out: Path,
                max_params: int | None = None, top_t: int = 5, rerank: str = "finetune", rerank_steps: int = 150,
                log=print, margin: float = 0.0, seed: int = 0, progress: bool = False,
-               min_readout: float = MIN_READOUT) -> list[Choice]:
+               min_readout: float = MIN_READOUT, min_attention: int = MIN_ATTENTION) -> list[Choice]:
     """`margin` searches under budget x (1 - margin) and labels the result with the budget: room for
     the predictor's error, so that the measured latency stays within the budget. `rerank` is one of
     RERANKERS (module docstring). `min_readout`: prefer last blocks whose read-out cap reaches it
-    (readout.py; 0 turns the preference off)."""
-    check_search_options(top_t, rerank, rerank_steps, margin, min_readout)
+    (readout.py; 0 turns the preference off). `min_attention`: prefer students with at least this many
+    attention layers (MIN_ATTENTION; 0 turns the preference off)."""
+    check_search_options(top_t, rerank, rerank_steps, margin, min_readout, min_attention)
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
     trained = TrainedSupernet(train_dir)
@@ -166,7 +176,7 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     # the re-ranking, which runs students and dominates.
     start = time.perf_counter()
     plain = search(trained.pools, trained.frame, predictor, budgets_ms, max_params=max_params, top_t=top_t,
-                   last_widths=wide, min_use=MIN_USE)
+                   last_widths=wide, min_use=MIN_USE, min_attention=min_attention)
     search_s = time.perf_counter() - start
     pool_sizes = [len(p) for p in trained.pools]
     n_students = 1
@@ -184,13 +194,17 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         else:
             fn, what = chained_loss_fn(trained, progress), "the chained student's validation loss"
         choices = search(trained.pools, trained.frame, predictor, budgets_ms, max_params=max_params, top_t=top_t,
-                         rerank=fn, diverse=rerank == "finetune", last_widths=wide, min_use=MIN_USE)
+                         rerank=fn, diverse=rerank == "finetune", last_widths=wide, min_use=MIN_USE,
+                         min_attention=min_attention)
         rerank_s = time.perf_counter() - start
         log(f"re-ranked {sum(c.candidates_ranked for c in choices)} candidates by {what} in {rerank_s:.1f} s")
     # Label each choice with the user's budget (the search ran under the margin-reduced one).
     by_search = dict(zip(budgets_ms, user_budgets, strict=True))
     choices = [replace(c, budget_ms=by_search[c.budget_ms]) for c in choices]
     for c in choices:
+        if c.arch.attention_layers < min_attention:
+            log(f"note: no student with {min_attention} attention layer{'' if min_attention == 1 else 's'} fits "
+                f"{format_ms(c.budget_ms)}; its student has {c.arch.attention_layers}")
         if wide and c.arch.blocks[-1].hidden not in wide:
             log(f"note: nothing with a last block of {', '.join(map(str, sorted(wide)))} fits "
                 f"{format_ms(c.budget_ms)}; its student's last block is {c.arch.blocks[-1].hidden} wide "
@@ -204,12 +218,13 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
         path = save_architecture(c.arch, out / f"{name}.json")
         records.append({**c.as_dict(), "arch_path": str(path)})
     key = search_key(train_dir, predictor, user_budgets, max_params, top_t, rerank, rerank_steps, margin, seed,
-                     min_readout)
+                     min_readout, min_attention)
     write_json_atomic(out / SEARCH, {
         "key": key, "device": device, "train_dir": str(train_dir), "budgets_ms": user_budgets, "margin": margin,
         "searched_under_ms": budgets_ms, "max_params": max_params,
         "top_t": top_t, "min_use": MIN_USE,
-        "min_readout": min_readout, "readout_caps": {str(h): c for h, c in caps.items()},
+        "min_attention": min_attention, "min_readout": min_readout,
+        "readout_caps": {str(h): c for h, c in caps.items()},
         "preferred_last_widths": sorted(wide) if wide else None,
         "rerank": rerank, "rerank_steps": rerank_steps if rerank == "finetune" else None,
         "rerank_score": SCORES[rerank], "latency": f"predicted from {predictor.table.path} ({STATISTIC})",

@@ -184,3 +184,24 @@ def test_min_use_keeps_students_that_use_the_budget_where_any_fits():
     assert min(used) >= 4.5 and c.predicted_ms == pytest.approx(4.8)  # 4 ops: 0.8 ms fixed + 4 x 1 ms
     # nothing uses 90% of 1.3 ms (0.8 ms or 1.8 ms): fall back to what fits
     assert search(pools, FRAME, ToyLatency(), [1.3], min_use=0.9)[0].predicted_ms == pytest.approx(0.8)
+
+
+def test_min_attention_keeps_students_with_attention_where_any_fits():
+    # Attention scores worse in the block losses (as convolutions do not), so the plain best has none.
+    pools = [[mixed(128, ("ffn", "ffn"), 1.0), mixed(128, ("mha", "identity"), 1.5), mixed(128, ID * 2, 3.0)],
+             [mixed(128, ("ffn", "ffn"), 1.0), mixed(128, ("mha", "ffn"), 1.2), mixed(128, ID * 2, 3.0)]]
+    (free,) = search(pools, FRAME, ToyLatency(), [5.0])
+    assert free.arch.attention_layers == 0 and free.est_loss == pytest.approx(2.0)
+    for diverse in (False, True):
+        tight, loose = search(pools, FRAME, ToyLatency(), [1.9, 5.0], min_attention=1, diverse=diverse,
+                              rerank=lambda a: 0.0, min_use=0.9)
+        # 5 ms: [ffn,ffn | mha,ffn] (2.2) beats [mha | ffn,ffn] (2.5); the all-FFN student (2.0) is left out
+        assert loose.arch.attention_layers == 1 and loose.est_loss == pytest.approx(2.2)
+        assert all(c["attention"] >= 1 for c in loose.ranked)
+        # 1.9 ms fits one op; of the one-op students only [mha | -] (4.5) has attention
+        assert tight.arch.attention_layers == 1 and tight.est_loss == pytest.approx(4.5)
+    # 1.0 ms fits identities only: nothing has attention, the preference gives way
+    (empty,) = search(pools, FRAME, ToyLatency(), [1.0], min_attention=1)
+    assert empty.arch.attention_layers == 0
+    (two,) = search(pools, FRAME, ToyLatency(), [5.0], min_attention=2)
+    assert two.arch.attention_layers == 2

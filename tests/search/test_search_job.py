@@ -47,6 +47,8 @@ def test_search_writes_one_architecture_per_budget(tiny_trained, tiny_table, tmp
     assert record["budgets_ms"] == budgets and len(record["choices"]) == len(budgets)
     # the tiny space has one width, as wide as the teacher: its read-out reaches the teacher exactly
     assert record["readout_caps"] == {"128": pytest.approx(1.0)} and record["preferred_last_widths"] == [128]
+    # every budget but the tightest fits a student with attention: the default keeps one
+    assert record["min_attention"] == 1 and all(c.arch.attention_layers >= 1 for c in choices[1:])
     for c, r in zip(choices, record["choices"], strict=True):
         assert c.predicted_ms <= c.budget_ms and c.true_loss is not None and c.candidates_ranked <= 3
         assert load_architecture(r["arch_path"]) == c.arch
@@ -73,6 +75,8 @@ def test_search_command_errors(tiny_trained, tiny_table, tiny_profile_path, tmp_
     assert "meets 1us: the fastest is predicted at" in capsys.readouterr().err
     assert main([*common, "--budget", "1s", "--min-readout", "1.5"]) == 1
     assert "--min-readout must be a cosine in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main([*common, "--budget", "1s", "--min-attention", "-1"]) == 1
+    assert "--min-attention must be 0 or more, got -1" in capsys.readouterr().err
     assert main([*common, "--budget", "1s"]) == 0
     assert "budget 1000 ms: predicted" in capsys.readouterr().out
     assert main(["search", "--budget", "1s", "--train-dir", str(tmp_path / "none"), "--device", "cpu"]) == 1
