@@ -130,7 +130,12 @@ def test_the_summary_says_when_the_drift_turns_the_verdict(tmp_path):
               "machine_drift": {"ratio": 1.143, "percent": 14.3, "students": 4}}
     (line,) = summary_lines(report, tmp_path)
     assert line.startswith("budget 3.5ms NOT met (met at the table's speed: 3.330 ms): measured 3.800 ms")
-    assert "the machine ran +14.3% against its latency table" in line
+    assert "the machine ran +14.3% against its latency table" in line and "profile" not in line  # no device named
+    (line,) = summary_lines({**report, "device": "cpu"}, tmp_path)
+    assert "+14.3% against its latency table; `python -m pipeline profile --device cpu --force` re-measures it" in line
+    small = {**report, "device": "cpu", "machine_drift": {"ratio": 1.05, "percent": 5.0, "students": 4}}
+    (line,) = summary_lines(small, tmp_path)
+    assert "ran +5.0% against its latency table)" in line
     steady = {**student, "latency_ms": 3.4, "within_budget": True, "within_budget_at_table_speed": True}
     (line,) = summary_lines({**report, "students": [steady]}, tmp_path)
     assert line.startswith("budget 3.5ms met: measured 3.400 ms")
