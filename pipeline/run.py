@@ -70,7 +70,7 @@ class RunOptions:
                              metavar="COS")
     # Convolutions only mix neighbours; a task needs the whole sentence (search/job.py: MIN_ATTENTION).
     min_attention: int = opt(MIN_ATTENTION, "prefer students with at least this many attention layers, which "
-                             "read the whole sentence (0: no preference)", metavar="N")
+                             "read the whole sentence (0: no preference; nasbert's search)", metavar="N")
     search_method: str = opt("nasbert", "nasbert: the best student of the shrunk pools under the budget (NAS-BERT); "
                              "nas-kd: a differentiable search with a latency penalty (NAS-KD)", choices=METHODS)
     naskd_steps: int = same_as(NasKdConfig, "steps")
