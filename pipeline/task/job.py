@@ -195,7 +195,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     for s in students:
         student, _ = load_student(s["model_dir"], with_tokenizer=False)
         torch.manual_seed(cfg.seed)
-        model = student_task_model(student, task.outputs)
+        model = student_task_model(student, task.outputs, cfg.student_dropout)
         start = prepare(model, teacher, rows["train"] + unlabeled, pad_id, cfg, desc=f"adapt {s['name']}",
                         progress=progress, held=held)
         if start.get("adapt", {}).get("steps"):

@@ -92,7 +92,11 @@ class TaskModel(nn.Module):
         return logits, pooled
 
 
-def student_task_model(student: Student, outputs: int) -> TaskModel:
+def student_task_model(student: Student, outputs: int, dropout: float = 0.0) -> TaskModel:
+    """The student with a head; `dropout` inside its layers while it trains (export runs in eval mode)."""
+    for m in student.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = dropout
     return TaskModel(student, student.arch.teacher_hidden, outputs, student.arch.teacher_hidden)
 
 

@@ -18,10 +18,12 @@ COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("
 
 
 def start_of(cfg: dict) -> str:
-    """How the distilled students started, where not as distilled with a random head (task/start.py)."""
+    """How the distilled students start (task/start.py) and train, where not as distilled with a random head
+    and no dropout."""
     parts = ([f"first adapt their final states to the teacher's for {cfg['adapt_steps']} steps"]
              if cfg.get("adapt_steps") else []) + \
-        (["start with the teacher's head"] if cfg.get("student_head") == "teacher" else [])
+        (["start with the teacher's head"] if cfg.get("student_head") == "teacher" else []) + \
+        ([f"train with dropout {cfg['student_dropout']:g} inside"] if cfg.get("student_dropout") else [])
     return f"; the distilled students {' and '.join(parts)}" if parts else ""
 
 

@@ -51,6 +51,10 @@ class TaskConfig:
     # PKD's own student (the teacher's first k layers) starts from the teacher's head too.
     student_head: str = opt("teacher", "where a distilled student's head starts: teacher (the fine-tuned "
                             "teacher's) or random", choices=HEADS)
+    # PKD's students (the teacher's first k layers) learn the task with BERT's dropout inside; a distilled
+    # student was distilled without any (its states imitate the teacher's exactly), so none by default.
+    student_dropout: float = opt(0.0, "dropout inside a distilled student's layers while it learns the task "
+                                 "(BERT's 0.1 is what the PKD baselines train with)")
     # The student was distilled to the base teacher; the task teacher is fine-tuned. First its final states
     # become the fine-tuned teacher's on the task's text, then it learns the predictions (TinyBERT's two
     # stages); as many steps as the task's, each stage its own schedule as in TinyBERT.
@@ -94,6 +98,8 @@ class TaskConfig:
             raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls, mean or tokens")
         if self.student_head not in HEADS:
             raise PipelineError(f"unknown --student-head {self.student_head!r}; use random or teacher")
+        if not 0 <= self.student_dropout < 1:
+            raise PipelineError(f"--student-dropout must be in [0, 1), got {self.student_dropout}")
         if self.adapt_steps < 0:
             raise PipelineError(f"--adapt-steps must be 0 or more, got {self.adapt_steps}")
         if not 0 <= self.alpha <= 1:

@@ -95,3 +95,20 @@ def test_token_states_are_every_tokens_and_fit_runs_the_teacher_beside_the_stude
     assert record["steps"] == 3 and record["loss_last"] > 0
     with pytest.raises(ValueError, match="needs the teacher"):
         fit(student, rows, [0, 1, 0, 1], 0, cfg, False, targets, [1])
+
+
+def test_student_dropout_acts_in_training_only():
+    arch = Architecture(32, 16, (Block(64, ("mha", "ffn")), Block(32, ("sepconv3",))), vocab_size=50,
+                        max_positions=16)
+    model = student_task_model(Student(arch, dropout=0.0), 3, dropout=0.5)
+    assert {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)} == {0.5}
+    assert model.dropout.p == 0.1  # the head's own (BERT's classifier dropout) is left as it is
+    ids, mask = torch.randint(0, 50, (2, 10)), torch.ones(2, 10, dtype=torch.int64)
+    torch.manual_seed(0)
+    trained = model.train()(ids, mask)
+    evaluated = model.eval()(ids, mask)
+    assert not torch.allclose(trained, evaluated)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    torch.testing.assert_close(model.train()(ids, mask), evaluated)  # eval mode is the network without dropout

@@ -58,6 +58,8 @@ def test_task_training_on_the_cpu_records_where_it_ran_and_leaves_every_model_th
 def test_an_unknown_or_absent_task_device_is_a_one_line_error(tiny_teacher):
     with pytest.raises(PipelineError, match="--task-device 'tpu'"):
         TaskConfig(device="tpu")
+    with pytest.raises(PipelineError, match="--student-dropout must be in"):
+        TaskConfig(student_dropout=1.0)
     if not torch.cuda.is_available():
         teacher = _teacher(tiny_teacher)
         with pytest.raises(PipelineError, match="CUDA"):
