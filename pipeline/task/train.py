@@ -64,7 +64,8 @@ class TaskConfig:
     # The teacher learns the task first when it has no head for it: it starts pretrained, so fewer steps.
     teacher_steps: int = opt(1000, "fine-tuning steps of the teacher when it has no head for the task")
     batch_size: int = 32          # BERT's fine-tuning batch
-    lr: float = 1e-4              # students start distilled, the head at random: BERT-small's fine-tuning rate
+    # Students start distilled, the head at random: BERT-small's fine-tuning rate.
+    lr: float = opt(1e-4, "learning rate of the students and baselines on the task", flag="--task-lr")
     # The task's rate, not the export's 1e-3: adapting moves the final states only, and a fast move pulls
     # them away from the intermediate states that the task's patient term reads.
     adapt_lr: float = 1e-4
@@ -100,6 +101,8 @@ class TaskConfig:
             raise PipelineError(f"unknown --student-head {self.student_head!r}; use random or teacher")
         if not 0 <= self.student_dropout < 1:
             raise PipelineError(f"--student-dropout must be in [0, 1), got {self.student_dropout}")
+        if self.lr <= 0:
+            raise PipelineError(f"--task-lr must be positive, got {self.lr}")
         if self.adapt_steps < 0:
             raise PipelineError(f"--adapt-steps must be 0 or more, got {self.adapt_steps}")
         if not 0 <= self.alpha <= 1:

@@ -60,6 +60,8 @@ def test_an_unknown_or_absent_task_device_is_a_one_line_error(tiny_teacher):
         TaskConfig(device="tpu")
     with pytest.raises(PipelineError, match="--student-dropout must be in"):
         TaskConfig(student_dropout=1.0)
+    with pytest.raises(PipelineError, match="--task-lr must be positive"):
+        TaskConfig(lr=0.0)
     if not torch.cuda.is_available():
         teacher = _teacher(tiny_teacher)
         with pytest.raises(PipelineError, match="CUDA"):
