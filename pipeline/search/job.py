@@ -60,7 +60,7 @@ SCORES = {"finetune": "1 - validation sentence cosine after rerank_steps", "chai
 def chained_loss_fn(trained: TrainedSupernet, progress: bool = False):
     """Architecture -> MSE of its chained student against the teacher's last hidden states (validation)."""
     from pipeline.model.teacher import teacher_states
-    from pipeline.train.blockwise import mean_loss
+    from pipeline.train.standalone import mean_loss
 
     last = trained.summary["space"]["teacher_layers"]
     states = teacher_states(trained.teacher_model, trained.corpus.validation, [0, last], progress=progress)

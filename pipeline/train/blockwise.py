@@ -43,6 +43,7 @@ from pipeline.options import opt
 from pipeline.schedule import warmup_cosine
 from pipeline.space import Block, SearchSpace, op_params
 from pipeline.train import shrinking
+from pipeline.train.standalone import BlockData, mean_loss, tau_selection, train_standalone
 from pipeline.train.supernet import SuperBlock
 
 CHECKPOINT_FORMAT = 1
@@ -110,16 +111,6 @@ class TrainConfig:
                                 f"tau-paths ({self.tau_paths}): the tau paths come from the pool")
 
 
-@dataclass
-class BlockData:
-    """The teacher's states around one block: inputs x and targets y, [N, S, teacher_hidden] each."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-
-
 def block_params(block: Block) -> int:
     """Parameters of the block's ops (adapters depend on the neighbours and are counted by the search)."""
     return sum(op_params(op, block.hidden) for op in block.layers)
@@ -143,22 +134,6 @@ def table_predictor(space: SearchSpace, table: Path, seq: int, batch: int = 1) -
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return warmup_cosine(step, total, cfg.lr, cfg.warmup_steps)
-
-
-@torch.no_grad()
-def mean_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Mean squared error over all of x [N, S, T] -> y, in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for s in range(0, x.shape[0], batch_size):
-        xb, yb = x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)
-        mask = torch.ones(xb.shape[:2], dtype=torch.int64, device=device)
-        total += F.mse_loss(model(xb, mask), yb, reduction="sum").item()
-        count += yb.numel()
-    model.train(was_training)
-    return total / count
 
 
 def _load_checkpoint(path: Path, settings: str) -> dict[str, Any] | None:
@@ -313,7 +288,7 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
                   leave=False):
         entry = pool[k]
         net.set(Block(entry["hidden"], tuple(entry["layers"])))
-        standalone = _finetune(net.get(), data, cfg, seed=cfg.seed * 1000 + n)
+        standalone = train_standalone(net.get(), data, cfg, seed=cfg.seed * 1000 + n)
         state["tau"].append({"hidden": entry["hidden"], "layers": entry["layers"], "shared_loss": entry["val_loss"],
                              "standalone_loss": standalone})
         save()
@@ -342,38 +317,6 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
     write_json_atomic(out_dir / "result.json", result)
     (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # the result supersedes it (and it is ~3x the weights)
     return result
-
-
-def tau_selection(pool: list[dict[str, Any]], k: int, rng: random.Random) -> list[int]:
-    """k pool indices spread over the bins (round robin, a random member each time), so that the
-    rank correlation covers the whole cost range the search chooses from."""
-    by_bin: dict[int, list[int]] = {}
-    for i, e in enumerate(pool):
-        by_bin.setdefault(e["bin"], []).append(i)
-    queues = [rng.sample(members, len(members)) for _, members in sorted(by_bin.items())]
-    picked: list[int] = []
-    while len(picked) < min(k, len(pool)):
-        for q in queues:
-            if q and len(picked) < k:
-                picked.append(q.pop())
-    return sorted(picked)
-
-
-def _finetune(block_net: torch.nn.Module, data: BlockData, cfg: TrainConfig, seed: int) -> float:
-    """Train a standalone block for tau_steps on the same batches for every path; its validation loss."""
-    device = next(block_net.parameters()).device
-    opt = torch.optim.AdamW(block_net.parameters(), lr=cfg.tau_lr, weight_decay=cfg.weight_decay)
-    g = torch.Generator().manual_seed(seed)
-    block_net.train()
-    for _ in range(cfg.tau_steps):
-        idx = torch.randint(0, data.x_train.shape[0], (cfg.batch_size,), generator=g)
-        x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
-        mask = torch.ones(x.shape[:2], dtype=torch.int64, device=device)
-        loss = F.mse_loss(block_net(x, mask), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return mean_loss(block_net, data.x_val, data.y_val, cfg.batch_size)
 
 
 def settings_hash(teacher_id: dict[str, Any], corpus_id: dict[str, Any], cfg: TrainConfig, block: int,

@@ -31,8 +31,9 @@ from pipeline.model.teacher import (
     teacher_states,
 )
 from pipeline.space import SearchSpace
-from pipeline.train.blockwise import BlockData, TrainConfig, settings_hash, table_predictor, train_block
+from pipeline.train.blockwise import TrainConfig, settings_hash, table_predictor, train_block
 from pipeline.train.inherit import inherit
+from pipeline.train.standalone import BlockData
 from pipeline.train.trained import SUMMARY
 
 
