@@ -35,7 +35,7 @@ from pipeline.model.student import example_inputs
 from pipeline.onnxio import export_onnx, optimize_onnx
 from pipeline.task.data import Task
 from pipeline.task.metrics import scores
-from pipeline.task.models import TaskModel, bert_task_model, student_task_model
+from pipeline.task.models import bert_task_model, student_task_model
 from pipeline.task.pkd import layer_map
 from pipeline.task.start import held_states, prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
@@ -186,12 +186,17 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
                                               "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
-    held = None
-    if students and cfg.adapt_steps and isinstance(teacher, TaskModel):
-        held = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress, device=cfg.device)
-        log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
-            ("held for every student's adaptation" if held is not None else
-             "are too large to hold: the teacher runs beside each adaptation step"))
+    found: dict[str, Any] = {}
+
+    def held():  # the teacher's states for the adaptations, once, and only when one is not in the cache
+        if "states" not in found:
+            found["states"] = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress,
+                                          device=cfg.device)
+            log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
+                ("held for every student's adaptation" if found["states"] is not None else
+                 "are too large to hold: the teacher runs beside each adaptation step"))
+        return found["states"]
+
     for s in students:
         student, _ = load_student(s["model_dir"], with_tokenizer=False)
         torch.manual_seed(cfg.seed)
@@ -201,8 +206,8 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         if start.get("adapt", {}).get("steps"):
             a = start["adapt"]
             log(f"{s['name']}: final states adapted to the fine-tuned teacher's on {a['rows']} texts, "
-                f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, {a['seconds']:.0f} s on "
-                f"{a['device']}")
+                f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, " +
+                ("reused from the cache" if a.get("reused") else f"{a['seconds']:.0f} s on {a['device']}"))
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                      desc=f"task {s['name']}", progress=progress, transfer=transfer, teacher=teacher)

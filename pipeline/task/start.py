@@ -12,18 +12,22 @@ reach the blocks as noise. Two ways to close that gap, both before `fit`:
   own text (training examples and any unlabelled text, no labels), as TinyBERT's task distillation
   learns the hidden states before the predictions. The teacher's states of every text are computed
   once per task run (`held_states`, eval mode) and shared by its students; where they would take more
-  than `HOLD_BYTES` the teacher runs beside each step instead.
+  than `HOLD_BYTES` the teacher runs beside each step instead. An adapted encoder is kept in the cache
+  under the content of the student, the teacher, the text and the recipe (`adapted`): a second task run
+  on the same student (another task rate, method or seed of the task steps) starts from it at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.artifacts import disk_cached, short_hash
 from pipeline.compute import compute_device, placed
 from pipeline.errors import PipelineError
 from pipeline.task.models import TaskModel
@@ -32,6 +36,8 @@ from pipeline.task.train import Encoded, TaskConfig, batches, curve_ends, pad, r
 # The default task's 30,000 texts (544k tokens) hold about 0.8 GB of teacher states (384 floats a token); a
 # user's larger unlabelled set (up to TaskConfig.max_unlabeled) would not fit beside training on a small machine.
 HOLD_BYTES = 2 * 1024 ** 3
+ADAPT_FORMAT = 1  # bump when adapt's recipe changes what an adapted encoder is
+Held = list[torch.Tensor] | None | Callable[[], list[torch.Tensor] | None]  # the states, or how to get them
 
 
 def head_from_teacher(student: TaskModel, teacher: nn.Module) -> bool:
@@ -124,18 +130,50 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, st
             "rows": len(rows), "device": dev.type}
 
 
+def adapted(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, cfg: TaskConfig,
+            desc: str = "adapt", progress: bool = False, held: Held = None) -> dict[str, object]:
+    """adapt(student, ...) as cfg asks, reused from $PIPELINE_CACHE/task-adapt when this student's encoder was
+    adapted to this teacher on these rows with this recipe before (the record then says `reused`). `held`:
+    the teacher's states (see adapt), or a function that computes them, called only when the steps run."""
+    from pipeline.model.teacher import weights_hash
+
+    dropout = max((m.p for m in student.encoder.modules() if isinstance(m, nn.Dropout)), default=0.0)
+    # Where the steps run is left out: the batches are drawn on the CPU, the same wherever they run.
+    key = {"student": weights_hash(student.encoder), "teacher": weights_hash(teacher), "rows": short_hash(rows),
+           "pad": pad_id, "steps": cfg.adapt_steps, "batch": cfg.batch_size, "lr": cfg.adapt_lr,
+           "weight_decay": cfg.weight_decay, "warmup": cfg.warmup_frac, "seed": cfg.seed, "dropout": dropout,
+           "format": ADAPT_FORMAT}
+    record: dict[str, object] = {}
+
+    def run() -> dict[str, object]:
+        states = held() if callable(held) else held
+        record.update(adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.adapt_lr,
+                            cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress,
+                            held=states, device=cfg.device))
+        return {"encoder": {k: v.detach().clone() for k, v in student.encoder.state_dict().items()},
+                "record": dict(record)}
+
+    names = set(student.encoder.state_dict())
+    entry = disk_cached("task-adapt", key, run, valid=lambda e: isinstance(e, dict) and isinstance(
+        e.get("encoder"), dict) and set(e["encoder"]) == names and isinstance(e.get("record"), dict))
+    if record:  # adapted just now
+        return record
+    student.encoder.load_state_dict(entry["encoder"])
+    student.eval()
+    return {**entry["record"], "reused": True}
+
+
 def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, cfg: TaskConfig,
-            desc: str = "adapt", progress: bool = False, held: list[torch.Tensor] | None = None) -> dict[str, object]:
-    """A distilled student's start as cfg asks (adapted for cfg.adapt_steps, then the teacher's head when
-    cfg.student_head is "teacher") -> what was done, for the report. `held`: see adapt."""
+            desc: str = "adapt", progress: bool = False, held: Held = None) -> dict[str, object]:
+    """A distilled student's start as cfg asks (adapted for cfg.adapt_steps, reused by content where it was
+    before, then the teacher's head when cfg.student_head is "teacher") -> what was done, for the report.
+    `held`: see adapted."""
     record: dict[str, object] = {"head": "random"}
     if cfg.adapt_steps:
         if not isinstance(teacher, TaskModel):  # a headed teacher's final states feed a pooler, not the head
             record["adapt"] = {"steps": 0, "why": "the teacher's own head reads [CLS]: nothing to adapt to"}
         else:
-            record["adapt"] = adapt(student, teacher, rows, pad_id, cfg.adapt_steps, cfg.batch_size, cfg.adapt_lr,
-                                    cfg.weight_decay, cfg.warmup_frac, cfg.seed, desc=desc, progress=progress,
-                                    held=held, device=cfg.device)
+            record["adapt"] = adapted(student, teacher, rows, pad_id, cfg, desc=desc, progress=progress, held=held)
     if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
         record["head"] = "teacher"
     return record

@@ -1,5 +1,7 @@
 """A distilled student's start on a task: the teacher's head, and final states adapted to the fine-tuned teacher."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import Architecture, Block
 from pipeline.task.models import HeadedTeacher, bert_task_model, mean_pool, student_task_model
-from pipeline.task.start import final_states, final_states_loss, head_from_teacher, held_states, prepare
+from pipeline.task.start import adapt, final_states, final_states_loss, head_from_teacher, held_states, prepare
 from pipeline.task.train import TaskConfig
 
 
@@ -85,15 +87,52 @@ def test_held_teacher_states_adapt_a_student_as_the_teacher_beside_each_step_doe
     with torch.no_grad():                                                 # the row alone, unpadded
         torch.testing.assert_close(held[4], final_states(teacher, ids, torch.ones_like(ids))[0], atol=1e-5, rtol=0)
     assert held_states(teacher, rows, 0, limit=100) is None               # too large to hold: None
-    cfg = TaskConfig(adapt_steps=20, batch_size=8, adapt_lr=3e-3, student_head="random")
     width = teacher.encoder.config.hidden_size
     beside, holding = (student_task_model(tiny_student(width), 3) for _ in range(2))
-    a = prepare(beside, teacher, rows, 0, cfg)["adapt"]
-    b = prepare(holding, teacher, rows, 0, cfg, held=held)["adapt"]
+    recipe = dict(steps=20, batch_size=8, lr=3e-3, weight_decay=0.01, warmup_frac=0.1, seed=0)
+    a = adapt(beside, teacher, rows, 0, **recipe)       # adapt itself: prepare would reuse the first from the cache
+    b = adapt(holding, teacher, rows, 0, **recipe, held=held)
     assert a["loss_first"] == pytest.approx(b["loss_first"], rel=1e-4)
     assert a["loss_last"] == pytest.approx(b["loss_last"], rel=1e-3)
     for p, q in zip(beside.parameters(), holding.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-3)
+
+
+def test_an_adapted_student_is_reused_by_content_and_only_by_it(tiny_teacher, tmp_path, monkeypatch):
+    from transformers import BertModel
+
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3).eval()
+    width = teacher.encoder.config.hidden_size
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(5, 1000, (int(n),), generator=g).tolist() for n in torch.randint(3, 12, (30,), generator=g)]
+    cfg = TaskConfig(adapt_steps=20, batch_size=8, adapt_lr=3e-3, student_head="random")
+    calls = []
+
+    def held():
+        calls.append(1)
+        return held_states(teacher, rows, 0)
+
+    first = student_task_model(tiny_student(width), 3)
+    done = prepare(first, teacher, rows, 0, cfg, held=held)["adapt"]
+    assert calls == [1] and "reused" not in done
+    again = student_task_model(tiny_student(width), 3)                  # the same distilled student, a new run
+    reused = prepare(again, teacher, rows, 0, cfg, held=held)["adapt"]
+    assert calls == [1], "the teacher's states were computed for a reused adaptation"
+    assert reused["reused"] and reused["loss_last"] == done["loss_last"]
+    for p, q in zip(first.parameters(), again.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # Anything that changes the adapted encoder is a new entry: the recipe, the text, the student's dropout.
+    for other, kept_rows in ((replace(cfg, adapt_steps=21), rows), (cfg, rows[:-1])):
+        assert "reused" not in prepare(student_task_model(tiny_student(width), 3), teacher, kept_rows, 0, other,
+                                       held=held)["adapt"]
+    dropped = student_task_model(tiny_student(width), 3, dropout=0.1)
+    assert "reused" not in prepare(dropped, teacher, rows, 0, cfg, held=held)["adapt"]
+    assert len(calls) == 4
+    # A damaged entry is adapted again, never trusted.
+    for f in (tmp_path / "task-adapt").iterdir():
+        f.write_bytes(b"cut off")
+    assert "reused" not in prepare(student_task_model(tiny_student(width), 3), teacher, rows, 0, cfg)["adapt"]
 
 
 def test_bad_start_settings_are_one_line_errors():
