@@ -14,7 +14,7 @@ reach the blocks as noise. Two ways to close that gap, both before `fit`:
   once per task run (`held_states`, eval mode) and shared by its students; where they would take more
   than `HOLD_BYTES` the teacher runs beside each step instead. An adapted encoder is kept in the cache
   under the content of the student, the teacher, the text and the recipe (`adapted`): a second task run
-  on the same student (another task rate, method or seed of the task steps) starts from it at once.
+  on the same student (another task rate, method or head) starts from it at once.
 """
 
 from __future__ import annotations
