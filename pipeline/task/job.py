@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import tempfile
 from collections.abc import Callable
@@ -186,16 +187,13 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
                                      "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
                                               "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
-    found: dict[str, Any] = {}
-
+    @functools.cache
     def held():  # the teacher's states for the adaptations, once, and only when one is not in the cache
-        if "states" not in found:
-            found["states"] = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress,
-                                          device=cfg.device)
-            log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
-                ("held for every student's adaptation" if found["states"] is not None else
-                 "are too large to hold: the teacher runs beside each adaptation step"))
-        return found["states"]
+        states = held_states(teacher, rows["train"] + unlabeled, pad_id, progress=progress, device=cfg.device)
+        log(f"the teacher's final states of {len(rows['train']) + len(unlabeled)} texts " +
+            ("held for every student's adaptation" if states is not None else
+             "are too large to hold: the teacher runs beside each adaptation step"))
+        return states
 
     for s in students:
         student, _ = load_student(s["model_dir"], with_tokenizer=False)
