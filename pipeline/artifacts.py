@@ -108,6 +108,7 @@ def disk_cached(kind: str, key: Any, compute: Callable[[], T], valid: Callable[[
         try:
             value = torch.load(path, weights_only=True)
             if valid is None or valid(value):
+                os.utime(path)  # its time is its last use: `cache clear --older-than` keeps what runs need
                 return value
         except Exception:  # damaged: cut off, emptied, not a torch file
             pass

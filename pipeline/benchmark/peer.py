@@ -48,7 +48,9 @@ def load_peer(teacher_path: str, teacher_key: str, log: Callable[[str], None] = 
     folder = peer_folder(teacher_key)
     if (folder / "model.safetensors").is_file():
         try:
-            return StaticModel.from_pretrained(str(folder))
+            model = StaticModel.from_pretrained(str(folder))
+            os.utime(folder)  # its last use, for `cache clear --older-than`
+            return model
         except Exception:  # damaged: distilled again, never trusted
             shutil.rmtree(folder, ignore_errors=True)
     log(f"distilling the model2vec peer from the teacher (once per teacher; cached in {folder.parent}) ...")

@@ -277,5 +277,38 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from pipeline.artifacts import cache_dir
+    from pipeline.cache import entries, human_bytes, remove, select, summary
+
+    def when(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+    chosen = select(entries(), args.kind, args.older_than)
+    filtered = bool(args.kind) or args.older_than is not None
+    if args.action == "clear":
+        removed, kept = remove(chosen)
+        print(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))}) from {cache_dir()}; "
+              "a run that needs one again recomputes it")
+        for e in kept:
+            print(f"kept {e.path}: a write in progress")
+        return 0
+    if not chosen:
+        print(f"{cache_dir()}: {'no entry matches' if filtered else 'empty'}")
+        return 0
+    print(f"{cache_dir()}: {human_bytes(sum(e.bytes for e in chosen))} in {len(chosen)} entries"
+          + (" (matching the filters: what `clear` with them removes)" if filtered else ""))
+    print(f"{'kind':<14}{'entries':>8}{'size':>11}  last used")
+    for kind, n, size, last in summary(chosen):
+        print(f"{kind:<14}{n:>8}{human_bytes(size):>11}  {when(last)}")
+    if args.kind:
+        for e in chosen:
+            print(f"  {e.path}  {human_bytes(e.bytes)}  {when(e.last_used)}")
+    return 0
+
+
 COMMANDS = {"task": cmd_task, "profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
-            "benchmark": cmd_benchmark, "export": cmd_export, "run": cmd_run, "space": cmd_space}
+            "benchmark": cmd_benchmark, "export": cmd_export, "run": cmd_run, "space": cmd_space,
+            "cache": cmd_cache}

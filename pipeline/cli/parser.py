@@ -34,6 +34,7 @@ stages, each a subcommand (COMMAND --help):
 helpers:
   predict      latency of an architecture JSON from a latency table
   space        the search space a teacher gives; --sample writes random architectures
+  cache        what the disk cache holds ($PIPELINE_CACHE); `cache clear` empties it
 
 devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
          --profile PATH reads any profile file, which is how new hardware is profiled.
@@ -221,4 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=0, metavar="N", help="write N random architectures")
     p.add_argument("--out", default="archs", help="folder for sampled architectures (default archs/)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("cache", help="what the disk cache holds ($PIPELINE_CACHE); empty it",
+                       description="The disk cache ($PIPELINE_CACHE, default ~/.cache/pipeline) keeps what the "
+                       "stages can make again: tokenised corpora, the teacher's states, fitted embeddings, task "
+                       "teachers and adapted students, model2vec peers, TensorRT timing caches. `list` shows it "
+                       "per kind; `clear` removes the entries chosen (all by default); a run that needs one "
+                       "again recomputes it. Run directories and latency tables are never touched.")
+    p.add_argument("action", nargs="?", choices=["list", "clear"], default="list",
+                   help="list (default) or clear; `list` with the same filters shows what `clear` would remove")
+    p.add_argument("--kind", action="append", default=[], metavar="KIND",
+                   help="only this kind (repeatable): states, corpus, embeddings, task-teacher, ...")
+    p.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="only entries no run has written or reused for DAYS days")
     return parser

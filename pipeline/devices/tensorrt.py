@@ -29,7 +29,7 @@ WORKSPACE_BYTES = 4 << 30  # enough for every tactic of a BERT-base-sized studen
 def timing_cache_path(profile_name: str) -> Path:
     """One timing cache per device profile, shared by every engine built for it (a profile builds
     dozens, all from the same few layer shapes). PIPELINE_CACHE moves it."""
-    return cache_dir() / f"tensorrt-{profile_name}.timing-cache"
+    return cache_dir() / "tensorrt" / f"{profile_name}.timing-cache"
 
 
 def _trt():

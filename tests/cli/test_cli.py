@@ -31,7 +31,7 @@ def assert_one_line_error(code, err, needle):
 def test_help_lists_the_stages(capsys):
     code, out, _ = run(capsys)
     assert code == 0
-    for stage in ("profile", "train", "search", "export", "benchmark", "predict"):
+    for stage in ("profile", "train", "search", "export", "benchmark", "task", "predict", "cache"):
         assert stage in out
 
 

@@ -1,0 +1,113 @@
+"""What the disk cache holds, and emptying it.
+
+Every stage keeps derived data it can make again in $PIPELINE_CACHE (`artifacts.cache_dir`), one
+folder per kind: tokenised corpora, the teacher's states (gigabytes for the default corpus), fitted
+embeddings, fine-tuned task teachers, adapted task students, model2vec peers, TensorRT timing caches.
+Nothing there is ever the only copy of a result: an entry removed is recomputed by the next run that
+needs it. An entry's modification time is when it was last written or reused (`disk_cached` touches
+what it reuses), so `older_than` removes what no run has needed lately.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.artifacts import cache_dir
+from pipeline.errors import PipelineError
+
+# A temp file younger than this may be a write in progress (the teacher's states take a minute to
+# save); an older one was left by a killed run and is only waste.
+IN_PROGRESS_S = 3600.0
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    kind: str  # the folder under the cache: "states", "corpus", ...
+    path: Path
+    bytes: int
+    last_used: float  # seconds since the epoch
+
+    @property
+    def in_progress(self) -> bool:
+        return self.path.name.startswith(".") and time.time() - self.last_used < IN_PROGRESS_S
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _last_used(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_mtime
+    return max([path.stat().st_mtime] + [f.stat().st_mtime for f in path.rglob("*")])
+
+
+def entries(root: Path | None = None) -> list[CacheEntry]:
+    """Every entry of the cache, oldest use first. An entry is a file or folder inside a kind's folder."""
+    root = cache_dir() if root is None else root
+    if not root.is_dir():
+        return []
+    found = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in kind.iterdir():
+            try:
+                found.append(CacheEntry(kind.name, path, _size(path), _last_used(path)))
+            except FileNotFoundError:  # removed by another process while we looked
+                continue
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def select(found: Iterable[CacheEntry], kinds: Iterable[str] = (), older_than_days: float | None = None
+           ) -> list[CacheEntry]:
+    """The entries of `kinds` (all when empty) last used more than `older_than_days` ago (any when
+    None). An unknown kind is an error that names the kinds there are."""
+    found = list(found)
+    kinds = list(kinds)
+    present = sorted({e.kind for e in found})
+    unknown = [k for k in kinds if k not in present]
+    if unknown:
+        there = ", ".join(present) if present else "none: the cache is empty"
+        raise PipelineError(f"no cache kind {', '.join(unknown)} in {cache_dir()} (kinds there: {there})")
+    if older_than_days is not None and older_than_days < 0:
+        raise PipelineError(f"--older-than must be a number of days >= 0, got {older_than_days}")
+    cutoff = None if older_than_days is None else time.time() - older_than_days * 86400.0
+    return [e for e in found if (not kinds or e.kind in kinds) and (cutoff is None or e.last_used < cutoff)]
+
+
+def remove(chosen: Iterable[CacheEntry]) -> tuple[list[CacheEntry], list[CacheEntry]]:
+    """Remove the chosen entries; returns (removed, kept). A temp file that may be a write in progress
+    is kept."""
+    removed, kept = [], []
+    for e in chosen:
+        if e.in_progress:
+            kept.append(e)
+            continue
+        if e.path.is_dir():
+            shutil.rmtree(e.path, ignore_errors=True)
+        else:
+            e.path.unlink(missing_ok=True)
+        removed.append(e)
+    return removed, kept
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def summary(found: Iterable[CacheEntry]) -> list[tuple[str, int, int, float]]:
+    """(kind, entries, bytes, last use) per kind, largest first."""
+    per: dict[str, list[CacheEntry]] = {}
+    for e in found:
+        per.setdefault(e.kind, []).append(e)
+    rows = [(k, len(es), sum(e.bytes for e in es), max(e.last_used for e in es)) for k, es in per.items()]
+    return sorted(rows, key=lambda r: -r[2])
