@@ -180,8 +180,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     # 2 train: finished blocks with the same settings are reused inside run_train.
     train_dir = out / "train"
     where = "auto"  # compute.py: the GPU when there is one
-    stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table,
-                                     p.name, o.force, progress=progress, log=log))
+    trained = stage("train", lambda: run_train(train_dir, cfg, o.teacher, o.corpus, o.dataset, None, where, table,
+                                               p.name, o.force, progress=progress, log=log))
+    stages[-1]["reused"] = not trained.get("trained_now")  # every block already trained with these settings
     if o.speedups:  # `4x`: the teacher timed once on this device, kept, so a second run resolves the same budget
         from pipeline.benchmark.teacher import teacher_latency
         from pipeline.train.trained import TrainedSupernet

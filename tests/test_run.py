@@ -31,7 +31,8 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     logs.clear()
     again = run_all(cpu_backend, tiny_table, out, o, progress=False, log=logs.append)
     stages = json.loads((out / "run.json").read_text())["stages"]
-    assert [s["reused"] for s in stages if s["stage"] in ("search", "benchmark")] == [True, True]
+    assert [s["reused"] for s in stages if s["stage"] in ("train", "search", "benchmark")] == [True, True, True]
+    assert not first[1]["reused"]  # the first run trained its blocks
     assert any("reusing" in line for line in logs)  # the export
     assert sum(s["seconds"] for s in stages) < 0.5 * sum(s["seconds"] for s in first)
     assert again["students"] == report["students"]

@@ -152,7 +152,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     if summary:
         missing = summary["missing_blocks"]
+        reused = len(summary["blocks"]) - len(summary["trained_now"])
         print(f"wrote {out / SUMMARY}: {len(summary['blocks'])} block(s) trained"
+              + (f" ({reused} reused from an earlier run)" if reused else "")
               + (f", blocks {missing} not yet (train them with --block)" if missing else ""))
     return 0
 

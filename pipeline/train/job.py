@@ -131,8 +131,9 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     if rank != 0:
         return {}
     corpus_args = {"corpus": str(Path(corpus).resolve()) if corpus else None, "dataset": dataset}
-    return _write_summary(out, path, {**data.describe(), **corpus_args}, cfg, space, device, predictors, target,
-                          world)
+    summary = _write_summary(out, path, {**data.describe(), **corpus_args}, cfg, space, device, predictors, target,
+                             world)
+    return {**summary, "trained_now": [b for b, _ in todo]}  # not written: what this call did, for run.json
 
 
 def _barrier(dev: torch.device) -> None:
