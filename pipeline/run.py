@@ -133,10 +133,10 @@ class RunOptions:
 
 def task_config(o: RunOptions) -> TaskConfig:
     """The task stage's recipe in a run: the defaults (scaled down by --quick), trained where the export's
-    fine-tuning runs (--finetune-device), on the task's unlabelled text too when one is given."""
+    fine-tuning runs (--finetune-device); the task's unlabelled text, when it has some, is learnt from
+    (TaskConfig.transfer)."""
     base = TaskConfig(seed=o.seed, device=o.finetune_device)
-    cfg = o.task_config or (base.quick() if o.quick else base)
-    return replace(cfg, transfer=True) if o.task_unlabeled else cfg  # text given to learn from is learnt from
+    return o.task_config or (base.quick() if o.quick else base)
 
 
 def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: bool = True,

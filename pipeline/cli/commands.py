@@ -261,7 +261,6 @@ def cmd_task(args: argparse.Namespace) -> int:
         given = {k: getattr(cfg, k) for k in ("teacher_steps", "adapt_steps")
                  if getattr(cfg, k) != getattr(TaskConfig, k)}
         cfg = replace(cfg.quick(), **given)
-    cfg = replace(cfg, transfer=True) if args.unlabeled else cfg  # text given to learn from is learnt from
     task = load_task(args.train, args.dev, args.test, args.task_dataset,
                      Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick,
                      unlabeled=args.unlabeled)

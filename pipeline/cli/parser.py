@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", help="test examples (same format)")
     p.add_argument("--task-dataset", help="a `datasets` name, NAME or NAME:CONFIG (GLUE: glue:sst2)")
     p.add_argument("--unlabeled", help="text of the task without labels (same format, its text column): the "
-                   "students also learn the teacher's predictions on it (turns --transfer on)")
+                   "students also learn the teacher's predictions on it (unless --no-transfer)")
     p.add_argument("--text-column", default="text", help="column of the text (default: text)")
     p.add_argument("--pair-column", help="column of the second text, for sentence-pair tasks")
     p.add_argument("--label-column", default="label", help="column of the label (floats: a regression)")

@@ -80,6 +80,11 @@ def test_the_task_device_reaches_the_recipe_from_task_and_from_run(tmp_path):
     unlabeled = tmp_path / "u.txt"
     unlabeled.write_text("some text\n")
     assert task_config(RunOptions((), task_unlabeled=str(unlabeled), seed=2)) == TaskConfig(seed=2, transfer=True)
+    # unlabelled text is learnt from unless the user says not to
+    for argv, transfer in ([], True), (["--no-transfer"], False), (["--unlabeled", str(unlabeled), "--no-transfer"],
+                                                                    False):
+        args = build_parser().parse_args(["task", "--export-dir", "x", *argv])
+        assert TaskConfig(**options_of(args, TaskConfig, TASK_FLAGS)).transfer is transfer
 
 
 @pytest.mark.gpu
