@@ -11,7 +11,7 @@ LAYERS = {
     "errors": 0, "options": 0, "schedule": 0,
     "portable": 0,  # imports nothing of the pipeline (student folders carry it)
     "artifacts": 1, "budget": 1, "textfiles": 1,
-    "config": 2, "space": 2, "onnxio": 2,
+    "config": 2, "space": 2, "onnxio": 2, "cache": 2,
     "model": 3, "devices": 3, "latency": 3,
     "tables": 4, "compute": 4,
     "profile": 5, "train": 6, "finetune": 7, "search": 8, "export": 9, "benchmark": 10, "task": 11,
