@@ -9,8 +9,17 @@ from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import Architecture, Block
 from pipeline.task.models import HeadedTeacher, bert_task_model, mean_pool, student_task_model
-from pipeline.task.start import adapt, final_states, final_states_loss, head_from_teacher, held_states, prepare
-from pipeline.task.train import TaskConfig
+from pipeline.task.pkd import normalised_distance
+from pipeline.task.start import (
+    adapt,
+    final_states,
+    final_states_loss,
+    fit_projections,
+    head_from_teacher,
+    held_states,
+    prepare,
+)
+from pipeline.task.train import TaskConfig, pad
 
 
 def tiny_student(hidden: int = 32, vocab: int = 1000) -> Student:
@@ -135,8 +144,35 @@ def test_an_adapted_student_is_reused_by_content_and_only_by_it(tiny_teacher, tm
     assert "reused" not in prepare(student_task_model(tiny_student(width), 3), teacher, rows, 0, cfg)["adapt"]
 
 
+@pytest.mark.parametrize("pool", ["cls", "mean", "tokens"])
+def test_fitted_projections_bring_the_blocks_states_to_the_mapped_teacher_layers(tiny_teacher, pool):
+    from transformers import BertModel
+
+    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3).eval()
+    student = student_task_model(tiny_student(teacher.encoder.config.hidden_size), 3).eval()
+    g = torch.Generator().manual_seed(0)
+    rows = [[2] + torch.randint(5, 1000, (int(n),), generator=g).tolist()    # [CLS]-like first token, then text
+            for n in torch.randint(4, 12, (200,), generator=g)]
+    ids, mask = pad(rows[:64], 0)
+
+    def distance() -> float:  # PKD's intermediate term, block 1 against teacher layer 1
+        with torch.no_grad():
+            s = student.features(ids, mask, [1], pool=pool)[1][0]
+            t = teacher.features(ids, mask, [1], pool=pool)[1][0]
+        return float(normalised_distance(s, t, mask))
+
+    before = distance()
+    record = fit_projections(student, teacher, rows, 0, [1], pool, limit=150)
+    assert record["rows"] == 150 and len(record["unexplained"]) == 1
+    assert distance() < 0.5 * before, (before, distance())
+    bert_student = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3)  # PKD's own: no projections
+    assert fit_projections(bert_student, teacher, rows, 0, [1], pool) == {}
+
+
 def test_bad_start_settings_are_one_line_errors():
     with pytest.raises(PipelineError, match="--student-head"):
         TaskConfig(student_head="pretrained")
     with pytest.raises(PipelineError, match="--adapt-steps"):
         TaskConfig(adapt_steps=-1)
+    with pytest.raises(PipelineError, match="--projections"):
+        TaskConfig(projections="teacher")
