@@ -15,9 +15,8 @@ from pipeline.train.blockwise import TrainConfig
 
 TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every", "init"]
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
-TASK_FLAGS = ["method", "pkd", "pkd_states", "student_head", "student_embeddings", "projections", "student_dropout",
-              "adapt_steps", "alpha", "temperature", "beta", "steps", "lr", "teacher_steps", "transfer", "seed",
-              "teacher_seed", "device"]
+TASK_FLAGS = ["method", "pkd", "pkd_states", "student_head", "student_dropout", "adapt_steps", "alpha", "temperature",
+              "beta", "steps", "lr", "teacher_steps", "transfer", "seed", "teacher_seed", "device"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
              "init", "top_t", "rerank", "rerank_steps", "search_method", "naskd_steps", "naskd_widths", "task",
              "task_train", "task_dev", "task_test", "task_dataset", "task_unlabeled", "min_readout", "min_attention",

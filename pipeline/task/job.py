@@ -38,7 +38,7 @@ from pipeline.task.data import Task
 from pipeline.task.metrics import scores
 from pipeline.task.models import bert_task_model, student_task_model
 from pipeline.task.pkd import layer_map
-from pipeline.task.start import fit_projections, held_states, prepare
+from pipeline.task.start import held_states, prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
@@ -207,11 +207,6 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
                 f"{a['steps']} steps, loss {a['loss_first']:.3f} -> {a['loss_last']:.3f}, " +
                 ("reused from the cache" if a.get("reused") else f"{a['seconds']:.0f} s on {a['device']}"))
         mapping = layer_map(len(student.arch.blocks), layers, cfg.pkd)
-        if cfg.projections == "fit" and cfg.method == "pkd":
-            start["projections"] = fit_projections(model, teacher, rows["train"] + unlabeled, pad_id, mapping,
-                                                   cfg.pkd_states, seed=cfg.seed)
-            log(f"{s['name']}: projections fitted to the teacher's layers {mapping}, unexplained variance " +
-                ", ".join(f"{e:.3f}" for e in start["projections"]["unexplained"]))
         record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                      desc=f"task {s['name']}", progress=progress, transfer=transfer, teacher=teacher)
         log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states, {start['head']} head), "

@@ -19,10 +19,8 @@ reach the blocks as noise. Two ways to close that gap, both before `fit`:
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +30,7 @@ from tqdm import tqdm
 from pipeline.artifacts import disk_cached, short_hash
 from pipeline.compute import compute_device, placed
 from pipeline.errors import PipelineError
-from pipeline.model.student import Embeddings
-from pipeline.task.models import TaskModel, pool_states
+from pipeline.task.models import TaskModel
 from pipeline.task.train import Encoded, TaskConfig, batches, curve_ends, pad, run_steps
 
 # The default task's 30,000 texts (544k tokens) hold about 0.8 GB of teacher states (384 floats a token); a
@@ -166,55 +163,12 @@ def adapted(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, 
     return {**entry["record"], "reused": True}
 
 
-@torch.no_grad()
-def teacher_embeddings(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, limit: int = 512,
-                       seed: int = 0) -> dict[str, object] | None:
-    """Give a distilled student the fine-tuned teacher's own embeddings (full width, token type 0 folded into
-    the positions) in place of its factorised ones, its first adapter refitted so that it reads them as it
-    read its own: the least-squares map from the teacher's embedding output to the student's, over the
-    tokens of up to `limit` rows, folded into the adapter. PKD's own student starts from these embeddings.
-    -> what was done (the fit's unexplained share of the student's embedding variance), or None where the
-    teacher is not a BERT of the student's width (nothing changed)."""
-    enc = getattr(teacher, "encoder", None)
-    emb = getattr(enc, "embeddings", None)
-    if not student.is_student or emb is None or not hasattr(emb, "word_embeddings"):
-        return None
-    net = student.encoder
-    width, own = emb.word_embeddings.weight.shape[1], net.embeddings
-    if width != net.arch.teacher_hidden or emb.word_embeddings.weight.shape[0] != own.word.weight.shape[0]:
-        return None
-    positions = own.position.weight.shape[0]
-    new = Embeddings(own.word.weight.shape[0], positions, width)
-    new.word.weight.copy_(emb.word_embeddings.weight)
-    new.position.weight.copy_(emb.position_embeddings.weight[:positions] + emb.token_type_embeddings.weight[0])
-    new.norm.load_state_dict(emb.LayerNorm.state_dict())
-    new.norm.eps = emb.LayerNorm.eps
-    picks = random.Random(seed).sample(range(len(rows)), min(limit, len(rows)))
-    ids, mask = pad([rows[i][:positions] for i in picks], pad_id)                   # [B, S] each
-    keep = mask.bool()
-    x, y = new(ids)[keep], own(ids)[keep]                                            # [N, T], [N, E]
-    x1 = torch.cat([x, torch.ones(len(x), 1)], 1)                                    # [N, T + 1]
-    gram = x1.T @ x1
-    gram += 1e-4 * gram.diagonal().mean() * torch.eye(len(gram))
-    a = torch.linalg.solve(gram, x1.T @ y)                                           # [T + 1, E]
-    old = net.in_proj
-    proj = nn.Linear(width, old.out_features)
-    proj.weight.copy_(old.weight @ a[:-1].T)                                         # [H1, T]
-    proj.bias.copy_(old.weight @ a[-1] + old.bias)
-    net.embeddings, net.in_proj = new, proj
-    net.arch = replace(net.arch, embed_dim=width)
-    unexplained = float((x1 @ a - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum().clamp_min(1e-12))
-    return {"embed_dim": width, "tokens": int(keep.sum()), "unexplained": unexplained}
-
-
 def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, cfg: TaskConfig,
             desc: str = "adapt", progress: bool = False, held: Held = None) -> dict[str, object]:
     """A distilled student's start as cfg asks (adapted for cfg.adapt_steps, reused by content where it was
     before, then the teacher's head when cfg.student_head is "teacher") -> what was done, for the report.
     `held`: see adapted."""
     record: dict[str, object] = {"head": "random"}
-    if cfg.student_embeddings == "teacher":
-        record["embeddings"] = teacher_embeddings(student, teacher, rows, pad_id, seed=cfg.seed)
     if cfg.adapt_steps:
         if not isinstance(teacher, TaskModel):  # a headed teacher's final states feed a pooler, not the head
             record["adapt"] = {"steps": 0, "why": "the teacher's own head reads [CLS]: nothing to adapt to"}
@@ -223,43 +177,3 @@ def prepare(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, 
     if cfg.student_head == "teacher" and head_from_teacher(student, teacher):
         record["head"] = "teacher"
     return record
-
-
-@torch.no_grad()
-def fit_projections(student: TaskModel, teacher: nn.Module, rows: Encoded, pad_id: int, mapping: list[int],
-                    pool: str, limit: int = 2048, seed: int = 0, ridge: float = 1e-3) -> dict[str, object]:
-    """Start each of the student's training-only projections (block i's width -> the teacher's) as the
-    least-squares map from its block's pooled states to the teacher's at the mapped layer (normalised, as
-    PKD's term reads them), on up to `limit` rows: a random projection makes the patient term's first
-    gradients noise in the blocks, as a random head does. -> the share of the targets' variance the fit
-    leaves unexplained, per layer."""
-    if not student.is_student or not mapping:
-        return {}
-    picks = random.Random(seed).sample(range(len(rows)), min(limit, len(rows)))
-    picks.sort(key=lambda i: len(rows[i]))  # like lengths together: little padding
-    student.eval()
-    teacher.eval()
-    xs: list[list[torch.Tensor]] = [[] for _ in mapping]
-    ys: list[list[torch.Tensor]] = [[] for _ in mapping]
-    for ids, mask in batches([rows[i] for i in picks], pad_id):
-        _, inner = student._states(ids, mask)                              # block outputs [B, S, H_i]
-        _, target = teacher.features(ids, mask, mapping, pool=pool)        # [B, T] (or [B, S, T])
-        keep = mask.bool()
-        for k, (s, t) in enumerate(zip(inner[:len(mapping)], target, strict=True)):
-            s = pool_states(s, mask, pool)
-            if pool == "tokens":
-                s, t = s[keep], t[keep]                                    # [tokens, H_i], [tokens, T]
-            xs[k].append(s.float())
-            ys[k].append(F.normalize(t.float(), dim=-1))
-    errors = []
-    for k, proj in enumerate(student.projections[:len(mapping)]):
-        x, y = torch.cat(xs[k]), torch.cat(ys[k])                          # [N, H_i], [N, T]
-        x1 = torch.cat([x, torch.ones(len(x), 1)], 1)                      # [N, H_i + 1]: the bias
-        gram = x1.T @ x1
-        gram += ridge * gram.diagonal().mean() * torch.eye(len(gram))
-        w = torch.linalg.solve(gram, x1.T @ y)                             # [H_i + 1, T]
-        proj.weight.copy_(w[:-1].T)
-        proj.bias.copy_(w[-1])
-        # the share of the targets' variance left unexplained (a constant direction, as [CLS] has, is free)
-        errors.append(float((x1 @ w - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum().clamp_min(1e-12)))
-    return {"rows": len(picks), "unexplained": errors}

@@ -26,8 +26,6 @@ from pipeline.task.models import POOLS
 from pipeline.task.pkd import MAPS, METHODS, method_weights, pkd_loss
 
 HEADS = ("random", "teacher")  # where a distilled student's task head starts (TaskConfig.student_head)
-EMBEDDINGS = ("own", "teacher")  # which embeddings a distilled student learns the task with (student_embeddings)
-PROJECTIONS = ("random", "fit")  # where its training-only projections start (TaskConfig.projections)
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,6 @@ class TaskConfig:
     # PKD's own student (the teacher's first k layers) starts from the teacher's head too.
     student_head: str = opt("teacher", "where a distilled student's head starts: teacher (the fine-tuned "
                             "teacher's) or random", choices=HEADS)
-    student_embeddings: str = opt("own", "which embeddings a distilled student learns the task with: own "
-                                  "(its factorised ones) or teacher (the fine-tuned teacher's, full width)",
-                                  choices=EMBEDDINGS)
-    # The patient term reads a distilled student's blocks through linear maps to the teacher's width, which
-    # only training uses; random ones send noise into the blocks at the first steps, as a random head would.
-    projections: str = opt("random", "where a distilled student's projections to the teacher's layers start: "
-                           "random or fit (least squares on the task's text)", choices=PROJECTIONS)
     # PKD's students (the teacher's first k layers) learn the task with BERT's dropout inside; a distilled
     # student was distilled without any (its states imitate the teacher's exactly), so none by default.
     student_dropout: float = opt(0.0, "dropout inside a distilled student's layers while it learns the task "
@@ -114,10 +105,6 @@ class TaskConfig:
             raise PipelineError(f"unknown --pkd-states {self.pkd_states!r}; use cls, mean or tokens")
         if self.student_head not in HEADS:
             raise PipelineError(f"unknown --student-head {self.student_head!r}; use random or teacher")
-        if self.student_embeddings not in EMBEDDINGS:
-            raise PipelineError(f"unknown --student-embeddings {self.student_embeddings!r}; use own or teacher")
-        if self.projections not in PROJECTIONS:
-            raise PipelineError(f"unknown --projections {self.projections!r}; use random or fit")
         if not 0 <= self.student_dropout < 1:
             raise PipelineError(f"--student-dropout must be in [0, 1), got {self.student_dropout}")
         if self.lr <= 0:

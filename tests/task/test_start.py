@@ -9,18 +9,8 @@ from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import Architecture, Block
 from pipeline.task.models import HeadedTeacher, bert_task_model, mean_pool, student_task_model
-from pipeline.task.pkd import normalised_distance
-from pipeline.task.start import (
-    adapt,
-    final_states,
-    final_states_loss,
-    fit_projections,
-    head_from_teacher,
-    held_states,
-    prepare,
-    teacher_embeddings,
-)
-from pipeline.task.train import TaskConfig, pad
+from pipeline.task.start import adapt, final_states, final_states_loss, head_from_teacher, held_states, prepare
+from pipeline.task.train import TaskConfig
 
 
 def tiny_student(hidden: int = 32, vocab: int = 1000) -> Student:
@@ -145,79 +135,8 @@ def test_an_adapted_student_is_reused_by_content_and_only_by_it(tiny_teacher, tm
     assert "reused" not in prepare(student_task_model(tiny_student(width), 3), teacher, rows, 0, cfg)["adapt"]
 
 
-@pytest.mark.parametrize("pool", ["cls", "mean", "tokens"])
-def test_fitted_projections_bring_the_blocks_states_to_the_mapped_teacher_layers(tiny_teacher, pool):
-    from transformers import BertModel
-
-    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3).eval()
-    student = student_task_model(tiny_student(teacher.encoder.config.hidden_size), 3).eval()
-    g = torch.Generator().manual_seed(0)
-    rows = [[2] + torch.randint(5, 1000, (int(n),), generator=g).tolist()    # [CLS]-like first token, then text
-            for n in torch.randint(4, 12, (200,), generator=g)]
-    ids, mask = pad(rows[:64], 0)
-
-    def distance() -> float:  # PKD's intermediate term, block 1 against teacher layer 1
-        with torch.no_grad():
-            s = student.features(ids, mask, [1], pool=pool)[1][0]
-            t = teacher.features(ids, mask, [1], pool=pool)[1][0]
-        return float(normalised_distance(s, t, mask))
-
-    before = distance()
-    record = fit_projections(student, teacher, rows, 0, [1], pool, limit=150)
-    assert record["rows"] == 150 and len(record["unexplained"]) == 1
-    assert distance() < 0.5 * before, (before, distance())
-    bert_student = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3)  # PKD's own: no projections
-    assert fit_projections(bert_student, teacher, rows, 0, [1], pool) == {}
-
-
-def test_the_teachers_embeddings_replace_the_students_and_the_adapter_reads_them_as_before(tiny_teacher):
-    from transformers import BertModel
-
-    teacher = bert_task_model(BertModel.from_pretrained(tiny_teacher), 3).eval()
-    emb, width = teacher.encoder.embeddings, teacher.encoder.config.hidden_size
-    student = student_task_model(tiny_student(width), 3).eval()
-    own = student.encoder.embeddings
-    arch = student.encoder.arch
-    student.encoder.arch = replace(arch, embed_dim=width)  # own embeddings: the teacher's as a student has them
-    student.encoder.embeddings = type(own)(own.word.weight.shape[0], own.position.weight.shape[0], width)
-    student.encoder.in_proj = torch.nn.Linear(width, arch.blocks[0].hidden)
-    with torch.no_grad():
-        student.encoder.embeddings.word.weight.copy_(emb.word_embeddings.weight)
-        positions = student.encoder.embeddings.position.weight.shape[0]
-        student.encoder.embeddings.position.weight.copy_(emb.position_embeddings.weight[:positions] +
-                                                         emb.token_type_embeddings.weight[0])
-        student.encoder.embeddings.norm.load_state_dict(emb.LayerNorm.state_dict())
-        student.encoder.embeddings.word.weight.mul_(1.5)         # the student's own: a scaled copy
-    g = torch.Generator().manual_seed(0)
-    rows = [[2] + torch.randint(5, 1000, (int(n),), generator=g).tolist()
-            for n in torch.randint(4, 12, (80,), generator=g)]
-    ids, mask = pad(rows[:16], 0)
-    with torch.no_grad():
-        before = student.encoder(ids, mask)
-    record = teacher_embeddings(student, teacher, rows, 0)
-    assert record is not None and record["embed_dim"] == width and record["unexplained"] < 0.05
-    with torch.no_grad():
-        after = student.encoder(ids, mask)
-    # Not exact (the scaled copy goes through a LayerNorm), but a linear map away: the refit adapter finds it.
-    assert float((after - before).norm() / before.norm()) < 0.1
-    assert torch.equal(student.encoder.embeddings.word.weight, emb.word_embeddings.weight)
-    assert student.encoder.embeddings.word.weight.data_ptr() != emb.word_embeddings.weight.data_ptr()  # a copy
-    assert student.encoder.arch.embed_dim == width
-    # A student of another width, or PKD's own student, keeps its embeddings.
-    narrow = student_task_model(tiny_student(width + 8), 3)
-    assert teacher_embeddings(narrow, teacher, rows, 0) is None
-    assert teacher_embeddings(bert_task_model(BertModel.from_pretrained(tiny_teacher), 3), teacher, rows, 0) is None
-    cfg = TaskConfig(adapt_steps=0, student_embeddings="teacher", student_head="random")
-    record = prepare(student_task_model(tiny_student(width), 3), teacher, rows, 0, cfg)
-    assert record["embeddings"]["embed_dim"] == width
-
-
 def test_bad_start_settings_are_one_line_errors():
     with pytest.raises(PipelineError, match="--student-head"):
         TaskConfig(student_head="pretrained")
     with pytest.raises(PipelineError, match="--adapt-steps"):
         TaskConfig(adapt_steps=-1)
-    with pytest.raises(PipelineError, match="--student-embeddings"):
-        TaskConfig(student_embeddings="full")
-    with pytest.raises(PipelineError, match="--projections"):
-        TaskConfig(projections="teacher")
