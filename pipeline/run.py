@@ -278,6 +278,10 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
             share = f" ({100 * kept:.1f}% of the fine-tuned teacher's)" if kept is not None else ""
             lines.append(f"task {report['task']['task']['name']}: {m['name']} {split} accuracy "
                          f"{m[f'{split}_accuracy']:.3f}{share} at {m['latency_ms']:.3f} ms")
+    if report.get("task"):
+        from pipeline.task.report import choice_lines
+
+        lines += [f"task: {line}" for line in choice_lines(report["task"])]
     for s in report["students"]:
         if s["kind"] != "searched":
             continue

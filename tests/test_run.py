@@ -52,7 +52,9 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     assert (out / "task" / "task_report.md").is_file()
     kinds = [m["kind"] for m in report["task"]["models"]]
     assert kinds[:2] == ["teacher", "searched"] and "narrow" in kinds and "pkd" in kinds  # the same baselines
-    assert any(line.startswith("task task: ") for line in summary_lines(report, out))
+    said = summary_lines(report, out)
+    assert any(line.startswith("task task: ") for line in said)
+    assert any(line.startswith("task: within ") and "deploy" in line for line in said)  # what to deploy there
 
 
 @pytest.mark.slow

@@ -274,6 +274,10 @@ def cmd_task(args: argparse.Namespace) -> int:
         kept = f" ({100 * m['test_accuracy_kept']:.1f}% of the teacher's)" if m.get("test_accuracy_kept") else ""
         score = m["test_accuracy"] if m.get("test_accuracy") is not None else m["dev_accuracy"]
         print(f"{m['name']}: {m['latency_ms']:.3f} ms, {m['speedup']:.1f}x, accuracy {score:.3f}{kept}")
+    from pipeline.task.report import choice_lines
+
+    for line in choice_lines(report):
+        print(line)
     print(f"report: {Path(args.out) / 'task_report.md'}")
     return 0
 

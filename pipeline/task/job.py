@@ -149,8 +149,9 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
         log(f"task stage reused: {out / TASK} was made from the same task, students, teacher and recipe")
         return old
     report = {"key": key, **_run(task, students, backend, out, teacher_name, cfg, baselines, progress, log)}
-    from pipeline.task.report import write_task_report
+    from pipeline.task.report import choices, write_task_report
 
+    report["choices"] = choices(report["models"])
     write_task_report(report, out)
     return report
 

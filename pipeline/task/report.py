@@ -34,6 +34,37 @@ def trained_on(report: dict[str, Any]) -> str:
     return f" Training ran on {' and '.join(where)}." if where else ""
 
 
+def choices(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What to deploy at each searched student's measured latency: of the task models no slower than it (the
+    teacher left out), the one with the best dev score, the faster on a tie. Chosen on dev, never on test:
+    test stays the estimate of how the choice does. A report without dev scores chooses nothing."""
+    picks = []
+    for s in sorted((m for m in models if m["kind"] == "searched"), key=lambda m: m["latency_ms"]):
+        fits = [m for m in models if m["kind"] != "teacher" and m["latency_ms"] <= s["latency_ms"]
+                and m.get("dev_accuracy") is not None]
+        if not fits:
+            continue
+        best = max(fits, key=lambda m: (m["dev_accuracy"], -m["latency_ms"]))
+        picks.append({"within_ms": s["latency_ms"], "searched": s["name"], "pick": best["name"],
+                      "kind": best["kind"], "latency_ms": best["latency_ms"], "dev_accuracy": best["dev_accuracy"],
+                      "test_accuracy": best.get("test_accuracy")})
+    return picks
+
+
+def choice_lines(report: dict[str, Any]) -> list[str]:
+    """One line per choice, for the report and the command's output."""
+    models = {m["name"]: m for m in report["models"]}
+    lines = []
+    for c in report.get("choices") or choices(report["models"]):
+        s, test = models[c["searched"]], c.get("test_accuracy")
+        other = "" if c["pick"] == c["searched"] else \
+            f", ahead of {c['searched']}'s {s['dev_accuracy']:.3f}"
+        lines.append(f"within {c['within_ms']:.3f} ms ({c['searched']}): deploy {c['pick']} ({c['kind']}, "
+                     f"{c['latency_ms']:.3f} ms, dev {c['dev_accuracy']:.3f}{other}"
+                     + (f"; test {test:.3f}" if test is not None else "") + f"), models/{c['pick']}/")
+    return lines
+
+
 def _fmt(key: str, v: Any) -> str:
     if v is None:
         return "-"
@@ -63,6 +94,10 @@ def markdown(report: dict[str, Any]) -> str:
              "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for m in report["models"]:
         lines.append("| " + " | ".join(_fmt(k, m.get(k)) for k, _ in cols) + " |")
+    picked = choice_lines(report)
+    if picked:
+        lines += ["", "What to deploy (the best dev score no slower than each searched student; test is how it "
+                  "then does):", ""] + [f"- {line}" for line in picked]
     return "\n".join(lines) + "\n"
 
 

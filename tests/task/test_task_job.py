@@ -55,6 +55,11 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     assert "| teacher |" in text and "(skip layer map, cls states)" in text and "Training ran on cpu." in text
     student = next(m for m in report["models"] if m["kind"] == "searched")
     assert (tmp_path / "models" / student["name"] / "model.opt.onnx").is_file()
+    searched = {m["name"]: m for m in report["models"] if m["kind"] == "searched"}
+    assert sorted(c["searched"] for c in report["choices"]) == sorted(searched)  # one choice at each one's latency
+    for c in report["choices"]:
+        assert c["latency_ms"] <= searched[c["searched"]]["latency_ms"] and c["kind"] != "teacher"
+        assert (tmp_path / "models" / c["pick"] / "model.onnx").is_file() and "What to deploy" in text
     assert json.loads((tmp_path / "models" / student["name"] / "task.json").read_text())["classes"] == task.classes
     # a second run is reused, the fine-tuned teacher too
     again = run_task(task, exported_students(export_dir), cpu_backend, tmp_path, str(tiny_teacher_tok), cfg,

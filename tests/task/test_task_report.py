@@ -1,6 +1,6 @@
-"""The task report's preamble says how the students learnt."""
+"""The task report: the preamble says how the students learnt; the choice of what to deploy."""
 
-from pipeline.task.report import start_of
+from pipeline.task.report import choice_lines, choices, start_of
 
 
 def test_the_preamble_names_the_start_and_the_dropout():
@@ -9,3 +9,28 @@ def test_the_preamble_names_the_start_and_the_dropout():
     assert said == ("; the distilled students first adapt their final states to the teacher's for 1500 steps and "
                     "start with the teacher's head and train with dropout 0.1 inside")
     assert start_of({"student_head": "random"}) == ""  # reports written before the field existed
+
+
+def _model(name, kind, ms, dev, test=None):
+    return {"name": name, "kind": kind, "latency_ms": ms, "dev_accuracy": dev, "test_accuracy": test}
+
+
+def test_the_choice_at_each_searched_students_latency_is_the_best_dev_score_no_slower_than_it():
+    models = [_model("teacher", "teacher", 20.0, 0.90, 0.89), _model("fast", "searched", 5.0, 0.70, 0.72),
+              _model("slow", "searched", 8.0, 0.75, 0.74), _model("pkd_2", "pkd", 7.0, 0.78, 0.70),
+              _model("pkd_3", "pkd", 9.0, 0.85, 0.85), _model("narrow", "narrow", 4.0, 0.70, 0.60)]
+    picks = {c["searched"]: c for c in choices(models)}
+    # at 5 ms: the searched student ties the faster narrow BERT on dev, and the tie goes to the faster
+    assert picks["fast"]["pick"] == "narrow"
+    # at 8 ms: PKD's two-layer student on dev (0.78), though its test score is lower: test never chooses
+    assert picks["slow"]["pick"] == "pkd_2" and picks["slow"]["test_accuracy"] == 0.70
+    assert "pkd_3" not in [c["pick"] for c in picks.values()]  # slower than every searched student
+    report = {"models": models, "choices": choices(models)}
+    lines = choice_lines(report)
+    assert lines[1] == ("within 8.000 ms (slow): deploy pkd_2 (pkd, 7.000 ms, dev 0.780, ahead of slow's 0.750; "
+                        "test 0.700), models/pkd_2/")
+    assert choice_lines({"models": models}) == lines                # reports written before the field existed
+    alone = [_model("only", "searched", 5.0, 0.70)]
+    assert choice_lines({"models": alone}) == ["within 5.000 ms (only): deploy only (searched, 5.000 ms, dev 0.700), "
+                                               "models/only/"]
+    assert choices([_model("s", "searched", 5.0, None)]) == []     # no dev scores: nothing chosen
