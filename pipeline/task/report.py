@@ -27,6 +27,15 @@ def start_of(cfg: dict) -> str:
     return f"; the distilled students {' and '.join(parts)}" if parts else ""
 
 
+def transfer_of(report: dict[str, Any]) -> str:
+    """The unlabelled text the students also learnt from (the transfer set), as the training records say."""
+    counts = {m["train"].get("unlabeled") for m in report["models"] if m["kind"] != "teacher"
+              and isinstance(m.get("train"), dict)}
+    n = max((c for c in counts if c), default=0)
+    return f", also from the teacher's predictions on {n} unlabelled examples (a batch beside each labelled one)" \
+        if n else ""
+
+
 def trained_on(report: dict[str, Any]) -> str:
     """Where the task's training steps ran (the --task-device the records name), for the report's preamble."""
     where = sorted({m["train"]["device"] for m in report["models"] if isinstance(m.get("train"), dict)
@@ -87,7 +96,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"Teacher: {report['teacher']}, fine-tuned on the task. Students learn it by "
              f"{report['config']['method']} ({report['config']['pkd']} layer map, "
              f"{report['config'].get('pkd_states', 'cls')} states), "
-             f"{report['config']['steps']} steps each{start_of(report['config'])}. "
+             f"{report['config']['steps']} steps each{transfer_of(report)}{start_of(report['config'])}. "
              f"Scores ({metric}) are of the deployed artifacts; "
              f"latency is the {report['statistic']} on the device, all models timed together; kept = "
              f"relative to the teacher.{trained_on(report)}", "",

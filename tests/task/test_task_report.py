@@ -1,6 +1,6 @@
 """The task report: the preamble says how the students learnt; the choice of what to deploy."""
 
-from pipeline.task.report import choice_lines, choices, start_of
+from pipeline.task.report import choice_lines, choices, start_of, transfer_of
 
 
 def test_the_preamble_names_the_start_and_the_dropout():
@@ -34,3 +34,13 @@ def test_the_choice_at_each_searched_students_latency_is_the_best_dev_score_no_s
     assert choice_lines({"models": alone}) == ["within 5.000 ms (only): deploy only (searched, 5.000 ms, dev 0.700), "
                                                "models/only/"]
     assert choices([_model("s", "searched", 5.0, None)]) == []     # no dev scores: nothing chosen
+
+
+def test_the_preamble_names_the_unlabelled_text_the_students_learnt_from():
+    teacher = {"kind": "teacher", "train": {"steps": 10}}
+    with_text = [teacher, {"kind": "searched", "train": {"unlabeled": 240}},
+                 {"kind": "pkd", "train": {"unlabeled": 240}}]
+    assert transfer_of({"models": with_text}) == (", also from the teacher's predictions on 240 unlabelled examples "
+                                                  "(a batch beside each labelled one)")
+    assert transfer_of({"models": [teacher, {"kind": "searched", "train": {"unlabeled": 0}}]}) == ""
+    assert transfer_of({"models": [teacher, {"kind": "searched", "train": {}}]}) == ""   # older records
