@@ -1,6 +1,7 @@
 """The task stage's report files: task_report.md, task_report.csv, task_accuracy.png.
 
-task_report.json (written by the command) is the source of all three; this module only formats it.
+task_report.json (written by the command) is the source of all three; this module formats it, and
+reads from its models what to deploy at each searched student's latency (`choices`).
 """
 
 from __future__ import annotations
