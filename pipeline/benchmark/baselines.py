@@ -15,6 +15,7 @@ Both are then distilled end to end for as many steps as the searched student was
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -59,6 +60,15 @@ def pick_narrow(target_ms: float, candidates: list[Architecture], predict) -> Ba
 def pkd_layers(target_ms: float, teacher_ms: float, teacher_layers: int) -> int:
     """Teacher layers of about target_ms: its depth scaled by the latency share, at least 1."""
     return max(1, min(teacher_layers - 1, round(teacher_layers * target_ms / teacher_ms)))
+
+
+def pkd_neighbours(target_ms: float, teacher_ms: float, teacher_layers: int) -> tuple[int, ...]:
+    """The teacher depths on either side of target_ms (one where it falls on a whole layer): the PKD students
+    just faster and just slower than a student of that latency, so that a task report holds a hand-designed
+    student no slower than each searched one as well as the nearest (pkd_layers), which may be slower."""
+    share = teacher_layers * target_ms / teacher_ms
+    lo, hi = math.floor(share), math.ceil(share)
+    return tuple(sorted({max(1, min(teacher_layers - 1, k)) for k in (lo, hi)}))
 
 
 def pick_pkd(target_ms: float, teacher_ms: float, teacher_layers: int) -> Baseline:

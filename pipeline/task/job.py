@@ -42,7 +42,7 @@ from pipeline.task.start import held_states, prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
-FORMAT = 2  # bump when the stage's outputs change meaning
+FORMAT = 3  # bump when the stage's outputs change meaning (3: PKD students on both sides, the choice)
 
 
 def task_key(task: Task, teacher_hash: str, students: list[dict[str, Any]], backend: Backend, cfg: TaskConfig,
@@ -158,7 +158,7 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
 
 def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str,
          cfg: TaskConfig, baselines: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from pipeline.benchmark.baselines import pkd_layers
+    from pipeline.benchmark.baselines import pkd_neighbours
     from pipeline.model.hf import load_student
     from pipeline.model.teacher import load_teacher_config, load_tokenizer, truncated_teacher
 
@@ -220,8 +220,9 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     timed = measure(backend, out, models, log)
     if baselines:
         teacher_ms = timed["teacher"]["latency_ms"]
-        wanted = sorted({pkd_layers(timed[s["name"]]["latency_ms"], teacher_ms, layers) for s in students
-                         if s["kind"] == "searched"})
+        # Both neighbours of each searched student's latency: the nearest depth may be the slower one.
+        wanted = sorted({k for s in students if s["kind"] == "searched"
+                         for k in pkd_neighbours(timed[s["name"]]["latency_ms"], teacher_ms, layers)})
         extra = []
         for k in wanted:
             torch.manual_seed(cfg.seed)
