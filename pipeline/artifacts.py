@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,25 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call write(tmp) on a temp folder beside `path`, then rename it to `path` (absent, or an empty folder).
+
+    An interrupted write leaves no half folder at `path`; an OSError of the rename (a full folder there,
+    another process's) is raised after the temp folder is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        tmp.chmod(0o755)  # mkdtemp's folders are private; these are artifacts, to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 

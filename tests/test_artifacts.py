@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.artifacts import cache_dir, read_json, short_hash, write_atomic, write_json_atomic
+from pipeline.artifacts import cache_dir, read_json, short_hash, write_atomic, write_folder_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 
 
@@ -43,3 +43,21 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 def test_short_hash_is_stable_and_order_free():
     assert short_hash({"a": 1, "b": [2, 3]}) == short_hash({"b": [2, 3], "a": 1})
     assert short_hash({"a": 1}) != short_hash({"a": 2}) and len(short_hash("x")) == 12
+
+
+def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
+    def fill(tmp):
+        (tmp / "a.txt").write_text("a")
+
+    def broken(tmp):
+        (tmp / "a.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_folder_atomic(tmp_path / "out", broken)
+    assert list(tmp_path.iterdir()) == []                       # no half folder, no temp folder
+    (tmp_path / "out").mkdir()                                  # an empty folder is taken
+    assert (write_folder_atomic(tmp_path / "out", fill) / "a.txt").read_text() == "a"
+    with pytest.raises(OSError):                                # a full one is not
+        write_folder_atomic(tmp_path / "out", lambda tmp: (tmp / "b.txt").write_text("b"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not (tmp_path / "out" / "b.txt").exists()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.artifacts import cache_dir, content_key
+from pipeline.artifacts import cache_dir, content_key, write_folder_atomic
 from pipeline.devices.base import Runner
 from pipeline.errors import PipelineError
 from pipeline.model.teacher import quiet_loading
@@ -57,13 +56,11 @@ def load_peer(teacher_path: str, teacher_key: str, log: Callable[[str], None] = 
     start = time.perf_counter()
     with quiet_loading():  # model2vec loads the teacher through transformers
         model = distill(model_name=teacher_path, pca_dims=None)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    model.save_pretrained(str(tmp))
-    try:
-        os.replace(tmp, folder)  # atomic: a half-written folder is never taken for a model
-    except OSError:  # another process got there first
-        shutil.rmtree(tmp, ignore_errors=True)
+    try:  # atomic: a half-written folder is never taken for a model
+        write_folder_atomic(folder, lambda tmp: model.save_pretrained(str(tmp)))
+    except OSError:
+        if not folder.is_dir():  # else another process got there first
+            raise
     log(f"model2vec peer: {model.embedding.shape[0]} token vectors of {model.dim} in "
         f"{time.perf_counter() - start:.0f} s")
     return model

