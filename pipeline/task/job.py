@@ -213,7 +213,10 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         log(f"{s['name']}: {cfg.method} ({cfg.pkd} map {mapping}, {cfg.pkd_states} states, {start['head']} head), "
             f"{record['steps']} steps, {record['seconds']:.0f} s on {record['device']}")
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
-                       "info": {"params": s.get("params"), "describe": s.get("describe"), "layer_map": mapping,
+                       # Counted on the student taught, not taken from export.json: the same encoder today,
+                       # and an option that changed it would otherwise report the exported one's count.
+                       "info": {"params": sum(p.numel() for p in student.parameters()),
+                                "describe": s.get("describe"), "layer_map": mapping,
                                 "start": start, "train": record}})
 
     # Latency first: the PKD baselines are matched to the students' measured share of the teacher's.

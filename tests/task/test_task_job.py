@@ -56,6 +56,11 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
     student = next(m for m in report["models"] if m["kind"] == "searched")
     assert (tmp_path / "models" / student["name"] / "model.opt.onnx").is_file()
     searched = {m["name"]: m for m in report["models"] if m["kind"] == "searched"}
+    from pipeline.model.hf import load_student
+
+    for s in exported_students(export_dir):  # the count of the student taught, the head left out as the teacher's
+        encoder = load_student(s["model_dir"], with_tokenizer=False)[0]
+        assert searched[s["name"]]["params"] == sum(p.numel() for p in encoder.parameters())
     assert sorted(c["searched"] for c in report["choices"]) == sorted(searched)  # one choice at each one's latency
     for c in report["choices"]:
         assert c["latency_ms"] <= searched[c["searched"]]["latency_ms"] and c["kind"] != "teacher"
