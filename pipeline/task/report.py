@@ -103,7 +103,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"relative to the teacher.{trained_on(report)}", "",
              "| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for m in report["models"]:
-        lines.append("| " + " | ".join(_fmt(k, m.get(k)) for k, _ in cols) + " |")
+        # An architecture names its blocks with "|": escaped, or the row gets a cell per block.
+        lines.append("| " + " | ".join(_fmt(k, m.get(k)).replace("|", "\\|") for k, _ in cols) + " |")
     picked = choice_lines(report)
     if picked:
         lines += ["", "What to deploy (the best dev score no slower than each searched student; test is how it "

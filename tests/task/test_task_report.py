@@ -1,6 +1,8 @@
 """The task report: the preamble says how the students learnt; the choice of what to deploy."""
 
-from pipeline.task.report import choice_lines, choices, start_of, transfer_of
+import re
+
+from pipeline.task.report import choice_lines, choices, markdown, start_of, transfer_of
 
 
 def test_the_preamble_names_the_start_and_the_dropout():
@@ -44,3 +46,14 @@ def test_the_preamble_names_the_unlabelled_text_the_students_learnt_from():
                                                   "(a batch beside each labelled one)")
     assert transfer_of({"models": [teacher, {"kind": "searched", "train": {"unlabeled": 0}}]}) == ""
     assert transfer_of({"models": [teacher, {"kind": "searched", "train": {}}]}) == ""   # older records
+
+
+def test_an_architecture_in_the_markdown_table_stays_in_its_cell():
+    models = [dict(_model("teacher", "teacher", 20.0, 0.9, 0.9), describe="bert fine-tuned"),
+              dict(_model("s", "searched", 5.0, 0.7, 0.7), describe="384:mha,ffn | 256:sepconv3")]
+    report = {"task": {"name": "t", "kind": "classification", "classes": ["a", "b"], "train_examples": 8,
+                       "dev_examples": 2, "test_examples": 2}, "device": "cpu", "teacher": "bert",
+              "config": {"method": "pkd", "pkd": "skip", "steps": 10}, "statistic": "minimum", "models": models}
+    table = [line for line in markdown(report).splitlines() if line.startswith("|")]
+    cells = [len(re.split(r"(?<!\\)\|", line)) for line in table]   # split on the pipes not escaped
+    assert len(set(cells)) == 1 and "384:mha,ffn \\| 256:sepconv3" in table[-1]
