@@ -92,6 +92,11 @@ def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: Ta
     return teacher.eval(), record
 
 
+def _params(module: torch.nn.Module) -> int:
+    """What the report's `params` count: every parameter of the encoder given (heads are left out)."""
+    return sum(p.numel() for p in module.parameters())
+
+
 def exported_students(export_dir: Path) -> list[dict[str, Any]]:
     path = Path(export_dir) / "export.json"
     try:
@@ -127,7 +132,7 @@ def student_folder(folder: Path) -> dict[str, Any]:
     student, _ = load_student(folder, with_tokenizer=False)
     return {"name": Path(folder).resolve().parent.name if Path(folder).name == "model" else Path(folder).name,
             "kind": "searched", "model_dir": str(folder), "key": student.arch.key, "describe": student.arch.describe(),
-            "params": sum(p.numel() for p in student.parameters())}
+            "params": _params(student)}
 
 
 def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str | None,
@@ -186,7 +191,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
                               pool=cfg.pkd_states, device=cfg.device)
 
     models: list[dict[str, Any]] = [{"name": "teacher", "kind": "teacher", "module": teacher,
-                                     "info": {"params": sum(p.numel() for p in teacher.encoder.parameters()),
+                                     "info": {"params": _params(teacher.encoder),
                                               "describe": f"{teacher_name} fine-tuned", "train": teacher_record}}]
     @functools.cache
     def held():  # the teacher's states for the adaptations, once, and only when one is not in the cache
@@ -215,7 +220,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        # Counted on the student taught, not taken from export.json: the same encoder today,
                        # and an option that changed it would otherwise report the exported one's count.
-                       "info": {"params": sum(p.numel() for p in student.parameters()),
+                       "info": {"params": _params(student),
                                 "describe": s.get("describe"), "layer_map": mapping,
                                 "start": start, "train": record}})
 
@@ -237,7 +242,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
                          desc=f"task pkd_{k}", progress=progress, transfer=transfer, teacher=teacher)
             log(f"pkd_{k} (the fine-tuned teacher's first {k} layers): {record['steps']} steps")
             extra.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
-                          "info": {"params": sum(p.numel() for p in model.encoder.parameters()),
+                          "info": {"params": _params(model.encoder),
                                    "describe": f"teacher's first {k} of {layers} layers", "layer_map": mapping,
                                    "train": record}})
         if extra:
