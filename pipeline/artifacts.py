@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +20,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp and mkdtemp make private files (0600, 0700); artifacts are for others to read, as open() would make them.
+FILE_MODE = 0o666 & ~_umask()
+FOLDER_MODE = 0o777 & ~_umask()
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -32,6 +44,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,7 +63,7 @@ def write_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
-        tmp.chmod(0o755)  # mkdtemp's folders are private; these are artifacts, to be read by others
+        tmp.chmod(FOLDER_MODE)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -85,10 +98,92 @@ def read_json(path: str | Path, fix: str, kind: type = dict) -> Any:
     return obj
 
 
+def inside(folder: str | Path, name: object, what: str) -> Path:
+    """folder / name for a `name` read from a file (a module's path, a model's name): a one-line
+    PipelineError unless it is a relative path that stays inside `folder` (no `..`, no absolute path, no
+    link out). `what` names where the name came from."""
+    from pipeline.errors import PipelineError
+
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise PipelineError(f"{what}: {name!r} is not a file name")
+    folder = Path(folder)
+    path = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(folder.resolve()):
+        raise PipelineError(f"{what}: {name!r} leaves its folder {folder}; refusing to use it")
+    return path
+
+
+def writable_folder(path: str | Path, what: str = "output folder") -> Path:
+    """`path` made (with its parents) and checked writable before any work is done, so that a stage never
+    fails after minutes of work on a folder it cannot write: an existing file, a read-only mount, /proc,
+    a full disk are each a one-line PipelineError naming the folder."""
+    from pipeline.errors import PipelineError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except FileExistsError:
+        raise PipelineError(f"{what} {path} is a file, not a folder; give another path") from None
+    except OSError as e:
+        raise PipelineError(f"cannot write the {what} {path} ({e.strerror or e}); give another path") from None
+    return path
+
+
 def cache_dir() -> Path:
     """Where reusable derived data lives (tokenised corpora, TensorRT timing caches): $PIPELINE_CACHE,
-    default ~/.cache/pipeline."""
-    return Path(os.environ.get("PIPELINE_CACHE", "~/.cache/pipeline")).expanduser()
+    default ~/.cache/pipeline (also when the variable is set but empty: never the current folder)."""
+    return Path(os.environ.get("PIPELINE_CACHE") or "~/.cache/pipeline").expanduser()
+
+
+# The Cache Directory Tagging Specification's tag (backup tools skip the folder): written into every kind
+# folder the cache makes, and the only proof `cache clear` accepts that a folder's entries are the cache's.
+# Per kind, not at the root: PIPELINE_CACHE=$HOME must not tag a whole home folder.
+CACHE_TAG = "CACHEDIR.TAG"
+CACHE_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                  "# This folder is a cache of the BERT compression pipeline (python -m pipeline cache).\n"
+                  "# Everything in it can be made again; `python -m pipeline cache clear` empties it.\n")
+# Names the cache writes (hashed entries, timing caches, temp files of atomic writes): an untagged folder
+# from before the tag, holding only these, is adopted; one holding anything else is not the cache's.
+_CACHE_ENTRY = re.compile(r"^([0-9a-f]{12,}(\.pt)?|[\w.-]+\.timing-cache|\..+\.tmp)$")
+
+
+def is_cache_kind(folder: Path) -> bool:
+    """Whether `folder` is a kind folder the cache made (it carries the tag)."""
+    try:
+        return (folder / CACHE_TAG).read_text().startswith(CACHE_TAG_TEXT.splitlines()[0])
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def cache_kind(kind: str) -> Path:
+    """$PIPELINE_CACHE/<kind>, made and tagged as the cache's own. A cache that cannot be written (a file, a
+    read-only folder) or a kind folder that holds the user's own files is a one-line PipelineError: the
+    cache never writes among, nor clears, files it did not make."""
+    from pipeline.errors import PipelineError
+
+    folder = cache_dir() / kind
+    if is_cache_kind(folder):
+        return folder
+    try:
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        foreign = [n for n in present if not _CACHE_ENTRY.match(n)]
+        if foreign:
+            raise PipelineError(f"{folder} holds files the pipeline's cache did not write (e.g. {foreign[0]}); set "
+                                "PIPELINE_CACHE to a folder of its own (default ~/.cache/pipeline)")
+        writable_folder(folder, "cache folder")
+        write_text_atomic(folder / CACHE_TAG, CACHE_TAG_TEXT)
+    except PipelineError as e:
+        raise PipelineError(f"{e} (PIPELINE_CACHE={cache_dir()})") from None
+    except OSError as e:
+        raise PipelineError(f"cannot use the cache folder {folder} ({e.strerror or e}); set PIPELINE_CACHE to a "
+                            "writable folder") from None
+    return folder
 
 
 def short_hash(obj: Any, length: int = 12) -> str:
@@ -123,7 +218,7 @@ def disk_cached(kind: str, key: Any, compute: Callable[[], T], valid: Callable[[
     lists of them). An entry that cannot be read, or that `valid` rejects, is recomputed, never trusted."""
     import torch
 
-    path = cache_dir() / kind / f"{short_hash(key)}.pt"
+    path = cache_kind(kind) / f"{short_hash(key)}.pt"
     if path.is_file():
         try:
             value = torch.load(path, weights_only=True)

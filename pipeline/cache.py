@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.artifacts import cache_dir
+from pipeline.artifacts import CACHE_TAG, cache_dir, is_cache_kind
 from pipeline.errors import PipelineError
 
 # A temp file younger than this may be a write in progress (the teacher's states take a minute to
@@ -44,13 +44,17 @@ def _measure(path: Path) -> tuple[int, float]:
 
 
 def entries(root: Path | None = None) -> list[CacheEntry]:
-    """Every entry of the cache, oldest use first. An entry is a file or folder inside a kind's folder."""
+    """Every entry of the cache, oldest use first. An entry is a file or folder inside a kind's folder, and
+    a kind's folder is one the cache made (tagged, `artifacts.cache_kind`): whatever else lies under the
+    root (a user's own folders, when PIPELINE_CACHE names a folder in use) is not the cache's to list or clear."""
     root = cache_dir() if root is None else root
     if not root.is_dir():
         return []
     found = []
-    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+    for kind in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and is_cache_kind(p)):
         for path in kind.iterdir():
+            if path.name == CACHE_TAG:
+                continue
             try:
                 found.append(CacheEntry(kind.name, path, *_measure(path)))
             except FileNotFoundError:  # removed by another process while we looked
@@ -69,7 +73,7 @@ def select(found: Iterable[CacheEntry], kinds: Iterable[str] = (), older_than_da
     if unknown:
         there = ", ".join(present) if present else "none: the cache is empty"
         raise PipelineError(f"no cache kind {', '.join(unknown)} in {cache_dir()} (kinds there: {there})")
-    if older_than_days is not None and older_than_days < 0:
+    if older_than_days is not None and not older_than_days >= 0:  # nan too
         raise PipelineError(f"--older-than must be a number of days >= 0, got {older_than_days}")
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400.0
     return [e for e in found if (not kinds or e.kind in kinds) and (cutoff is None or e.last_used < cutoff)]
@@ -83,7 +87,7 @@ def remove(chosen: Iterable[CacheEntry]) -> tuple[list[CacheEntry], list[CacheEn
         if e.in_progress:
             kept.append(e)
             continue
-        if e.path.is_dir():
+        if e.path.is_dir() and not e.path.is_symlink():  # a link is removed, never what it points to
             shutil.rmtree(e.path, ignore_errors=True)
         else:
             e.path.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from pipeline.artifacts import disk_cached
+from pipeline.artifacts import CACHE_TAG, cache_kind, disk_cached
 from pipeline.cache import entries, human_bytes, remove, select, summary
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -27,6 +27,8 @@ def put(path, size, days_ago):
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("PIPELINE_CACHE", str(root))
+    for kind in ("states", "corpus", "model2vec"):
+        cache_kind(kind)  # the tag that makes a folder the cache's
     put(root / "states" / "a.pt", 3000, days_ago=30)
     put(root / "states" / "b.pt", 1000, days_ago=1)
     put(root / "corpus" / "c.pt", 500, days_ago=10)
@@ -62,7 +64,7 @@ def test_remove_keeps_a_write_in_progress_only(cache):
     removed, kept = remove(select(entries(), ["states", "model2vec"]))
     assert {e.path.name for e in removed} == {"a.pt", "b.pt", ".f.pt.abc.tmp", "d"}
     assert [e.path.name for e in kept] == [".e.pt.abc.tmp"]
-    assert sorted(p.name for p in (cache / "states").iterdir()) == [".e.pt.abc.tmp"]
+    assert sorted(p.name for p in (cache / "states").iterdir()) == [".e.pt.abc.tmp", CACHE_TAG]
     assert not (cache / "model2vec" / "d").exists() and (cache / "corpus" / "c.pt").is_file()
 
 
@@ -70,7 +72,7 @@ def test_a_reused_entry_counts_as_used_now(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
     calls = []
     disk_cached("states", "k", lambda: calls.append(1) or torch.ones(2))
-    (path,) = (tmp_path / "states").iterdir()
+    (path,) = (tmp_path / "states").glob("*.pt")
     t = time.time() - 30 * DAY
     os.utime(path, (t, t))
     assert select(entries(), older_than_days=7)  # stale before the reuse
@@ -110,3 +112,56 @@ def test_an_empty_cache_says_so(tmp_path, monkeypatch, capsys):
     assert code == 0 and out.strip().endswith(": empty")
     code, out, _ = run(capsys, "cache", "--older-than", "3")
     assert code == 0 and "no entry matches" in out
+
+
+def user_files(root):
+    """A project folder of a user's: a run, a latency table, source."""
+    for name in ("runs/cpu/report.json", "latency_tables/cpu/abc.csv", "src/main.py", "states/mine.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("mine")
+    return sorted(p.relative_to(root) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("value", ["", "."])
+def test_clear_never_removes_what_the_cache_did_not_write(tmp_path, monkeypatch, capsys, value):
+    """PIPELINE_CACHE empty (the current folder once) or a folder in use: cache clear removed a user's runs."""
+    project = tmp_path / "project"
+    project.mkdir()
+    before = user_files(project)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # where the default cache goes
+    monkeypatch.setenv("PIPELINE_CACHE", value)
+    code, out, _ = run(capsys, "cache", "clear")
+    assert code == 0 and out.startswith("removed 0 entries")
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+
+
+def test_the_cache_never_writes_among_a_users_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    user_files(tmp_path)
+    with pytest.raises(PipelineError, match=r"holds files the pipeline's cache did not write \(e.g. mine.txt\)"):
+        disk_cached("states", "k", lambda: torch.ones(2))
+    assert torch.equal(disk_cached("corpus", "k", lambda: torch.ones(2)), torch.ones(2))  # a folder of its own
+    assert (tmp_path / "corpus" / CACHE_TAG).is_file() and not (tmp_path / CACHE_TAG).exists()
+    assert [e.kind for e in entries()] == ["corpus"]
+
+
+def test_a_cache_from_before_the_tag_is_adopted(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    put(tmp_path / "states" / "0123456789ab.pt", 10, days_ago=3)
+    put(tmp_path / "states" / ".0123456789ab.pt.x1.tmp", 10, days_ago=3)
+    assert entries() == []  # untagged: not listed until the cache uses it again
+    disk_cached("states", "k", lambda: torch.ones(2))
+    assert len(entries()) == 3
+
+
+def test_a_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path / "f"))
+    with pytest.raises(PipelineError, match="PIPELINE_CACHE="):
+        disk_cached("states", "k", lambda: torch.ones(2))
+
+
+def test_older_than_must_be_a_number_of_days(cache, capsys):
+    code, _, err = run(capsys, "cache", "clear", "--older-than", "nan")
+    assert code == 1 and "days >= 0" in err and len(list((cache / "states").iterdir())) == 5

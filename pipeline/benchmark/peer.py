@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.artifacts import cache_dir, content_key, write_folder_atomic
+from pipeline.artifacts import cache_kind, content_key, write_folder_atomic
 from pipeline.devices.base import Runner
 from pipeline.errors import PipelineError
 from pipeline.model.teacher import quiet_loading
@@ -33,7 +33,7 @@ RUNS_ON = "numpy on the host CPU (model2vec)"
 
 
 def peer_folder(teacher_key: str) -> Path:
-    return cache_dir() / "model2vec" / content_key("model2vec", 1, teacher=teacher_key, pca_dims=None)
+    return cache_kind("model2vec") / content_key("model2vec", 1, teacher=teacher_key, pca_dims=None)
 
 
 def load_peer(teacher_path: str, teacher_key: str, log: Callable[[str], None] = print) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.artifacts import cache_dir, write_atomic
+from pipeline.artifacts import cache_kind, write_atomic
 from pipeline.devices.base import Backend, Runner
 from pipeline.devices.torch_cuda import gpu_fingerprint, require_cuda
 from pipeline.errors import DeviceUnavailable, PipelineError
@@ -29,7 +29,7 @@ WORKSPACE_BYTES = 4 << 30  # enough for every tactic of a BERT-base-sized studen
 def timing_cache_path(profile_name: str) -> Path:
     """One timing cache per device profile, shared by every engine built for it (a profile builds
     dozens, all from the same few layer shapes). PIPELINE_CACHE moves it."""
-    return cache_dir() / "tensorrt" / f"{profile_name}.timing-cache"
+    return cache_kind("tensorrt") / f"{profile_name}.timing-cache"
 
 
 def _trt():

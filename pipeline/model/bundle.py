@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import cache_dir, short_hash, write_atomic, write_folder_atomic
+from pipeline.artifacts import cache_kind, short_hash, write_atomic, write_folder_atomic
 from pipeline.errors import PipelineError
 
 ENV = "PIPELINE_BUNDLE"
@@ -96,7 +96,7 @@ def wordnet() -> Path | None:
     b = active()
     if b is None:
         return None
-    folder = cache_dir() / "bundle-wordnet" / short_hash(_manifest(str(b))["wordnet"])
+    folder = cache_kind("bundle-wordnet") / short_hash(_manifest(str(b))["wordnet"])
     for name in WORDNET_FILES:
         if not (folder / name).is_file():  # each file written whole (atomic), so a present one is complete
             with lzma.open(b / "wordnet" / f"{name}.xz") as src:
