@@ -52,22 +52,52 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp) on a temp folder beside `path`, then rename it to `path` (absent, or an empty folder).
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
-    An interrupted write leaves no half folder at `path`; an OSError of the rename (a full folder there,
-    another process's) is raised after the temp folder is removed.
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
+    for old in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = old.name[len(path.name) + 2:].split(".", 1)[0]
+        if old.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_folder_atomic(path: str | Path, write: Callable[[Path], None], replace: bool = False) -> Path:
+    """Call write(tmp) on a temp folder beside `path`, then rename it to `path`.
+
+    `path` must be absent or an empty folder, unless `replace`: then a folder there is swapped out (renamed
+    aside, the new one renamed in, the old removed), so that `path` holds the old folder whole, the new
+    one whole, or (killed between the two renames) nothing, never a mix. An interrupted write leaves no
+    half folder at `path`; an OSError of the rename (a full folder there, another process's) is raised
+    after the temp folder is removed. Temp folders of killed writes to `path` are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    old = None
     try:
         write(tmp)
         tmp.chmod(FOLDER_MODE)
+        if replace and path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+            os.replace(path, old)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old, path)  # the swap failed half-way: the old folder goes back
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -29,14 +29,17 @@ def export_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], path: str | 
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {0: "batch", 1: "sequence"}
     dynamic = {name: axes for name in [*inputs, output_name]}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        # The TorchScript exporter: 0.1 s a model against ~2 s for dynamo, and profiling exports dozens.
-        torch.onnx.export(
-            module.eval(), tuple(inputs.values()), str(path), input_names=list(inputs),
-            output_names=[output_name], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
-        )
-    return path
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            # The TorchScript exporter: 0.1 s a model against ~2 s for dynamo, and profiling exports dozens.
+            torch.onnx.export(
+                module.eval(), tuple(inputs.values()), str(tmp), input_names=list(inputs),
+                output_names=[output_name], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+            )
+
+    return write_atomic(path, write)  # a killed export leaves the old file or none, never half a graph
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

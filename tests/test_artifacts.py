@@ -61,3 +61,31 @@ def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(OSError):                                # a full one is not
         write_folder_atomic(tmp_path / "out", lambda tmp: (tmp / "b.txt").write_text("b"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not (tmp_path / "out" / "b.txt").exists()
+
+
+def test_artifacts_are_readable_by_others(tmp_path):
+    """mkstemp's files are 0600: tables, records and weights written through it were private."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (write_json_atomic(tmp_path / "a.json", {"a": 1}).stat().st_mode & 0o777) == 0o666 & ~mask
+    folder = write_folder_atomic(tmp_path / "f", lambda tmp: None)
+    assert (folder.stat().st_mode & 0o777) == 0o777 & ~mask
+
+
+@pytest.mark.parametrize("name", ["/etc", "../x", "a/../../x", "", None, 3, "link/x"])
+def test_a_name_read_from_a_file_never_leaves_its_folder(tmp_path, name):
+    from pipeline.artifacts import inside
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link").symlink_to(tmp_path)
+    with pytest.raises(PipelineError):
+        inside(tmp_path / "in", name, "models.json name")
+
+
+def test_a_name_inside_its_folder_is_kept(tmp_path):
+    from pipeline.artifacts import inside
+
+    assert inside(tmp_path, "a/b.onnx", "x") == tmp_path / "a" / "b.onnx"
+    assert inside(tmp_path, ".", "x") == tmp_path / "."

@@ -156,6 +156,6 @@ class TensorRT(Backend):
         if onnx_path is None or strongly_typed:
             onnx_path = export_onnx(export_module, export_inputs, workdir / "model.onnx")
         serialized = self.build_engine(onnx_path, inputs, timing_cache_path(self.profile.name))
-        (workdir / "model.engine").write_bytes(serialized)
+        write_atomic(workdir / "model.engine", lambda tmp: tmp.write_bytes(serialized))
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
         return TensorRTRunner(engine, inputs)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import content_key, read_json, reusable, write_json_atomic
+from pipeline.artifacts import content_key, read_json, reusable, write_folder_atomic, write_json_atomic
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
@@ -98,42 +98,67 @@ def _files_there(record: dict[str, Any]) -> bool:
 
 def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBuilder], backend: Backend, out: Path,
                key: str, int8: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build, save and check one student. OUT/<name> is written as a whole folder (atomic: a killed
+    re-export leaves the old folder whole or none, never new weights beside old graphs), export.json last."""
     ex = builder if isinstance(builder, StudentBuilder) else builder()
     folder = out / target.name
-    p = backend.profile
-    seq = p.seq_lens[0]
-    student, finetune = ex.student(target.arch, target.name)
-    meta = {"pipeline": {"teacher": ex.trained.teacher, "train_dir": str(ex.trained.dir), "search": target.search,
-                         "finetune": finetune}}
+    student, finetune = ex.student(target.arch, target.name)  # the long part, before any file is written
     # The teacher's sentence-transformers modules (pooling, normalisation) go with the student, so that
     # SentenceTransformer(folder) encodes as the teacher does; a Hugging Face id's come from the hub cache.
     modules = sentence_modules_folder(ex.trained.teacher)
     if modules is None and not Path(ex.trained.teacher).is_dir():
         log(f"{ex.trained.teacher}: no sentence-transformers modules found in the hub cache or on the hub; "
             "SentenceTransformer(folder) will mean-pool without normalising")
-    save_student(student, folder / "model", ex.tokenizer, meta, modules)
-    reloaded, _ = load_student(folder / "model", with_tokenizer=False)
-    artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": str(folder / "model"),
+    record: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        record.update(_write_artifacts(tmp, folder, target, ex, student, finetune, modules, backend, key, int8))
+
+    write_folder_atomic(folder, write, replace=True)
+    worst = max(a["max_abs_diff"] for a in record["artifacts"] if a["kind"] != "onnx-int8")
+    log(f"exported {target.name} ({target.arch.describe()}): {len(record['artifacts'])} artifacts, "
+        f"fp32 max |diff| {worst:.2g}"
+        + (f", fine-tuned {finetune['steps']} steps (loss {finetune['loss_first']:.4f} -> {finetune['loss_last']:.4f})"
+           if finetune["steps"] else ""))
+    return record
+
+
+def _write_artifacts(tmp: Path, folder: Path, target: Target, ex: StudentBuilder, student: Student,
+                     finetune: dict[str, Any], modules: Path | None, backend: Backend, key: str,
+                     int8: bool) -> dict[str, Any]:
+    """Every artifact of one student into `tmp`, each checked; the record (paths as they will be, under
+    `folder`) written last, as tmp/export.json."""
+    p = backend.profile
+    seq = p.seq_lens[0]
+
+    def final(path: Path) -> str:  # where a file in tmp will be once the folder is renamed into place
+        return str(folder / Path(path).relative_to(tmp))
+
+    meta = {"pipeline": {"teacher": ex.trained.teacher, "train_dir": str(ex.trained.dir), "search": target.search,
+                         "finetune": finetune}}
+    save_student(student, tmp / "model", ex.tokenizer, meta, modules)
+    reloaded, _ = load_student(tmp / "model", with_tokenizer=False)
+    artifacts: list[dict[str, Any]] = [{"kind": "hf", "path": final(tmp / "model"),
                                         "max_abs_diff": _compare_students(reloaded, student),
                                         "checked": "reloaded with pipeline.model.hf.load_student"}]
     shapes = [(p.batch, seq), (2, 37)]
     inputs = example_inputs(p.batch, seq, target.arch.vocab_size)
-    onnx = export_onnx(student, inputs, folder / "model.onnx")
-    artifacts.append({"kind": "onnx", "path": str(onnx), "max_abs_diff": check_onnx(onnx, student, shapes, "fp32"),
+    onnx = export_onnx(student, inputs, tmp / "model.onnx")
+    artifacts.append({"kind": "onnx", "path": final(onnx), "max_abs_diff": check_onnx(onnx, student, shapes, "fp32"),
                       "checked": f"onnxruntime cpu at (batch, seq) {shapes}"})
-    opt = optimize_onnx(onnx, folder / "model.opt.onnx")
-    artifacts.append({"kind": "onnx-optimized", "path": str(opt),
+    opt = optimize_onnx(onnx, tmp / "model.opt.onnx")
+    artifacts.append({"kind": "onnx-optimized", "path": final(opt),
                       "max_abs_diff": check_onnx(opt, student, shapes, "fp32"),
                       "checked": f"onnxruntime cpu at (batch, seq) {shapes}"})
     if int8:
-        q = quantize_int8(onnx, folder / "model.int8.onnx")
-        artifacts.append({"kind": "onnx-int8", "path": str(q), "max_abs_diff": check_onnx(q, student, shapes, "int8"),
+        q = quantize_int8(onnx, tmp / "model.int8.onnx")
+        artifacts.append({"kind": "onnx-int8", "path": final(q), "max_abs_diff": check_onnx(q, student, shapes, "int8"),
                           "checked": f"onnxruntime cpu at (batch, seq) {shapes}, int8 tolerance"})
-    device_dir = folder / "device"
+    device_dir = tmp / "device"
     deployed = {"onnxruntime": opt, "plain": onnx}.get(backend.onnx)
     with backend.load(student, inputs, device_dir, what=f"student {target.name}", onnx_path=deployed) as runner:
         engine = device_dir / "model.engine"
-        artifacts.append({"kind": f"device:{backend.name}", "path": str(engine if engine.exists() else opt),
+        artifacts.append({"kind": f"device:{backend.name}", "path": final(engine if engine.exists() else opt),
                           "max_abs_diff": runner.max_abs_diff,
                           "checked": f"{backend.name} ({p.precision}) at batch {p.batch}, seq {seq}"})
     record = {
@@ -141,13 +166,9 @@ def export_one(target: Target, builder: StudentBuilder | Callable[[], StudentBui
         "describe": target.arch.describe(), "params": count_params(target.arch),
         "flops": count_flops(target.arch, seq, p.batch), "search": target.search, "finetune": finetune,
         "embedding_fit_mse": ex.embed_loss, "artifacts": artifacts,
-        "onnx_path": str(opt), "onnx_plain_path": str(onnx), "model_dir": str(folder / "model"),
+        "onnx_path": final(opt), "onnx_plain_path": final(onnx), "model_dir": final(tmp / "model"),
     }
-    write_json_atomic(folder / EXPORT, record)
-    worst = max(a["max_abs_diff"] for a in artifacts if a["kind"] != "onnx-int8")
-    log(f"exported {target.name} ({target.arch.describe()}): {len(artifacts)} artifacts, fp32 max |diff| {worst:.2g}"
-        + (f", fine-tuned {finetune['steps']} steps (loss {finetune['loss_first']:.4f} -> {finetune['loss_last']:.4f})"
-           if finetune["steps"] else ""))
+    write_json_atomic(tmp / EXPORT, record)  # last: the key that says the folder is whole
     return record
 
 
@@ -181,7 +202,9 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
             first = done[target.arch.key]
             log(f"{target.name} is the same architecture as {first['name']}: sharing its artifacts")
             record = {**first, "name": target.name, "search": target.search, "same_as": first["name"]}
-            write_json_atomic(out / target.name / EXPORT, record)
+            # A folder of its own holding only the record (an older export's files there would mislead).
+            write_folder_atomic(out / target.name, lambda tmp, r=record: write_json_atomic(tmp / EXPORT, r),
+                                replace=True)
             records.append(record)
             continue
         key = _key(target, trained, cfg, backend)

@@ -30,7 +30,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 import pipeline.portable
-from pipeline.artifacts import write_atomic, write_json_atomic
+from pipeline.artifacts import inside, write_atomic, write_folder_atomic, write_json_atomic
 from pipeline.errors import PipelineError
 from pipeline.model.student import Student
 from pipeline.space import architecture_from_dict
@@ -63,7 +63,8 @@ def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
     transformer = [m for m in modules if str(m.get("type", "")).endswith("Transformer")]
     if len(transformer) != 1:
         raise PipelineError(f"{teacher / 'modules.json'} does not hold exactly one Transformer module")
-    home = teacher / transformer[0].get("path", "")  # where the teacher's own sentence_bert_config.json is
+    where = f"{teacher / 'modules.json'} module path"  # a path read from a file (a hub's, maybe) never leaves
+    home = inside(teacher, transformer[0].get("path") or ".", where)  # its sentence_bert_config.json's folder
     copied = []
     for name in SENTENCE_FILES[1:]:
         for src in (home / name, teacher / name):
@@ -72,10 +73,11 @@ def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
                 copied.append(name)
                 break
     for m in modules:
-        src = teacher / m.get("path", "")
-        if m is not transformer[0] and m.get("path") and src.is_dir():  # Normalize may have no folder
-            shutil.rmtree(folder / m["path"], ignore_errors=True)
-            shutil.copytree(src, folder / m["path"])
+        if m is transformer[0] or not m.get("path"):  # Normalize may have no folder
+            continue
+        src, dst = inside(teacher, m["path"], where), inside(folder, m["path"], where)
+        if src.is_dir():
+            write_folder_atomic(dst, lambda tmp, src=src: shutil.copytree(src, tmp, dirs_exist_ok=True), replace=True)
             copied.append(m["path"])
     # The student folder is the transformer module: it sits at the root whatever the teacher's layout.
     write_json_atomic(folder / "modules.json", [{**m, "path": ""} if m is transformer[0] else m for m in modules])
@@ -121,34 +123,34 @@ def sentence_modules_folder(teacher: str | Path, cache_dir: str | Path | None = 
 
 def save_student(student: Student, folder: str | Path, tokenizer=None, meta: dict[str, Any] | None = None,
                  sentence_modules_from: str | Path | None = None) -> Path:
-    """Write the folder (each file atomically, the teacher's module folders by plain copies); tokenizer is a
-    transformers tokenizer or None;
-    sentence_modules_from is the teacher's folder, whose sentence-transformers modules are copied."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the folder as a whole (atomic: a folder there is replaced by the new one, never mixed with it);
+    tokenizer is a transformers tokenizer or None; sentence_modules_from is the teacher's folder, whose
+    sentence-transformers modules are copied."""
     state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
-    write_atomic(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(folder))
-    for name in pipeline.portable.FILES:  # verbatim: tests/model/test_hf.py checks they match the package
-        write_atomic(folder / name, lambda tmp, name=name: shutil.copyfile(PORTABLE / name, tmp))
-    copied = copy_sentence_modules(sentence_modules_from, folder) if sentence_modules_from is not None else []
-    if not copied:  # a folder saved again for a plain teacher must not keep an older teacher's module list
-        (folder / "modules.json").unlink(missing_ok=True)
-    config = {
-        "model_type": MODEL_TYPE,
-        "architectures": ["NasBertStudentModel"],
-        "auto_map": AUTO_MAP,
-        "loader": "pipeline.model.hf.load_student",
-        "torch_dtype": "float32",
-        "hidden_size": student.arch.teacher_hidden,  # of the output states, as the teacher's
-        "vocab_size": student.arch.vocab_size,
-        "max_position_embeddings": student.arch.max_positions,
-        "architecture": student.arch.to_dict(),
-        **(meta or {}),
-    }
-    write_json_atomic(folder / "config.json", config)
-    return folder
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        for name in pipeline.portable.FILES:  # verbatim: tests/model/test_hf.py checks they match the package
+            shutil.copyfile(PORTABLE / name, tmp / name)
+        if sentence_modules_from is not None:
+            copy_sentence_modules(sentence_modules_from, tmp)
+        config = {
+            "model_type": MODEL_TYPE,
+            "architectures": ["NasBertStudentModel"],
+            "auto_map": AUTO_MAP,
+            "loader": "pipeline.model.hf.load_student",
+            "torch_dtype": "float32",
+            "hidden_size": student.arch.teacher_hidden,  # of the output states, as the teacher's
+            "vocab_size": student.arch.vocab_size,
+            "max_position_embeddings": student.arch.max_positions,
+            "architecture": student.arch.to_dict(),
+            **(meta or {}),
+        }
+        write_json_atomic(tmp / "config.json", config)
+
+    return write_folder_atomic(folder, write, replace=True)
 
 
 def load_student(folder: str | Path, with_tokenizer: bool = True) -> tuple[Student, Any]:
@@ -180,6 +182,6 @@ def load_student(folder: str | Path, with_tokenizer: bool = True) -> tuple[Stude
 
         # Without a config AutoTokenizer reads config.json, whose auto_map would have it ask to run the
         # folder's code (or warn) only to learn the model type; tokenizer_config.json names the class.
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=PretrainedConfig())
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=PretrainedConfig(), trust_remote_code=False)
     return student.eval(), tokenizer
 

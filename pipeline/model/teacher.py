@@ -18,6 +18,13 @@ from pipeline.model import bundle
 from pipeline.space import SearchSpace
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
+# Every teacher is a BERT, built by transformers' own classes: the code a folder or a hub id carries is never
+# run (trust_remote_code=False everywhere: no question on the terminal, no code run on an answer).
+NO_REMOTE_CODE = {"trust_remote_code": False}
+# A tokenizer with fewer tokens than this share of the model's embeddings is not the teacher's: transformers
+# makes a five-token one from a folder without tokenizer files, and every word would be [UNK]. Real BERTs pad
+# their tables a little past the vocabulary (30522 tokens, 30528 rows), never to twice its size.
+MIN_VOCAB_SHARE = 0.5
 
 
 def resolve_teacher(name: str | None) -> str:
@@ -42,7 +49,7 @@ def load_teacher_config(name: str | None = None):  # -> transformers.BertConfig
 
     path = resolve_teacher(name)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **NO_REMOTE_CODE)
     except (OSError, ValueError) as e:
         where = "folder" if Path(path).exists() else "Hugging Face id (offline: only cached models load)"
         raise PipelineError(f"could not load teacher {path!r} as a {where}: {str(e).splitlines()[0]}") from None
@@ -78,7 +85,8 @@ def load_teacher(name: str | None = None, attention: str | None = None):  # -> t
     try:
         with quiet_loading():
             extra = {"attn_implementation": attention} if attention else {}
-            model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True, **extra)
+            model, info = BertModel.from_pretrained(path, config=config, output_loading_info=True,
+                                                    **NO_REMOTE_CODE, **extra)
     except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, torch's UnpicklingError...
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PipelineError(f"could not load teacher weights from {path!r} ({why}); are they damaged? "
@@ -104,9 +112,15 @@ def load_tokenizer(name: str | None = None):  # -> transformers.PreTrainedTokeni
 
     path = resolve_teacher(name)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **NO_REMOTE_CODE)
     except (OSError, ValueError, TypeError) as e:
         raise PipelineError(f"teacher {path!r} has no usable tokenizer files: {str(e).splitlines()[0]}") from None
+    rows = load_teacher_config(name).vocab_size
+    if not MIN_VOCAB_SHARE * rows <= len(tokenizer) <= rows:
+        raise PipelineError(f"teacher {path!r}: its tokenizer has {len(tokenizer)} tokens for the model's {rows} "
+                            "embeddings, so it is not the model's (are vocab.txt / tokenizer.json missing?); "
+                            "save the teacher's tokenizer into the folder")
+    return tokenizer
 
 
 def block_boundaries(space: SearchSpace) -> list[int]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pipeline.model.student import Student
+from pipeline.model.teacher import NO_REMOTE_CODE
 
 DROPOUT = 0.1  # BERT's classifier dropout
 
@@ -135,12 +136,12 @@ def headed_teacher(name: str, classes: list[str] | None, outputs: int) -> tuple[
     (None, why not)."""
     from transformers import AutoConfig, BertForSequenceClassification
 
-    config = AutoConfig.from_pretrained(name)
+    config = AutoConfig.from_pretrained(name, **NO_REMOTE_CODE)
     if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
         return None, "it has no sequence-classification head"
     if config.num_labels != outputs:
         return None, f"its head has {config.num_labels} outputs, the task {outputs}"
-    model = BertForSequenceClassification.from_pretrained(name).eval()
+    model = BertForSequenceClassification.from_pretrained(name, **NO_REMOTE_CODE).eval()
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
     if classes and sorted(names) == sorted(classes) and names != classes:
         order = [names.index(c) for c in classes]              # row i of the head: the task's class i

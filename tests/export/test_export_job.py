@@ -148,3 +148,56 @@ def test_long_fine_tuning_learns_from_augmented_views(tiny_trained):
     plain = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=100_000, views=0), embed_steps=2),
                            log=logs.append)
     assert plain.views == 0 and torch.equal(plain.train_ids, ex.data.train)
+
+
+def _consistent(folder):
+    """The folder's weights and its optimised graph are the same student (not one run's weights beside
+    another run's graphs)."""
+    student, _ = load_student(folder / "model", with_tokenizer=False)
+    inputs = example_inputs(1, 16, student.arch.vocab_size, seed=3)
+    with torch.inference_mode():
+        ref = student(*inputs.values()).numpy()
+    return np.abs(ort_outputs(folder / "model.opt.onnx", inputs) - ref).max() < 1e-3
+
+
+def test_an_interrupted_re_export_leaves_the_old_folder_whole(tiny_export, tiny_trained, cpu_backend, tmp_path,
+                                                               monkeypatch):
+    """Killed after model/ was rewritten, a re-export with other settings was reused as if valid."""
+    import dataclasses
+
+    import pipeline.export.job as job
+
+    out, records, targets, cfg, _ = tiny_export
+    out = _own_copy(out, tmp_path)
+    weights = (out / "arch_a" / "model" / "model.safetensors").read_bytes()
+
+    def killed(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "optimize_onnx", killed)  # model/ and model.onnx written, then the kill
+    other = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, steps=1))
+    with pytest.raises(KeyboardInterrupt):
+        run_export(tiny_trained[0], targets[:1], out, cpu_backend, other, log=lambda _: None)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp folder left
+    assert (out / "arch_a" / "model" / "model.safetensors").read_bytes() == weights and _consistent(out / "arch_a")
+    logs = []
+    again = run_export(tiny_trained[0], targets[:1], out, cpu_backend, other, log=logs.append)
+    assert any(line.startswith("exported arch_a") for line in logs) and again[0]["finetune"]["steps"] == 1
+    assert _consistent(out / "arch_a") and Path(again[0]["model_dir"]) == out / "arch_a" / "model"
+    assert (out / "arch_a" / "model" / "model.safetensors").read_bytes() != weights
+
+
+def test_a_killed_export_leaves_no_record_to_trust(tiny_export, tiny_trained, cpu_backend, tmp_path):
+    """kill -9 runs no `finally`: what it leaves is a temp folder beside the student's, removed by the next
+    write, and never read as the student."""
+    import os
+
+    out, records, targets, cfg, _ = tiny_export
+    out = _own_copy(out, tmp_path)
+    dead = out / ".arch_a.999999999.abc.tmp"  # a process id no process has
+    (dead / "model").mkdir(parents=True)
+    (dead / EXPORT).write_text(json.dumps({**records[0], "key": "x"}))
+    assert not os.path.exists("/proc/999999999")
+    run_export(tiny_trained[0], targets[:1], out, cpu_backend, cfg, force=True, log=lambda _: None)
+    assert not dead.exists() and _consistent(out / "arch_a")

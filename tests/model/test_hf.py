@@ -221,3 +221,43 @@ def test_the_modeling_file_imports_every_portable_file_itself():
     source = (Path(portable.__file__).parent / "modeling_nasbert.py").read_text()
     direct = set(re.findall(r"^\s*from\s+\.(\S+)\s+import", source, flags=re.MULTILINE))
     assert {f.removesuffix(".py") for f in portable.FILES} - {"modeling_nasbert"} <= direct
+
+
+@pytest.mark.parametrize("escape", ["/ABS", "../outside", "1_Pooling/../../outside"])
+def test_a_teachers_module_path_never_leaves_its_folder(tmp_path, escape):
+    """A module path "/some/folder" made export delete that folder (rmtree, then copytree into it)."""
+    from pipeline.model.hf import copy_sentence_modules
+
+    victim = tmp_path / "outside"
+    (victim / "keep.txt").parent.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    escape = escape.replace("/ABS", str(victim))
+    teacher = tmp_path / "t" / "inner"
+    teacher.mkdir(parents=True)
+    (teacher / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": escape, "type": "sentence_transformers.models.Pooling"}]))
+    with pytest.raises(PipelineError, match="leaves its folder"):
+        copy_sentence_modules(teacher, tmp_path / "t" / "student")
+    assert (victim / "keep.txt").read_text() == "mine"
+
+
+def test_saving_again_replaces_the_folder_whole(tmp_path, tiny_space):
+    """save_student writes a whole folder: an older save's extra files do not survive beside the new ones,
+    and a save interrupted half-way leaves the older folder as it was."""
+    student = Student(tiny_space.sample(random.Random(0)), dropout=0.0)
+    folder = save_student(student, tmp_path / "s")
+    (folder / "stale.txt").write_text("old")
+    weights = (folder / "model.safetensors").read_bytes()
+    other = Student(tiny_space.sample(random.Random(1)), dropout=0.0)
+
+    class Broken:
+        def save_pretrained(self, _):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_student(other, folder, tokenizer=Broken())
+    assert (folder / "model.safetensors").read_bytes() == weights and (folder / "stale.txt").exists()
+    save_student(other, folder)
+    assert not (folder / "stale.txt").exists() and (folder / "model.safetensors").read_bytes() != weights
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]

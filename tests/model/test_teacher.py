@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,43 @@ def test_states_are_capped_by_memory_and_sampled_in_order():
     sub = t.sample_chunks(ids, 10, 0)
     assert sub.shape == (10, 2) and torch.equal(sub, t.sample_chunks(ids, 10, 0))
     assert sub[:, 0].tolist() == sorted(sub[:, 0].tolist()) and len(set(sub[:, 0].tolist())) == 10
+
+
+def test_a_teacher_without_its_tokenizer_is_refused(tiny_teacher_tok, tmp_path):
+    """transformers made a five-token vocabulary from a folder without tokenizer files: every word [UNK]."""
+    import shutil
+
+    from pipeline.model.teacher import load_tokenizer
+
+    assert len(load_tokenizer(str(tiny_teacher_tok))) == 1000
+    folder = tmp_path / "t"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(tiny_teacher_tok / name, folder / name)
+    with pytest.raises(PipelineError, match="tokenizer has .* tokens for the model's 1000 embeddings"):
+        load_tokenizer(str(folder))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "evil"])
+def test_a_teachers_own_code_never_runs(tiny_teacher_tok, tmp_path, model_type, monkeypatch):
+    """A folder whose config names its own code (auto_map): transformers asked on the terminal whether to run
+    it, and ran it on a yes. Here it is never run and never asked about."""
+    import shutil
+
+    from pipeline.model.teacher import load_teacher, load_tokenizer
+
+    folder = Path(shutil.copytree(tiny_teacher_tok, tmp_path / "t"))
+    marker = tmp_path / "ran"
+    code = f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import BertConfig as EvilConfig\n"
+    (folder / "evil.py").write_text(code)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type=model_type, auto_map={"AutoConfig": "evil.EvilConfig"})
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr("builtins.input", lambda *_: pytest.fail("asked on the terminal"))
+    if model_type == "bert":  # transformers' own BertConfig is used, not the folder's
+        load_teacher(str(folder))
+        load_tokenizer(str(folder))
+    else:
+        with pytest.raises(PipelineError):
+            load_teacher(str(folder))
+    assert not marker.exists()
