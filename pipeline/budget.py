@@ -96,4 +96,8 @@ def parse_count(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise PipelineError(f"bad parameter count {text!r}: write a positive number, optionally with k, M or B "
                             "(10M, 500k)")
-    return int(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[m.group(2).lower()])
+    count = round(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[m.group(2).lower()])
+    if count < 1:  # 0.5 once truncated to 0, which the search read as no cap at all
+        raise PipelineError(f"bad parameter count {text!r}: less than one parameter; write a count such as 500k "
+                            "or 10M")
+    return count

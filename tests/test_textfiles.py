@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.textfiles import json_objects, read_text
+from pipeline.textfiles import json_objects, read_text, table_rows
 
 
 def test_text_is_read_and_a_missing_or_binary_file_is_named(tmp_path):
@@ -26,3 +26,23 @@ def test_json_lines_skip_blanks_and_name_the_bad_line():
         json_objects('{"a": 1}\n[1, 2]\n', "f")
     with pytest.raises(PipelineError, match="^f line 2 has no string field 'text'$"):
         json_objects('{"text": "a"}\n{"text": 3}\n', "f", string_field="text")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    # Notepad and Excel write one; read as UTF-8 it became part of the first column's name.
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbftext,label\n")
+    assert read_text(path, "task file") == "text,label\n"
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85"])
+def test_json_lines_end_at_newlines_only(sep):
+    # str.splitlines also ends a line at these, which a JSON string may hold as they are.
+    text = '{"text": "a' + sep + 'b"}\n{"text": "c"}\r\n'
+    assert json_objects(text, "f", string_field="text") == [{"text": f"a{sep}b"}, {"text": "c"}]
+
+
+def test_table_rows_refuse_a_text_cut_in_two_and_let_a_trailing_separator_pass():
+    assert table_rows("text,label\na,0,\n", "f", tsv=False) == [{"text": "a", "label": "0"}]
+    with pytest.raises(PipelineError, match="^f line 2 has 3 fields, the header 2: replace the tabs inside a text"):
+        table_rows("text\tlabel\na\tb\t0\n", "f", tsv=True)

@@ -103,6 +103,9 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     """
     if not pools or any(len(p) == 0 for p in pools):
         raise PipelineError("every block needs a non-empty candidate pool; train the supernet first")
+    if max_params is not None and max_params < 1:  # 0 is no cap to the checks below, not "none fits"
+        raise PipelineError(f"a parameter cap of {max_params} admits no student; give at least 1 (e.g. 500k), "
+                            "or none for no cap")
     blocks = [[Block(int(e["hidden"]), tuple(e["layers"])) for e in pool] for pool in pools]
     terms = [np.array([latency.block_terms(b) for b in bl]) for bl in blocks]  # [P_n, TERMS] per block
     losses = [np.array([quality(n, e) for e in pool], dtype=float) for n, pool in enumerate(pools)]

@@ -9,13 +9,13 @@ with the data is a one-line PipelineError naming the file and what is wrong.
 
 from __future__ import annotations
 
-import csv
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.textfiles import json_objects, read_text
+from pipeline.textfiles import json_objects, read_text, table_rows
 
 SPLITS = ("train", "dev", "test")
 # A seeded split of a single file: 80/10/10, as GLUE-style tasks are split.
@@ -74,7 +74,7 @@ def read_rows(path: Path) -> Rows:
     if path.suffix in (".jsonl", ".json"):
         rows = json_objects(text, f"task file {path}")
     elif path.suffix in (".csv", ".tsv"):
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ","))
+        rows = table_rows(text, f"task file {path}", tsv=path.suffix == ".tsv")
     else:
         raise PipelineError(f"task file {path}: use .csv, .tsv or .jsonl")
     if not rows:
@@ -101,8 +101,17 @@ def _is_float_label(v: object) -> bool:
 def _number(v: object) -> float | None:
     try:
         return float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer past float's range
         return None
+
+
+def _check_finite(labels: list[object], where: str) -> None:
+    """float() reads nan and inf (JSON's NaN and Infinity too); no score means them, and one of them
+    turns the loss and Spearman's correlation into nan."""
+    bad = next((i for i, v in enumerate(labels) if not math.isfinite(float(v))), None)  # type: ignore[arg-type]
+    if bad is not None:
+        raise PipelineError(f"{where}: example {bad + 1} has label {labels[bad]!r}, not a finite number; give "
+                            "each example of a regression a finite score")
 
 
 def make_task(name: str, parts: dict[str, tuple[Rows, str]], cols: Columns) -> Task:
@@ -115,6 +124,7 @@ def make_task(name: str, parts: dict[str, tuple[Rows, str]], cols: Columns) -> T
             bad = next((v for v in values if _number(v) is None), None)
             if bad is not None:
                 raise PipelineError(f"{parts[s][1]}: label {bad!r} is not a number, and float labels make a regression")
+            _check_finite(values, parts[s][1])
         labels = {s: [float(v) for v in values] for s, values in raw.items()}  # type: ignore[arg-type]
     else:
         names = sorted({str(v) for v in raw["train"]}, key=lambda x: (_number(x) is None, _number(x) or 0, x))

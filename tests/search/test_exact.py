@@ -65,6 +65,13 @@ def test_parameter_cap():
         search(POOLS, FRAME, ToyLatency(), [10.0], max_params=10)
 
 
+@pytest.mark.parametrize("cap", [0, -5])
+def test_a_parameter_cap_below_one_is_refused_not_read_as_no_cap(cap):
+    # `--max-params 0.5` reached the search as 0, which `if max_params` read as no cap at all.
+    with pytest.raises(PipelineError, match=f"^a parameter cap of {cap} admits no student"):
+        search(POOLS, FRAME, ToyLatency(), [10.0], max_params=cap)
+
+
 def test_rerank_uses_the_true_loss_among_the_top_t():
     seen = []
 

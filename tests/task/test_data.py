@@ -110,3 +110,78 @@ def test_unlabelled_text_is_read_from_a_file_and_bad_files_are_one_line_errors(t
         load_unlabeled(path)
     with pytest.raises(PipelineError, match="not found"):
         load_unlabeled(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_a_regression_label_that_is_not_finite_is_refused(tmp_path, bad):
+    rows = [{"text": f"a {i}", "label": f"{i / 2:.1f}"} for i in range(5)] + [{"text": "b", "label": bad}]
+    path = _write(tmp_path / "t.csv", rows)
+    with pytest.raises(PipelineError, match=rf"t\.csv: example 6 has label '{bad}', not a finite number"):
+        load_files(path, path)
+
+
+def test_a_json_nan_label_is_refused(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": 0.5}\n{"text": "b", "label": NaN}\n')
+    with pytest.raises(PipelineError, match="example 2 has label nan, not a finite number"):
+        load_files(path, path)
+
+
+def test_a_tsv_text_may_start_with_a_quote(tmp_path):
+    # GLUE's TSVs quote nothing: SST-2 has sentences that start with a quote, which csv's default
+    # quoting read as a field running on into the next row (30 lines, 29 examples).
+    lines = ["text\tlabel"] + [f"example {i}\t{i % 2}" for i in range(29)]
+    lines[5] = '" a quote opens the text\t0'
+    path = tmp_path / "t.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    task = load_files(path, path)
+    assert len(task.train) == 29 and task.train.texts[4] == '" a quote opens the text'
+
+
+def test_a_quoted_csv_field_keeps_its_newline(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('text,label\n"the\nran",0\nplain,1\n')
+    assert load_files(path, path).train.texts == ["the\nran", "plain"]
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\x0b", "\x0c"])
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl"])
+def test_unicode_line_separators_stay_inside_a_text(tmp_path, sep, ext):
+    rows = [{"text": f"one{sep}two", "label": "x"}, {"text": "three", "label": "y"}]
+    task = load_files(_write(tmp_path / f"t{ext}", rows), _write(tmp_path / f"d{ext}", rows))
+    assert task.train.texts == [f"one{sep}two", "three"] and task.train.labels == [0, 1]
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl"])
+def test_a_byte_order_mark_does_not_rename_the_first_column(tmp_path, ext):
+    rows = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
+    path = _write(tmp_path / f"t{ext}", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_files(path, path).train.texts == ["a", "b"]
+
+
+def test_a_csv_field_longer_than_csvs_default_limit_is_read(tmp_path):
+    long = "word " * 40_000  # 200,000 characters; csv refuses a field over 131,072 by default
+    path = tmp_path / "t.csv"
+    path.write_text(f"text,label\n{long},0\nshort,1\n")
+    assert load_files(path, path).train.texts == [long, "short"]
+
+
+@pytest.mark.parametrize("content, match", [
+    ('text,label\na,0\n"never closed,1\nb,0\n',
+     r"t\.csv line 4: unexpected end of data; a quoted text ends with a quote"),
+    ('text,label\na,0\nhello, world,1\n', r"t\.csv line 3 has 3 fields, the header 2: quote a text"),
+])
+def test_a_malformed_csv_is_a_one_line_error_naming_the_line(tmp_path, content, match):
+    # Read leniently, the first swallowed the rest of the file into one text and the second lost "1".
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(PipelineError, match=match):
+        load_files(path, path)
+
+
+def test_a_json_label_too_large_for_a_float_is_an_error_not_a_traceback(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": 0.5}\n{"text": "b", "label": 1' + "0" * 400 + '}\n')
+    with pytest.raises(PipelineError, match="is not a number"):
+        load_files(path, path)
