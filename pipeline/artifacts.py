@@ -52,12 +52,16 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts): whose temp files are still being written.
+    Unknown off POSIX, where os.kill(pid, 0) would end the process: every pid counts as alive there."""
+    if os.name != "posix" or pid <= 0:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except OSError:  # PermissionError: alive, another user's
         return True
     return True
 
@@ -66,7 +70,7 @@ def _remove_stale_temps(path: Path) -> None:
     """Temp folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
     for old in path.parent.glob(f".{path.name}.*.tmp"):
         pid = old.name[len(path.name) + 2:].split(".", 1)[0]
-        if old.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if old.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import reusable, write_json_atomic
+from pipeline.artifacts import reusable, writable_folder, write_json_atomic
 from pipeline.budget import Budgets, format_ms, format_speedup, parse_count
 from pipeline.config import shipped_devices
 from pipeline.devices import Backend
@@ -149,6 +149,10 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     from pipeline.tables import TableChoice, load_predictor
     from pipeline.train.job import run_train
 
+    # Both folders before any stage runs: a run must not fail on them after an hour of work.
+    writable_folder(out, "run folder")
+    if not foreign_table:  # a foreign table is only read
+        writable_folder(table.parent, "folder of the latency table")
     p = backend.profile
     seq = p.seq_lens[0]
     stages: list[dict[str, Any]] = []

@@ -159,6 +159,9 @@ class SearchSpace:
     @classmethod
     def from_teacher(cls, hidden: int, layers: int, vocab_size: int = BERT_VOCAB,
                      max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM) -> SearchSpace:
+        if layers < 1:  # no block to form: every student would be empty (an IndexError while sampling)
+            raise PipelineError(f"the teacher has {layers} layers, so no block to search: give a BERT teacher with "
+                                "at least 1 layer (num_hidden_layers in its config.json)")
         sizes = tuple(h for h in NAS_BERT_HIDDEN if h <= hidden)
         if not sizes:
             raise PipelineError(f"teacher hidden size {hidden} is below the smallest block size {NAS_BERT_HIDDEN[0]}")

@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from pipeline.artifacts import content_key, read_json, short_hash, write_json_atomic
+from pipeline.artifacts import content_key, inside, short_hash, write_json_atomic
 from pipeline.benchmark.evaluate import OOD_BATCH, OOD_TEXTS, EvalTexts, Model, evaluate
 from pipeline.benchmark.measure import drift_of
 from pipeline.benchmark.teacher import measure_models, pick_teacher, teacher_variants
 from pipeline.devices import Backend
 from pipeline.devices.timing import STATISTIC, Latency
 from pipeline.errors import PipelineError
-from pipeline.export import EXPORT
+from pipeline.export import EXPORT, STUDENT_KEYS, read_export
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DistillConfig
 from pipeline.latency import Predictor
@@ -40,6 +40,9 @@ from pipeline.space import count_flops, count_params
 from pipeline.train.trained import TrainedSupernet
 
 ANCHORS = 4  # calibration students re-timed with every benchmark (a few seconds more)
+# What Bench.students reads of each exported student, checked with export.json before any work.
+STUDENT_FIELDS = (*STUDENT_KEYS, "search", "describe", "params", "flops", "finetune", "artifacts", "onnx_path",
+                  "onnx_plain_path")
 
 
 class Bench:
@@ -50,13 +53,12 @@ class Bench:
         self.export_dir, self.backend, self.out, self.predictor = Path(export_dir), backend, Path(out), predictor
         self.progress, self.log = progress, log
         path = self.export_dir / EXPORT
+        self.export = read_export(self.export_dir, STUDENT_FIELDS)
+        self.records = self.export["models"]
+        for r in self.records:  # names become folders under OUT/work (measure_models, peak memory)
+            inside(self.out / "work", r["name"], f"{path} model name")
         try:
-            self.export = read_json(path, "run `export` again")
-            self.records = self.export["models"]
             self.trained = TrainedSupernet(self.export["train_dir"])
-        except FileNotFoundError:
-            raise PipelineError(f"no exported students in {export_dir} ({EXPORT} is missing); run `export` first") \
-                from None
         except (KeyError, TypeError) as e:
             raise PipelineError(f"{path} is corrupt ({type(e).__name__}); run `export` again") from None
         p = backend.profile

@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from pipeline.config import DeviceProfile
 from pipeline.devices import Backend, Runner
+from pipeline.devices.host import scratch_folder
 from pipeline.devices.timing import STATISTIC, Latency, measure
 from pipeline.latency import Predictor
 from pipeline.model.student import Student, example_inputs
@@ -56,12 +55,12 @@ def measure_architectures(backend: Backend, archs: list[Architecture], seq: int,
     """Build each student (random weights), load it on the device (checked against PyTorch), and
     time them all together in rounds, so that they see the same machine (timing.measure)."""
     p = backend.profile
-    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp, ExitStack() as stack:
+    with scratch_folder("bench") as tmp, ExitStack() as stack:  # removed even when killed (host.py)
         runners = []
         for i, arch in enumerate(tqdm(archs, desc="load", unit="model", disable=not progress)):
             torch.manual_seed(seed)
             inputs = example_inputs(p.batch, seq, arch.vocab_size)
-            runner = backend.load(Student(arch), inputs, Path(tmp) / str(i), what=f"student {arch.key}")
+            runner = backend.load(Student(arch), inputs, tmp / str(i), what=f"student {arch.key}")
             runners.append(stack.enter_context(runner))
         return measure_runners(runners, p, progress=progress)
 

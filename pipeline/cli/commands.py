@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pipeline.artifacts import writable_folder
 from pipeline.cli.parser import FINETUNE_FLAGS, RUN_FLAGS, TASK_FLAGS, TRAIN_OVERRIDES
 from pipeline.config import DeviceProfile, resolve_profile
 from pipeline.devices import get_backend
@@ -42,6 +43,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     backend = get_backend(profile)
     space = space_for_teacher(args.teacher)
     path = choose_table(profile, backend, args.table).path
+    writable_folder(path.parent, "folder of the latency table")  # before the minutes of measuring
     try:
         table, added = run_profile(backend, space, path, args.force, progress=not args.quiet, log=_note)
     except KeyboardInterrupt:
@@ -122,6 +124,8 @@ def cmd_space(args: argparse.Namespace) -> int:
     from pipeline.model.teacher import space_for_teacher
 
     space = space_for_teacher(args.teacher)
+    if args.sample:  # only samples are written: describing the space needs no folder
+        writable_folder(args.out)
     print(f"teacher hidden {space.teacher_hidden}, {space.teacher_layers} layers -> {space.num_blocks} blocks of "
           f"{space.layers_per_block} layers; hidden sizes {list(space.hidden_sizes)}; embed dim {space.embed_dim}; "
           f"{len(space.ops()) + 1} ops")
@@ -179,9 +183,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     # A speed-up budget times the teacher, so the device must be here; milliseconds need only its table.
     backend = get_backend(profile, require_present=bool(asked.speedups))
     trained = TrainedSupernet(Path(args.train_dir))  # a missing supernet is named before the table
+    out = writable_folder(args.out)  # before the teacher is timed and the search runs
     choice = choose_table(profile, backend, args.table)
     predictor, _ = load_predictor(profile, choice, _seq(profile, args.seq), args.foreign_table, log=_note)
-    out = Path(args.out)
     budgets = asked.resolve(_teacher_ms(trained, backend, out, args.quiet) if asked.speedups else None)
     if asked.speedups:
         _note(f"budgets {asked.describe()}: {', '.join(format_ms(b) for b in budgets)}")
@@ -222,7 +226,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         targets = [Target(Path(a).stem, load_architecture(a)) for a in args.arch]
     else:
         targets = targets_from_search(Path(args.search_dir))
-    out = Path(args.out)
+    out = writable_folder(args.out)  # before the students are built, fine-tuned and exported
     records = run_export(Path(args.train_dir), targets, out, backend, cfg, args.force, progress=not args.quiet,
                          log=_note)
     for r in records:

@@ -11,8 +11,16 @@ fingerprint still tells the machines apart by what it can read and never crashes
 
 from __future__ import annotations
 
+import os
 import platform
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from pipeline.artifacts import process_alive
 
 CPUINFO = Path("/proc/cpuinfo")
 CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
@@ -112,3 +120,31 @@ def cpu_model(info: dict[str, str] | None = None) -> str:
         if info.get(key):
             return info[key]
     return platform.processor() or platform.machine()
+
+
+# ---- the host's temp folder: where the stages put the models they load ----
+
+@contextmanager
+def scratch_folder(kind: str) -> Iterator[Path]:
+    """A folder `pipeline-<kind>-<pid>-*` in the system's temp folder for the models a stage loads on the device
+    (a profile's exceed 1 GB). It is removed on any exception, SIGTERM included (the command line raises one for
+    it); a process killed with -9 cannot remove its own, so each new one of the same kind first removes those of
+    processes that are gone (remove_stale)."""
+    remove_stale(kind)
+    with tempfile.TemporaryDirectory(prefix=f"pipeline-{kind}-{os.getpid()}-") as tmp:
+        yield Path(tmp)
+
+
+def remove_stale(kind: str, root: str | Path | None = None) -> list[Path]:
+    """Remove the `pipeline-<kind>-<pid>-*` folders in `root` (default: the system's temp folder) whose process
+    is no longer alive; returns them. Folders without a pid (made before it was in the name), files and links are
+    left alone."""
+    root = Path(tempfile.gettempdir() if root is None else root)
+    named = re.compile(rf"pipeline-{re.escape(kind)}-(\d+)-")
+    removed = []
+    for path in sorted(root.glob(f"pipeline-{kind}-*")):
+        m = named.match(path.name)
+        if m and path.is_dir() and not path.is_symlink() and not process_alive(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

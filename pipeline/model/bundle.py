@@ -30,12 +30,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import cache_kind, short_hash, write_atomic, write_folder_atomic
+from pipeline.artifacts import cache_kind, read_json, short_hash, writable_folder, write_atomic, write_folder_atomic
 from pipeline.errors import PipelineError
 
 ENV = "PIPELINE_BUNDLE"
 MANIFEST = "bundle.json"
 FORMAT = 1
+MANIFEST_KEYS = ("format", "teacher", "wordnet", "texts")  # what every bundle of FORMAT 1 holds
+REMAKE = "make the bundle again (`python -m pipeline bundle DIR` on a machine that has the packages)"
 TEXTS = "texts.json.xz"
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv", "lexnames")
 # Files of the teacher's folder a bundle leaves out: the model card and git's attributes (no code reads them).
@@ -54,16 +56,29 @@ def active() -> Path | None:
 
 @functools.cache
 def _manifest(where: str) -> dict[str, Any]:
-    """The bundle's bundle.json, read once per process and checked."""
-    try:
-        manifest = json.loads((Path(where) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        raise PipelineError(f"{ENV}={where} is not a bundle (no readable {MANIFEST}); make one with "
-                            "`python -m pipeline bundle DIR` on a machine that has the packages") from None
+    """The bundle's bundle.json, read once per process and checked: a damaged or incomplete one is a one-line
+    error naming it, not a traceback where a key is first read."""
+    path = Path(where) / MANIFEST
+    if not path.is_file():
+        raise PipelineError(f"{ENV}={where} is not a bundle (no {MANIFEST}); make one with "
+                            "`python -m pipeline bundle DIR` on a machine that has the packages")
+    manifest = read_json(path, REMAKE)
     if manifest.get("format") != FORMAT:
         raise PipelineError(f"{ENV}={where} is a bundle of format {manifest.get('format')}, this pipeline reads "
                             f"{FORMAT}: make it again with this version")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise PipelineError(f"{path} is damaged (no {', '.join(missing)}); {REMAKE}")
     return manifest
+
+
+def _unxz(path: Path) -> bytes:
+    """The content of one of the bundle's .xz files; a missing, cut-off or garbled one is a one-line error."""
+    try:
+        return lzma.decompress(path.read_bytes())
+    except (OSError, lzma.LZMAError, EOFError) as e:
+        why = getattr(e, "strerror", None) or str(e) or "not xz data"
+        raise PipelineError(f"{path} is damaged ({why}); {REMAKE}") from None
 
 
 def teacher() -> Path | None:
@@ -74,8 +89,14 @@ def teacher() -> Path | None:
 
 @functools.cache
 def _texts(path: str) -> dict[str, Any]:
-    with lzma.open(Path(path) / TEXTS, "rt", encoding="utf-8") as f:
-        return json.load(f)
+    file = Path(path) / TEXTS
+    try:
+        found = json.loads(_unxz(file).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise PipelineError(f"{file} is damaged ({str(e).splitlines()[0]}); {REMAKE}") from None
+    if not isinstance(found, dict):
+        raise PipelineError(f"{file} is damaged (not a JSON object); {REMAKE}")
+    return found
 
 
 def texts(name: str) -> Any:
@@ -99,8 +120,7 @@ def wordnet() -> Path | None:
     folder = cache_kind("bundle-wordnet") / short_hash(_manifest(str(b))["wordnet"])
     for name in WORDNET_FILES:
         if not (folder / name).is_file():  # each file written whole (atomic), so a present one is complete
-            with lzma.open(b / "wordnet" / f"{name}.xz") as src:
-                data = src.read()
+            data = _unxz(b / "wordnet" / f"{name}.xz")
             write_atomic(folder / name, lambda p, d=data: p.write_bytes(d))
     return folder
 
@@ -117,6 +137,7 @@ def write_bundle(out: Path, full_precision: bool = False, log=print) -> dict[str
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PipelineError(f"{out} exists and is not an empty folder: give a new one")
+    writable_folder(out.parent, "folder of the bundle")  # before the 30 s of reading, not after
     saved = os.environ.pop(ENV, None)  # the packages' text, not another bundle's
     try:
         origin = Path(resolve_teacher(None))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from pipeline.artifacts import write_json_atomic
 from pipeline.config import DeviceProfile
 from pipeline.devices import Backend
+from pipeline.devices.host import scratch_folder
 from pipeline.devices.timing import STATISTIC, Latency, measure
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, describe_fingerprint, fingerprint_hash
@@ -224,12 +224,12 @@ def profile_device(backend: Backend, space: SearchSpace, path: str | Path, force
               "settings": [p.warmup, p.rounds, p.runs_per_round, p.stack]}
     ppath = partial_path(path)
     samples = _load_partial(ppath, header) if not force else None
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="pipeline-profile-") as tmp:
+    with ExitStack() as stack, scratch_folder("profile") as tmp:  # removed even when killed (host.py)
         runners = []
         for i, pr in enumerate(tqdm(todo, desc=f"load {p.name}", unit="model", disable=not progress,
                                     dynamic_ncols=True)):
             module, inputs = probe_model(pr, space, p.stack)
-            runners.append(stack.enter_context(backend.load(module, inputs, Path(tmp) / str(i), what=pr.label())))
+            runners.append(stack.enter_context(backend.load(module, inputs, tmp / str(i), what=pr.label())))
         bar = stack.enter_context(tqdm(total=p.rounds, initial=len(samples[0]) if samples else 0,
                                        desc=f"measure {len(todo)} models", unit="round",
                                        disable=not progress, dynamic_ncols=True))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import random
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, replace
@@ -26,12 +25,14 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import content_key, disk_cached, read_json, reusable, short_hash, write_json_atomic
+from pipeline.artifacts import content_key, disk_cached, inside, read_json, reusable, short_hash, write_json_atomic
 from pipeline.benchmark.evaluate import Model, Outputs
 from pipeline.benchmark.measure import measure_runners
 from pipeline.devices import Backend
+from pipeline.devices.host import scratch_folder
 from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
+from pipeline.export import EXPORT, read_export
 from pipeline.model.student import example_inputs
 from pipeline.onnxio import export_onnx, optimize_onnx
 from pipeline.task.data import Task
@@ -98,16 +99,11 @@ def _params(module: torch.nn.Module) -> int:
 
 
 def exported_students(export_dir: Path) -> list[dict[str, Any]]:
-    path = Path(export_dir) / "export.json"
-    try:
-        records = read_json(path, "run `export` again")["models"]
-    except FileNotFoundError:
-        raise PipelineError(f"no exported students in {export_dir} (export.json is missing); run `export` first") \
-            from None
-    if not records:
-        raise PipelineError(f"{path} lists no students")
+    """The students of `export`'s DIR/export.json (checked as benchmark checks it: read_export)."""
+    source = str(Path(export_dir) / EXPORT)  # where each name came from, for run_task's check of it
     return [{"name": r["name"], "kind": "searched", "model_dir": r["model_dir"], "key": r["key"],
-             "describe": r.get("describe"), "params": r.get("params")} for r in records]
+             "describe": r.get("describe"), "params": r.get("params"), "source": source}
+            for r in read_export(export_dir)["models"]]
 
 
 def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
@@ -120,7 +116,7 @@ def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
     # Keyed by the benchmark that distilled it and where it lies: a re-distilled baseline is a new student.
     return [{"name": b["name"], "kind": "narrow", "model_dir": b["model_dir"],
              "key": f"{b['name']}@{report.get('key')}:{b['model_dir']}",
-             "describe": b.get("arch"), "params": b.get("params")}
+             "describe": b.get("arch"), "params": b.get("params"), "source": str(report_path)}
             for b in report.get("baselines", []) if b.get("kind") == "narrow" and b.get("model_dir")
             and Path(b["model_dir"]).is_dir()]
 
@@ -132,7 +128,7 @@ def student_folder(folder: Path) -> dict[str, Any]:
     student, _ = load_student(folder, with_tokenizer=False)
     return {"name": Path(folder).resolve().parent.name if Path(folder).name == "model" else Path(folder).name,
             "kind": "searched", "model_dir": str(folder), "key": student.arch.key, "describe": student.arch.describe(),
-            "params": _params(student)}
+            "params": _params(student), "source": str(folder)}
 
 
 def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str | None,
@@ -147,6 +143,8 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
     backend.check_available()
     cfg = cfg or TaskConfig()
     out = Path(out)
+    for s in students:  # each becomes OUT/models/<name>: a name read from a file must stay there, checked first
+        inside(out / "models", s["name"], f"{s.get('source', 'student')} model name")
     teacher_name = resolve_teacher(teacher_name)
     key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines)
     old = None if force else reusable(out / TASK, key)
@@ -265,7 +263,7 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
             logits = predict(lambda ids, mask, f=out_fn: f(ids, mask), rows[split], pad_id)
             for k, v in scores(logits, getattr(task, split).labels, task.regression).items():
                 entry[f"{split}_{k}"] = v
-        write_json_atomic(out / "models" / m["name"] / "task.json",
+        write_json_atomic(inside(out / "models", m["name"], "task model name") / "task.json",
                           {"name": m["name"], "kind": m["kind"], "task": task.name, "classes": task.classes,
                            "inputs": ["input_ids", "attention_mask"], "output": "logits",
                            "pooling": "mean over attention_mask", "dev_accuracy": entry.get("dev_accuracy")})
@@ -289,16 +287,16 @@ def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log) -> d
     vocab = models[0]["module"].encoder.config.vocab_size
     inputs = example_inputs(p.batch, seq, vocab)
     found: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="pipeline-task-") as tmp, ExitStack() as stack:
+    with scratch_folder("task") as tmp, ExitStack() as stack:  # removed even when killed (host.py)
         runners = []
         for m in models:
-            folder = out / "models" / m["name"]
+            folder = inside(out / "models", m["name"], "task model name")
             onnx = None
             if backend.onnx is not None:
                 onnx = export_onnx(m["module"].eval(), inputs, folder / "model.onnx", output_name="logits")
                 if backend.onnx == "onnxruntime":
                     onnx = optimize_onnx(onnx, folder / "model.opt.onnx")
-            runner = backend.load(m["module"], inputs, Path(tmp) / m["name"], what=f"task model {m['name']}",
+            runner = backend.load(m["module"], inputs, tmp / m["name"], what=f"task model {m['name']}",
                                   onnx_path=onnx)
             runners.append(stack.enter_context(runner))
             found[m["name"]] = {"onnx_path": str(onnx) if onnx else None, "max_abs_diff": runner.max_abs_diff}

@@ -1,0 +1,84 @@
+"""An output folder the stage cannot write (an existing file, a read-only folder, a path under /proc) is a
+one-line error naming it, given before any work (issue 46: export failed after 20 s, profile after 33 s)."""
+
+import json
+import os
+import random
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.space import save_architecture
+
+
+def bad_folder(tmp_path, how):
+    """A folder no stage can write into."""
+    if how == "file":
+        path = tmp_path / "taken"
+        path.write_text("mine")
+        return path
+    if how == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        path = tmp_path / "locked"
+        path.mkdir()
+        path.chmod(0o555)
+        return path
+    return "/proc/pipeline-out"
+
+
+def fake_train_dir(tmp_path, tiny_space):
+    """A train folder that reads as a trained supernet (its summary only): enough to reach the output check."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    s = tiny_space
+    space = {"teacher_hidden": s.teacher_hidden, "embed_dim": s.embed_dim, "vocab_size": s.vocab_size,
+             "max_positions": s.max_positions, "hidden_sizes": list(s.hidden_sizes),
+             "layers_per_block": s.layers_per_block, "num_blocks": s.num_blocks}
+    (folder / "train_summary.json").write_text(json.dumps({"space": space, "blocks": []}))
+    return folder
+
+
+@pytest.fixture
+def argv_for(tmp_path, tiny_teacher, tiny_space, tiny_profile_path):
+    """The command of a stage, writing into `out`."""
+    arch = save_architecture(tiny_space.sample(random.Random(0)), tmp_path / "arch.json")
+    profile, train = str(tiny_profile_path), str(fake_train_dir(tmp_path, tiny_space))
+
+    def argv(stage, out):
+        return {
+            "space": ["space", "--teacher", str(tiny_teacher), "--sample", "1", "--out", str(out)],
+            "search": ["search", "--profile", profile, "--budget", "5ms", "--train-dir", train, "--out", str(out),
+                       "--quiet"],
+            "export": ["export", "--profile", profile, "--arch", str(arch), "--train-dir", train, "--out", str(out),
+                       "--quiet"],
+            "profile": ["profile", "--profile", profile, "--teacher", str(tiny_teacher), "--table",
+                        f"{out}/t.csv", "--quiet"],
+            "bundle": ["bundle", f"{out}/bundle"],
+            "run": ["run", "--profile", profile, "--teacher", str(tiny_teacher), "--budget", "5ms", "--table",
+                    str(tmp_path / "t.csv"), "--out", str(out), "--quiet"],
+        }[stage]
+    return argv
+
+
+@pytest.mark.parametrize("how", ["file", "read-only", "proc"])
+@pytest.mark.parametrize("stage", ["space", "search", "export", "profile", "bundle", "run"])
+def test_an_unwritable_output_is_a_one_line_error_before_any_work(stage, how, tmp_path, argv_for, capsys,
+                                                                   monkeypatch):
+    import pipeline.model.teacher as teacher
+    import pipeline.profile.job as profile_job
+    import pipeline.profile.probes as probes
+
+    def work(*a, **k):
+        raise AssertionError("work started before the output folder was checked")
+
+    if stage == "bundle":  # the bundle's first work: finding the teacher to copy
+        monkeypatch.setattr(teacher, "resolve_teacher", work)
+    monkeypatch.setattr(profile_job, "profile_device", work)  # profile's and run's first work: measuring
+    monkeypatch.setattr(probes, "profile_device", work)
+    bad = bad_folder(tmp_path, how)
+    code = main(argv_for(stage, bad))
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and str(bad) in line and "give another path" in line, err
