@@ -206,7 +206,7 @@ def cache_kind(kind: str) -> Path:
         return folder
     try:
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        foreign = [n for n in present if not _CACHE_ENTRY.match(n)]
+        foreign = [n for n in present if n != CACHE_TAG and not _CACHE_ENTRY.match(n)]  # a damaged tag: rewritten
         if foreign:
             raise PipelineError(f"{folder} holds files the pipeline's cache did not write (e.g. {foreign[0]}); set "
                                 "PIPELINE_CACHE to a folder of its own (default ~/.cache/pipeline)")
