@@ -153,6 +153,22 @@ def test_export(common, tiny_export, tmp_path):
         assert no_temp_left(out)
 
 
+def test_sigterm_cleans_up_and_says_how_to_resume(common, tmp_path):
+    """SIGTERM (a scheduler, `kill`) exited with no message and left profile's 1 GB scratch folder behind."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pipeline", "profile", "--profile", common["profile"], "--teacher",
+           common["teacher"], "--table", str(tmp_path / "out" / "t.csv"), "--quiet"]
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("pipeline-profile-*")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate()
+    assert child.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: the rounds measured so far are saved")
+    assert not list(tmp_path.glob("pipeline-profile-*"))
+
+
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     drive(sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]))

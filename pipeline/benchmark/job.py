@@ -255,7 +255,11 @@ def run_benchmark(export_dir: Path, backend: Backend, out: Path, predictor: Pred
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.benchmark.report import write_report
 
-    report = Bench(export_dir, backend, out, predictor, progress, log).run(with_baselines)
+    bench = Bench(export_dir, backend, out, predictor, progress, log)  # checks its inputs before anything goes
+    # The record (its key) goes before the files it describes change and comes back last: a benchmark killed
+    # between leaves no report.json to reuse, never an older one beside a newer report.md.
+    (Path(out) / "report.json").unlink(missing_ok=True)
+    report = bench.run(with_baselines)
     write_report(report, out)
     write_json_atomic(out / "report.json", report)
     return report

@@ -97,7 +97,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         from pipeline.benchmark.job import run_benchmark
         from pipeline.run import summary_lines
 
-        out = Path(args.out)
+        out = writable_folder(args.out)  # before the students are timed and distilled
         report = run_benchmark(Path(args.export_dir), backend, out, predictor, args.baselines,
                                progress=not args.json, log=_note)
         if args.json:
@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["warmup_epochs"] = min(cfg.warmup_epochs, max(0, overrides["epochs"] - 1))
     cfg = replace(cfg, **overrides)  # checked as it is made (TrainConfig.__post_init__)
     out, table = Path(args.out), training_table(args.target, args.table, args.foreign_table, _note)
+    writable_folder(out)  # before the teacher's states are computed and the blocks trained
     try:
         summary = run_train(out, cfg, args.teacher, args.corpus, args.dataset, args.block, args.device, table,
                             args.target, args.force, progress=not args.quiet, log=_note)
@@ -270,6 +271,7 @@ def cmd_task(args: argparse.Namespace) -> int:
                      unlabeled=args.unlabeled)
     students = exported_students(Path(args.export_dir)) if args.export_dir else [student_folder(Path(args.student))]
     backend = get_backend(resolve_profile(args.device, args.profile))
+    writable_folder(args.out)  # before the teacher is fine-tuned and the students distilled
     # The benchmark beside the export (run's layout) saved its narrowed BERTs: they learn the task too.
     narrow = benchmark_narrow(Path(args.export_dir).parent / "report.json") if args.export_dir else []
     report = run_task(task, students, backend, Path(args.out), args.teacher, cfg, args.baselines, args.force,

@@ -209,6 +209,8 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
             log(f"note: nothing with a last block of {', '.join(map(str, sorted(wide)))} fits "
                 f"{format_ms(c.budget_ms)}; its student's last block is {c.arch.blocks[-1].hidden} wide "
                 f"(fidelity at most {caps[c.arch.blocks[-1].hidden]:.3f})")
+    (out / SEARCH).unlink(missing_ok=True)  # the record goes before the architecture files change and comes back
+    # last: a search killed between them leaves no record, never an older one beside newer files
     records: list[dict[str, Any]] = []
     names: set[str] = set()
     for c in choices:
@@ -278,6 +280,7 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
                 path.load_supernet(trained.supernet_block(n))
         return student, LatencyTerms(predictor, trained.frame, widths)
 
+    (out / SEARCH).unlink(missing_ok=True)  # before the architecture files change: see run_search
     records, names = [], set()
     for budget in budgets_ms:
         found = nas_kd_widths(relaxed, trained.hidden_sizes, predictor, budget * (1 - margin), train, val, cfg,

@@ -151,6 +151,8 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
     if old is not None:
         log(f"task stage reused: {out / TASK} was made from the same task, students, teacher and recipe")
         return old
+    # The record (its key) goes before the students' folders change and comes back last (write_task_report).
+    (out / TASK).unlink(missing_ok=True)
     report = {"key": key, **_run(task, students, backend, out, teacher_name, cfg, baselines, progress, log)}
     from pipeline.task.report import choices, write_task_report
 

@@ -140,8 +140,8 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
 
 def write_task_report(report: dict[str, Any], out: Path) -> list[Path]:
     out = Path(out)
-    written = [write_json_atomic(out / "task_report.json", report),
-               write_text_atomic(out / "task_report.md", markdown(report)),
+    written = [write_text_atomic(out / "task_report.md", markdown(report)),
                write_text_atomic(out / "task_report.csv", to_csv(report))]
     png = plot(report, out / "task_accuracy.png")
-    return written + ([png] if png else [])
+    # Last: the record whose key says the stage is done (reusable), so never beside an older report.md.
+    return [write_json_atomic(out / "task_report.json", report), *written] + ([png] if png else [])

@@ -42,8 +42,14 @@ def fake_train_dir(tmp_path, tiny_space):
 @pytest.fixture
 def argv_for(tmp_path, tiny_teacher, tiny_space, tiny_profile_path):
     """The command of a stage, writing into `out`."""
+    from pipeline.model.hf import save_student
+    from pipeline.model.student import Student
+
     arch = save_architecture(tiny_space.sample(random.Random(0)), tmp_path / "arch.json")
     profile, train = str(tiny_profile_path), str(fake_train_dir(tmp_path, tiny_space))
+    student = save_student(Student(tiny_space.sample(random.Random(0))), tmp_path / "student")
+    examples = tmp_path / "task.csv"
+    examples.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))
 
     def argv(stage, out):
         return {
@@ -57,12 +63,17 @@ def argv_for(tmp_path, tiny_teacher, tiny_space, tiny_profile_path):
             "bundle": ["bundle", f"{out}/bundle"],
             "run": ["run", "--profile", profile, "--teacher", str(tiny_teacher), "--budget", "5ms", "--table",
                     str(tmp_path / "t.csv"), "--out", str(out), "--quiet"],
+            "train": ["train", "--teacher", str(tiny_teacher), "--quick", "--out", str(out), "--quiet"],
+            "benchmark": ["benchmark", "--profile", profile, "--export-dir", str(tmp_path), "--out", str(out)],
+            "task": ["task", "--profile", profile, "--student", str(student), "--train", str(examples),
+                     "--out", str(out), "--quiet"],
         }[stage]
     return argv
 
 
 @pytest.mark.parametrize("how", ["file", "read-only", "proc"])
-@pytest.mark.parametrize("stage", ["space", "search", "export", "profile", "bundle", "run"])
+@pytest.mark.parametrize("stage", ["space", "search", "export", "profile", "bundle", "run", "train", "benchmark",
+                                   "task"])
 def test_an_unwritable_output_is_a_one_line_error_before_any_work(stage, how, tmp_path, argv_for, capsys,
                                                                    monkeypatch):
     import pipeline.model.teacher as teacher
@@ -74,11 +85,19 @@ def test_an_unwritable_output_is_a_one_line_error_before_any_work(stage, how, tm
 
     if stage == "bundle":  # the bundle's first work: finding the teacher to copy
         monkeypatch.setattr(teacher, "resolve_teacher", work)
+    import pipeline.benchmark.job as benchmark_job
+    import pipeline.task.job as task_job
+    import pipeline.train.job as train_job
+
+    monkeypatch.setattr(train_job, "run_train", work)
+    monkeypatch.setattr(benchmark_job, "run_benchmark", work)
+    monkeypatch.setattr(task_job, "run_task", work)
     monkeypatch.setattr(profile_job, "profile_device", work)  # profile's and run's first work: measuring
     monkeypatch.setattr(probes, "profile_device", work)
     bad = bad_folder(tmp_path, how)
     code = main(argv_for(stage, bad))
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err
-    (line,) = err.strip().splitlines()
+    *notes, line = err.strip().splitlines()  # train may note first that this machine has no table yet
+    assert all(n.startswith("note: ") for n in notes), err
     assert line.startswith("error: ") and str(bad) in line and "give another path" in line, err

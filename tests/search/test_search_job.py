@@ -130,3 +130,24 @@ def test_search_takes_a_speedup_over_the_teacher_timed_on_the_device(tiny_traine
     assert "the teacher runs" in capsys.readouterr().err
     assert main(argv) == 0  # the kept measurement: the same budget again
     assert json.loads((tmp_path / "search.json").read_text())["budgets_ms"] == [budget]
+
+
+def test_a_search_killed_while_writing_leaves_no_record_to_reuse(tiny_trained, tiny_table, tmp_path, monkeypatch):
+    """An older search.json beside a newer search's architecture files was reused as if it described them."""
+    import pipeline.search.job as job
+    from pipeline.artifacts import reusable
+    from pipeline.search.job import search_key
+
+    out, _, _ = tiny_trained
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    run_search(out, p, "tiny-cpu", [1e9], tmp_path, top_t=1, rerank="none", log=lambda *_: None)
+    key = search_key(out, p, [1e9], None, 1, "none", 150, 0.0, 0, job.MIN_READOUT, job.MIN_ATTENTION)
+    assert reusable(tmp_path / SEARCH, key) is not None
+
+    def killed(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "save_architecture", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(out, p, "tiny-cpu", [2e9], tmp_path, top_t=1, rerank="none", log=lambda *_: None)
+    assert reusable(tmp_path / SEARCH, key) is None
