@@ -101,3 +101,30 @@ def test_an_unwritable_output_is_a_one_line_error_before_any_work(stage, how, tm
     *notes, line = err.strip().splitlines()  # train may note first that this machine has no table yet
     assert all(n.startswith("note: ") for n in notes), err
     assert line.startswith("error: ") and str(bad) in line and "give another path" in line, err
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_disk_mid_stage_is_one_line(code, monkeypatch, capsys, tmp_path):
+    """What the machine refuses half-way (the disk fills while a stage writes) is one line, not a traceback."""
+    import errno
+
+    from pipeline.cli.commands import COMMANDS
+
+    def full(_args):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(tmp_path / "model.onnx"))
+
+    monkeypatch.setitem(COMMANDS, "space", full)
+    assert main(["space"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {os.strerror(getattr(errno, code))} writing {tmp_path / 'model.onnx'}")
+
+
+def test_an_oserror_that_is_a_bug_keeps_its_traceback(monkeypatch):
+    from pipeline.cli.commands import COMMANDS
+
+    def bug(_args):
+        raise FileNotFoundError(2, "No such file or directory", "a-path-the-code-got-wrong")
+
+    monkeypatch.setitem(COMMANDS, "space", bug)
+    with pytest.raises(FileNotFoundError):
+        main(["space"])
