@@ -26,7 +26,7 @@ def test_a_teacher_without_layers_is_a_one_line_error(no_layer_teacher, tmp_path
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err
     (line,) = [x for x in err.strip().splitlines() if x.startswith("error: ")]
-    assert "0 layers" in line and "num_hidden_layers" in line, err
+    assert "0 layers" in line and "num_hidden_layers" in line and str(no_layer_teacher) in line, err
 
 
 @pytest.mark.parametrize("layers", [0, -1])

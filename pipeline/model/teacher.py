@@ -104,7 +104,10 @@ def load_teacher(name: str | None = None, attention: str | None = None):  # -> t
 
 def space_for_teacher(name: str | None = None) -> SearchSpace:
     c = load_teacher_config(name)
-    return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+    try:
+        return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+    except PipelineError as e:
+        raise PipelineError(f"teacher {resolve_teacher(name)!r}: {e}") from None
 
 
 def load_tokenizer(name: str | None = None):  # -> transformers.PreTrainedTokenizerBase
