@@ -133,6 +133,20 @@ def tiny_trained(tmp_path_factory, tiny_teacher_tok, tiny_corpus, tiny_table):
     return out, summary, logs
 
 
+def summary_only_train_dir(folder: Path, space: SearchSpace) -> Path:
+    """A train folder that reads as a trained supernet (its summary only): enough for a stage to get past
+    reading it, to the check a test is about."""
+    import json
+
+    folder.mkdir(parents=True)
+    s = space
+    frame = {"teacher_hidden": s.teacher_hidden, "embed_dim": s.embed_dim, "vocab_size": s.vocab_size,
+             "max_positions": s.max_positions, "hidden_sizes": list(s.hidden_sizes),
+             "layers_per_block": s.layers_per_block, "num_blocks": s.num_blocks}
+    (folder / "train_summary.json").write_text(json.dumps({"space": frame, "blocks": []}))
+    return folder
+
+
 def pool_arch(trained, picks):
     """The architecture made of pool entry picks[n] of each block n."""
     from pipeline.space import Architecture, Block

@@ -1,11 +1,11 @@
 """An output folder the stage cannot write (an existing file, a read-only folder, a path under /proc) is a
 one-line error naming it, given before any work (issue 46: export failed after 20 s, profile after 33 s)."""
 
-import json
 import os
 import random
 
 import pytest
+from conftest import summary_only_train_dir
 
 from pipeline.cli import main
 from pipeline.space import save_architecture
@@ -27,18 +27,6 @@ def bad_folder(tmp_path, how):
     return "/proc/pipeline-out"
 
 
-def fake_train_dir(tmp_path, tiny_space):
-    """A train folder that reads as a trained supernet (its summary only): enough to reach the output check."""
-    folder = tmp_path / "train"
-    folder.mkdir()
-    s = tiny_space
-    space = {"teacher_hidden": s.teacher_hidden, "embed_dim": s.embed_dim, "vocab_size": s.vocab_size,
-             "max_positions": s.max_positions, "hidden_sizes": list(s.hidden_sizes),
-             "layers_per_block": s.layers_per_block, "num_blocks": s.num_blocks}
-    (folder / "train_summary.json").write_text(json.dumps({"space": space, "blocks": []}))
-    return folder
-
-
 @pytest.fixture
 def argv_for(tmp_path, tiny_teacher, tiny_space, tiny_profile_path):
     """The command of a stage, writing into `out`."""
@@ -46,7 +34,7 @@ def argv_for(tmp_path, tiny_teacher, tiny_space, tiny_profile_path):
     from pipeline.model.student import Student
 
     arch = save_architecture(tiny_space.sample(random.Random(0)), tmp_path / "arch.json")
-    profile, train = str(tiny_profile_path), str(fake_train_dir(tmp_path, tiny_space))
+    profile, train = str(tiny_profile_path), str(summary_only_train_dir(tmp_path / "train", tiny_space))
     student = save_student(Student(tiny_space.sample(random.Random(0))), tmp_path / "student")
     examples = tmp_path / "task.csv"
     examples.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))

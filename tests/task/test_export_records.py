@@ -5,6 +5,7 @@ output folder is refused before any work."""
 import json
 
 import pytest
+from conftest import summary_only_train_dir
 
 from pipeline.cli import main
 from pipeline.errors import PipelineError
@@ -22,15 +23,7 @@ DAMAGED = {"empty object": {}, "a student of nothing": {"models": [{}]}, "not a 
 
 @pytest.fixture
 def train_dir(tmp_path, tiny_space):
-    """A train folder that reads as a trained supernet (its summary only): enough to reach export.json."""
-    folder = tmp_path / "train"
-    folder.mkdir()
-    s = tiny_space
-    space = {"teacher_hidden": s.teacher_hidden, "embed_dim": s.embed_dim, "vocab_size": s.vocab_size,
-             "max_positions": s.max_positions, "hidden_sizes": list(s.hidden_sizes),
-             "layers_per_block": s.layers_per_block, "num_blocks": s.num_blocks}
-    (folder / "train_summary.json").write_text(json.dumps({"space": space, "blocks": []}))
-    return folder
+    return summary_only_train_dir(tmp_path / "train", tiny_space)
 
 
 def export_dir(tmp_path, record, train_dir=None):
