@@ -50,7 +50,7 @@ def load_teacher_config(name: str | None = None):  # -> transformers.BertConfig
     path = resolve_teacher(name)
     try:
         config = AutoConfig.from_pretrained(path, **NO_REMOTE_CODE)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # OSError, ValueError, huggingface_hub's validation errors of a config's fields...
         where = "folder" if Path(path).exists() else "Hugging Face id (offline: only cached models load)"
         raise PipelineError(f"could not load teacher {path!r} as a {where}: {str(e).splitlines()[0]}") from None
     if config.model_type != "bert":

@@ -128,3 +128,15 @@ def test_a_teachers_own_code_never_runs(tiny_teacher_tok, tmp_path, model_type, 
         with pytest.raises(PipelineError):
             load_teacher(str(folder))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("field, value", [("num_hidden_layers", None), ("hidden_size", "wide")])
+def test_a_teacher_config_with_a_field_of_the_wrong_type_is_one_line(tiny_teacher_tok, tmp_path, field, value):
+    """huggingface_hub's strict validation of a config's fields raised its own error type: a traceback."""
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_teacher_tok, tmp_path / "t"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(PipelineError, match="could not load teacher"):
+        load_teacher_config(str(folder))
