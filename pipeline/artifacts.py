@@ -66,6 +66,16 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def _readable(folder: Path) -> None:
+    """Give a folder and everything in it the modes open() and mkdir() give (mkdtemp's folders and some
+    writers' files, safetensors' among them, are private: 0700, 0600). Links are left as they are."""
+    folder.chmod(FOLDER_MODE)
+    for p in folder.rglob("*"):
+        if p.is_symlink():
+            continue
+        p.chmod(FOLDER_MODE if p.is_dir() else FILE_MODE | (p.stat().st_mode & 0o111 & FOLDER_MODE))
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Temp folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
     for old in path.parent.glob(f".{path.name}.*.tmp"):
@@ -90,7 +100,7 @@ def write_folder_atomic(path: str | Path, write: Callable[[Path], None], replace
     old = None
     try:
         write(tmp)
-        tmp.chmod(FOLDER_MODE)
+        _readable(tmp)
         if replace and path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
             os.replace(path, old)
@@ -189,8 +199,8 @@ _CACHE_ENTRY = re.compile(r"^([0-9a-f]{12,}(\.pt)?|[\w.-]+\.timing-cache|\..+\.t
 
 def is_cache_kind(folder: Path) -> bool:
     """Whether `folder` is a kind folder the cache made (it carries the tag)."""
-    try:
-        return (folder / CACHE_TAG).read_text().startswith(CACHE_TAG_TEXT.splitlines()[0])
+    try:  # the signature line is every tool's (cargo, pytest...): the pipeline's own line says it is ours
+        return CACHE_TAG_TEXT.splitlines()[1] in (folder / CACHE_TAG).read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,9 @@ def load_profile(path: str | Path) -> DeviceProfile:
     for key in ("name", "backend"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise PipelineError(f"profile {path}: '{key}' must be a non-empty string")
+    if not re.fullmatch(r"[\w][\w.-]*", raw["name"]):  # it names the folder of its tables: never ../ or /abs
+        raise PipelineError(f"profile {path}: 'name' must be a plain name (letters, digits, . _ -), got "
+                            f"{raw['name']!r}")
     kwargs: dict[str, Any] = dict(raw)
     for key in _INT_FIELDS:
         if key in kwargs and (not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 0):

@@ -168,6 +168,8 @@ def _validate(df: pd.DataFrame) -> dict[str, str]:
         raise _Damaged(f"non-numeric values ({str(e).splitlines()[0]})") from None
     if not np.isfinite(df["latency_ms"]).all():
         raise _Damaged("infinite latency_ms values")
+    if (df["latency_ms"] < 0).any():  # every row is a measured time (an op's divided by its stack): never below 0
+        raise _Damaged(f"a negative latency_ms on line {int((df['latency_ms'] < 0).to_numpy().argmax()) + 2}")
     if df.duplicated(KEY).any():
         raise _Damaged("duplicated rows for the same part")
     for i, a in df.loc[df["kind"] == "calibration", "arch"].items():

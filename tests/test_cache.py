@@ -165,3 +165,13 @@ def test_a_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch):
 def test_older_than_must_be_a_number_of_days(cache, capsys):
     code, _, err = run(capsys, "cache", "clear", "--older-than", "nan")
     assert code == 1 and "days >= 0" in err and len(list((cache / "states").iterdir())) == 5
+
+
+def test_another_tools_cache_tag_is_not_the_pipelines(tmp_path, monkeypatch, capsys):
+    """cargo's target/ and pytest's .pytest_cache carry the same CACHEDIR.TAG signature: clear removed them."""
+    monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path))
+    (tmp_path / "target" / "release").mkdir(parents=True)
+    (tmp_path / "target" / CACHE_TAG).write_text("Signature: 8a477f597d28d172789f06886806bc55\n# by cargo\n")
+    (tmp_path / "target" / "release" / "app").write_text("binary")
+    code, out, _ = run(capsys, "cache", "clear")
+    assert code == 0 and out.startswith("removed 0 entries") and (tmp_path / "target" / "release" / "app").exists()

@@ -28,6 +28,8 @@ def test_profile_path(tmp_path):
     ({"colour": "red"}, "unknown setting"),
     ({"backend": ""}, "'backend' must be a non-empty string"),
     ({"min_round_s": "soon"}, "min_round_s"),
+    ({"name": "../../escape"}, "'name' must be a plain name"),  # it names the folder of its tables
+    ({"name": "/tmp/abs"}, "'name' must be a plain name"),
 ])
 def test_bad_profiles(tmp_path, overrides, message):
     with pytest.raises(PipelineError, match=message):

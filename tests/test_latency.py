@@ -105,7 +105,16 @@ def test_roundtrip(tmp_path):
     assert Predictor(back, 1, 16)(arch) == pytest.approx(Predictor(t, 1, 16)(arch))
 
 
+def _negative_latency(text):
+    """The first row's latency_ms made -1 (a hand edit: the predictor took it, 0.546 ms for 0.602)."""
+    header, first, *rest = text.splitlines()
+    cells = first.split(",")
+    cells[header.split(",").index("latency_ms")] = "-1"
+    return "\n".join([header, ",".join(cells), *rest]) + "\n"
+
+
 @pytest.mark.parametrize("damage, message", [
+    (_negative_latency, "negative latency_ms on line 2"),
     (lambda text: "\x00\x01garbage", "corrupt"),
     (lambda text: "", "corrupt"),
     (lambda text: text.replace("latency_ms", "latency", 1), "missing column"),

@@ -185,6 +185,8 @@ def _compare_students(a: Student, b: Student) -> float:
 def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backend, cfg: ExportConfig,
                force: bool = False, progress: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Export every target (reusing those already exported with the same inputs); write OUT/export.json."""
+    # Absolute: the records are read from other folders (task and benchmark run where the user is).
+    out, train_dir = Path(out).absolute(), Path(train_dir).absolute()
     trained = TrainedSupernet(train_dir)
     if not targets:
         raise PipelineError("nothing to export: no architectures given")

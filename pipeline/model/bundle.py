@@ -108,7 +108,15 @@ def texts(name: str) -> Any:
     found = _texts(str(b))
     if name not in found:
         raise PipelineError(f"the bundle {b} has no {name!r} text; make it again with this version")
-    return found[name]
+    value = found[name]
+    if isinstance(value, dict):  # news: file name -> text
+        good = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    else:  # documents
+        good = isinstance(value, list) and all(isinstance(d, str) for d in value)
+    if not good:
+        raise PipelineError(f"{b / TEXTS} is damaged ({name!r} is not a list of documents or a table of texts); "
+                            f"{REMAKE}")
+    return value
 
 
 def wordnet() -> Path | None:

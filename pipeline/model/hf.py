@@ -76,6 +76,9 @@ def copy_sentence_modules(teacher: str | Path, folder: str | Path) -> list[str]:
         if m is transformer[0] or not m.get("path"):  # Normalize may have no folder
             continue
         src, dst = inside(teacher, m["path"], where), inside(folder, m["path"], where)
+        if dst.exists() and not dst.is_dir():  # config.json, ops.py...: the student's own files come first
+            raise PipelineError(f"{where}: {m['path']!r} is the name of one of the student folder's own files; "
+                                "rename that module's folder in the teacher")
         if src.is_dir():
             write_folder_atomic(dst, lambda tmp, src=src: shutil.copytree(src, tmp, dirs_exist_ok=True), replace=True)
             copied.append(m["path"])

@@ -170,6 +170,8 @@ def run_search(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     check_search_options(top_t, rerank, rerank_steps, margin, min_readout, min_attention)
     user_budgets = list(budgets_ms)
     budgets_ms = [b * (1 - margin) for b in user_budgets]
+    # Absolute: search.json is read from other folders (export runs where the user is).
+    out, train_dir = Path(out).absolute(), Path(train_dir).absolute()
     trained = TrainedSupernet(train_dir)
     caps, wide = readout_widths(trained, min_readout, log)
     # The plain search runs first on its own (milliseconds) so that its time is reported apart from
@@ -260,6 +262,8 @@ def run_nas_kd(train_dir: Path, predictor: Predictor, device: str, budgets_ms: l
     if not 0 <= margin < 0.5:
         raise PipelineError(f"--margin must be in [0, 0.5), got {margin}")
     cfg = cfg or NasKdConfig()
+    # Absolute: search.json is read from other folders (export runs where the user is).
+    out, train_dir = Path(out).absolute(), Path(train_dir).absolute()
     trained = TrainedSupernet(train_dir)
     per_block = trained.layers_per_block // 2
     bounds = [n * per_block for n in range(trained.num_blocks + 1)]              # 0 = the embedding output

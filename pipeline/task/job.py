@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, replace
@@ -143,8 +144,16 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
     backend.check_available()
     cfg = cfg or TaskConfig()
     out = Path(out)
+    seen: set[str] = set()
     for s in students:  # each becomes OUT/models/<name>: a name read from a file must stay there, checked first
-        inside(out / "models", s["name"], f"{s.get('source', 'student')} model name")
+        where = f"{s.get('source', 'student')} model name"
+        inside(out / "models", s["name"], where)
+        # One folder and one row each: a plain name, none twice, none of the models the stage adds itself.
+        if not re.fullmatch(r"\w[\w.-]*", s["name"]) or s["name"] in seen or re.fullmatch(r"teacher|pkd_\d+",
+                                                                                           s["name"]):
+            raise PipelineError(f"{where}: {s['name']!r} is not a name of its own (a plain name, not 'teacher' "
+                                "or pkd_N, each student's different); rename the student")
+        seen.add(s["name"])
     teacher_name = resolve_teacher(teacher_name)
     key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines)
     old = None if force else reusable(out / TASK, key)

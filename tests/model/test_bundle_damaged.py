@@ -78,3 +78,15 @@ def test_a_sound_bundle_still_reads(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_CACHE", str(tmp_path / "cache"))
     assert bundle.texts("pydoc") == ["a topic"]
     assert (bundle.wordnet() / "data.noun").read_text() == "the data.noun file\n"
+
+
+@pytest.mark.parametrize("name, value", [("wikipedia", 5), ("pydoc", [1, None]), ("docstrings", "x"),
+                                         ("news", {"a.cor": 3})])
+def test_texts_of_the_wrong_kind_are_a_one_line_error(name, value, tmp_path, monkeypatch):
+    """A valid texts.json.xz whose texts are not texts: a TypeError deep in the corpus (issue 46's probe)."""
+    b = make_bundle(tmp_path / "b", texts=lzma.compress(json.dumps({name: value}).encode()))
+    monkeypatch.setenv(ENV, str(b))
+    bundle._texts.cache_clear()
+    with pytest.raises(PipelineError) as e:
+        bundle.texts(name)
+    one_line(e, TEXTS)

@@ -261,3 +261,30 @@ def test_saving_again_replaces_the_folder_whole(tmp_path, tiny_space):
     save_student(other, folder)
     assert not (folder / "stale.txt").exists() and (folder / "model.safetensors").read_bytes() != weights
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_a_module_named_as_one_of_the_students_files_is_refused(tmp_path):
+    """A module folder "ops.py" clashed with the student's own ops.py: IsADirectoryError half-way."""
+    from pipeline.model.hf import copy_sentence_modules
+
+    teacher = tmp_path / "t"
+    (teacher / "ops.py").mkdir(parents=True)
+    (teacher / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "ops.py", "type": "sentence_transformers.models.Pooling"}]))
+    student = tmp_path / "s"
+    student.mkdir()
+    (student / "ops.py").write_text("# the student's network")
+    with pytest.raises(PipelineError, match="own files"):
+        copy_sentence_modules(teacher, student)
+
+
+def test_every_file_of_a_student_folder_is_readable_by_others(tmp_path, tiny_space):
+    """safetensors writes its files 0600: a student's weights were private."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    folder = save_student(Student(tiny_space.sample(random.Random(0))), tmp_path / "s")
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}["model.safetensors"] == 0o666 & ~mask
+    assert all(p.stat().st_mode & 0o777 in (0o666 & ~mask, 0o777 & ~mask) for p in folder.rglob("*"))

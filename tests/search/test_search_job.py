@@ -1,6 +1,7 @@
 """The search stage on the tiny trained supernet: chained students, the command, its artifacts."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,17 @@ def test_a_search_killed_while_writing_leaves_no_record_to_reuse(tiny_trained, t
     with pytest.raises(KeyboardInterrupt):
         run_search(out, p, "tiny-cpu", [2e9], tmp_path, top_t=1, rerank="none", log=lambda *_: None)
     assert reusable(tmp_path / SEARCH, key) is None
+
+
+def test_search_records_absolute_paths(tiny_trained, tiny_table, tmp_path, monkeypatch):
+    """search.json written from one folder named files relative to it: export from another could not find them."""
+    out, _, _ = tiny_trained
+    p = Predictor(LatencyTable.load(tiny_table), 1, 16)
+    monkeypatch.chdir(tmp_path)
+    run_search(out, p, "tiny-cpu", [1e9], "s", top_t=1, rerank="none", log=lambda *_: None)
+    record = json.loads((tmp_path / "s" / SEARCH).read_text())
+    assert Path(record["choices"][0]["arch_path"]).parent == tmp_path / "s"
+    monkeypatch.chdir("/")
+    from pipeline.export.job import targets_from_search
+
+    assert len(targets_from_search(tmp_path / "s")) == 1

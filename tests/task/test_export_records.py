@@ -95,3 +95,15 @@ def test_benchmark_refuses_student_names_that_leave_its_folder(tmp_path, cpu_bac
     with pytest.raises(PipelineError, match="leaves its folder") as e:
         Bench(folder, cpu_backend, tmp_path / "bench", None)
     assert str(folder / EXPORT) in str(e.value)
+
+
+@pytest.mark.parametrize("names", [["teacher"], ["pkd_2"], ["a", "a"], ["."], ["a b/"]])
+def test_student_names_that_are_not_their_own_are_refused_before_any_work(tmp_path, cpu_backend, monkeypatch,
+                                                                          names):
+    """A student named "teacher" shared the teacher's folder and timing, and the report said to deploy it."""
+    import pipeline.model.teacher as teacher
+
+    monkeypatch.setattr(teacher, "load_teacher", lambda *a, **k: pytest.fail("work started before the check"))
+    folder = export_dir(tmp_path, {"models": [{**STUDENT, "name": n} for n in names]})
+    with pytest.raises(PipelineError, match="not a name of its own|leaves its folder"):
+        run_task(None, exported_students(folder), cpu_backend, tmp_path / "task", None)
