@@ -9,6 +9,7 @@ atomically, reused by key, and recomputed whenever the entry on disk cannot be r
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -40,7 +41,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -77,11 +79,14 @@ def _readable(folder: Path) -> None:
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Temp folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
-    for old in path.parent.glob(f".{path.name}.*.tmp"):
+    """Temp files and folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = old.name[len(path.name) + 2:].split(".", 1)[0]
-        if old.is_dir() and pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
+        if pid.isdigit() and not process_alive(int(pid)) and not old.is_symlink():
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 def write_folder_atomic(path: str | Path, write: Callable[[Path], None], replace: bool = False) -> Path:

@@ -89,3 +89,17 @@ def test_a_name_inside_its_folder_is_kept(tmp_path):
 
     assert inside(tmp_path, "a/b.onnx", "x") == tmp_path / "a" / "b.onnx"
     assert inside(tmp_path, ".", "x") == tmp_path / "."
+
+
+def test_temp_files_of_a_killed_writer_are_removed_by_the_next(tmp_path):
+    """kill -9 runs no cleanup: the next write of the same file removes the dead process's temp files (and
+    never a live one's)."""
+    import os
+
+    dead = tmp_path / ".t.json.999999999.x1.tmp"
+    live = tmp_path / f".t.json.{os.getpid()}.x2.tmp"
+    other = tmp_path / ".u.json.999999999.x3.tmp"
+    for p in (dead, live, other):
+        p.write_text("half")
+    write_json_atomic(tmp_path / "t.json", {"a": 1})
+    assert not dead.exists() and live.exists() and other.exists()
