@@ -155,8 +155,21 @@ def part_stats(lat: Latency, base: dict[str, float] | None, divisor: int) -> dic
             "min_ms": sub(lat.min_ms, "min_ms"), "n": lat.n}
 
 
+def _is_a_table(path: Path) -> bool:
+    """Whether a file starts as a latency table does (however damaged the rest is)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline(4096)
+    except OSError:
+        return False
+    return all(c in header for c in ("latency_ms", "fingerprint"))
+
+
 def open_table(path: Path, fingerprint: dict[str, str], force: bool) -> LatencyTable:
     """The table to fill: the existing one (resume) if it was measured here, else a new one."""
+    if force and path.is_file() and not _is_a_table(path):  # --force replaces a table, never a user's own file
+        raise PipelineError(f"{path} is not a latency table (its first line names none of a table's columns); "
+                            "--force only measures a table anew: give another --table path")
     if force or not path.exists():
         return LatencyTable.empty(fingerprint, path)
     table = LatencyTable.load(path)

@@ -67,3 +67,18 @@ def test_table_from_another_fingerprint_is_not_extended(tmp_path, tiny_table, cp
     with pytest.raises(PipelineError, match="measured on another machine"):
         profile_device(cpu_backend, tiny_space, path, progress=False)
     assert path.read_text() == other  # nothing overwritten
+
+
+def test_force_never_replaces_a_file_that_is_not_a_table(tmp_path, cpu_backend, tiny_space, tiny_table):
+    """`profile --table mine.csv --force` overwrote a user's own CSV, as the corrupt-table error suggested."""
+    from pipeline.profile.probes import open_table
+
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,score\nann,3\n")
+    fp = LatencyTable.load(tiny_table).fingerprint
+    with pytest.raises(PipelineError, match="not a latency table"):
+        profile_device(cpu_backend, tiny_space, mine, force=True, progress=False)
+    assert mine.read_text() == "name,score\nann,3\n"
+    cut = tmp_path / "cut.csv"
+    cut.write_text(tiny_table.read_text()[:300])  # a damaged table of ours: --force measures it anew
+    assert len(open_table(cut, fp, force=True).df) == 0
