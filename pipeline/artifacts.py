@@ -41,7 +41,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
+    remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -78,8 +78,9 @@ def _readable(folder: Path) -> None:
         p.chmod(FOLDER_MODE if p.is_dir() else FILE_MODE | (p.stat().st_mode & 0o111 & FOLDER_MODE))
 
 
-def _remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: str | Path) -> None:
     """Temp files and folders of writes to `path` whose process is gone (killed with -9: no `finally` ran)."""
+    path = Path(path)
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = old.name[len(path.name) + 2:].split(".", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)) and not old.is_symlink():
@@ -100,7 +101,7 @@ def write_folder_atomic(path: str | Path, write: Callable[[Path], None], replace
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
+    remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     old = None
     try:

@@ -25,7 +25,14 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import content_key, read_json, reusable, write_folder_atomic, write_json_atomic
+from pipeline.artifacts import (
+    content_key,
+    read_json,
+    remove_stale_temps,
+    reusable,
+    write_folder_atomic,
+    write_json_atomic,
+)
 from pipeline.devices import Backend
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT
@@ -212,6 +219,7 @@ def run_export(train_dir: Path, targets: list[Target], out: Path, backend: Backe
         key = _key(target, trained, cfg, backend)
         old = None if force else reusable(out / target.name / EXPORT, key, also=_files_there)
         if old is not None:
+            remove_stale_temps(out / target.name)  # a killed re-export's half folder, never trusted, is only waste
             log(f"reusing {out / target.name} (same architecture, supernet and settings; --force re-exports)")
             records.append(old)
         else:

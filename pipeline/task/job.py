@@ -154,6 +154,10 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
             raise PipelineError(f"{where}: {s['name']!r} is not a name of its own (a plain name, not 'teacher' "
                                 "or pkd_N, each student's different); rename the student")
         seen.add(s["name"])
+    missing = next((s for s in students if not Path(s["model_dir"]).is_dir()), None)
+    if missing is not None:  # found now, not after the teacher's fine-tuning
+        raise PipelineError(f"{missing.get('source', 'student')}: the folder of student {missing['name']!r}, "
+                            f"{missing['model_dir']}, is missing; export it again")
     teacher_name = resolve_teacher(teacher_name)
     key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines)
     old = None if force else reusable(out / TASK, key)

@@ -201,3 +201,13 @@ def test_a_killed_export_leaves_no_record_to_trust(tiny_export, tiny_trained, cp
     assert not os.path.exists("/proc/999999999")
     run_export(tiny_trained[0], targets[:1], out, cpu_backend, cfg, force=True, log=lambda _: None)
     assert not dead.exists() and _consistent(out / "arch_a")
+
+
+def test_a_reused_export_clears_a_killed_writers_temp_folder(tiny_export, tiny_trained, cpu_backend, tmp_path):
+    out, _, targets, cfg, _ = tiny_export
+    out = _own_copy(out, tmp_path)
+    dead = out / ".arch_a.999999999.abc.tmp"
+    (dead / "model").mkdir(parents=True)
+    logs = []
+    run_export(tiny_trained[0], targets[:1], out, cpu_backend, cfg, log=logs.append)
+    assert any("reusing" in line for line in logs) and not dead.exists()

@@ -107,3 +107,12 @@ def test_student_names_that_are_not_their_own_are_refused_before_any_work(tmp_pa
     folder = export_dir(tmp_path, {"models": [{**STUDENT, "name": n} for n in names]})
     with pytest.raises(PipelineError, match="not a name of its own|leaves its folder"):
         run_task(None, exported_students(folder), cpu_backend, tmp_path / "task", None)
+
+
+def test_a_missing_student_folder_is_named_before_any_work(tmp_path, cpu_backend, monkeypatch):
+    import pipeline.model.teacher as teacher
+
+    monkeypatch.setattr(teacher, "load_teacher", lambda *a, **k: pytest.fail("work started before the check"))
+    folder = export_dir(tmp_path, {"models": [STUDENT]})
+    with pytest.raises(PipelineError, match="/nowhere/model, is missing"):
+        run_task(None, exported_students(folder), cpu_backend, tmp_path / "task", None)
