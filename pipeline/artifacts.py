@@ -30,8 +30,8 @@ def _umask() -> int:
 
 
 # mkstemp and mkdtemp make private files (0600, 0700); artifacts are for others to read, as open() would make them.
-FILE_MODE = 0o666 & ~_umask()
-FOLDER_MODE = 0o777 & ~_umask()
+_MASK = _umask()
+FILE_MODE, FOLDER_MODE = 0o666 & ~_MASK, 0o777 & ~_MASK
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:

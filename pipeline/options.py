@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +20,22 @@ def opt(default: Any, help: str, *, flag: str | None = None, type: Callable[[str
     meta = {"help": help, "flag": flag, "type": type, "choices": tuple(choices) if choices else None,
             "metavar": metavar}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def finite_float(flag: str) -> Callable[[str], float]:
+    """The type of a float flag: float() also reads nan and inf, which no setting means and which pass
+    the configs' range checks (`nan <= 0` is false). A PipelineError, so one line that names the flag."""
+    from pipeline.errors import PipelineError
+
+    def read(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise PipelineError(f"{flag} takes a finite number, not {text!r}")
+        return value
+    return read
 
 
 def same_as(cls: type, name: str) -> Any:
@@ -64,7 +81,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ActionsContainer, cl
             # A flag names the non-default behaviour: --int8 for False, --no-baselines for True.
             kw["action"] = "store_false" if f.default else "store_true"
         else:
-            kw["type"] = meta["type"] or type(f.default)
+            kind = meta["type"] or type(f.default)
+            kw["type"] = finite_float(flag_of(cls, name)) if kind is float else kind
             if meta["choices"]:
                 kw["choices"] = meta["choices"]
             kw["metavar"] = meta["metavar"] or flag_of(cls, name).split("-")[-1].upper()

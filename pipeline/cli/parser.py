@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
 
 from pipeline.config import shipped_devices
-from pipeline.errors import PipelineError
 from pipeline.finetune.distill import DistillConfig
 from pipeline.options import add_options
 from pipeline.run import RunOptions
@@ -44,27 +41,6 @@ devices: --device NAME reads profiles/NAME.yaml (shipped: {devices});
          --profile PATH reads any profile file, which is how new hardware is profiled.
 tables:  latency_tables/<profile>/<fingerprint>.csv, one per machine ($PIPELINE_TABLES moves them).
 """
-
-
-def finite_float(flag: str) -> Callable[[str], float]:
-    """The type of a float flag: float() also reads nan and inf, which no setting means and which pass
-    the configs' range checks (`nan <= 0` is false). A PipelineError, so one line that names the flag."""
-    def read(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise PipelineError(f"{flag} takes a finite number, not {text!r}")
-        return value
-    return read
-
-
-def _check_numbers(parser: argparse.ArgumentParser) -> None:
-    """Give the float flags that add_options made (type float) the checked type."""
-    for action in parser._actions:
-        if action.type is float and action.option_strings:
-            action.type = finite_float(action.option_strings[0])
 
 
 def _add_device_args(p: argparse.ArgumentParser, table: bool = True, foreign: bool = True) -> None:
@@ -271,7 +247,4 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the folder to write (new, or empty)")
     p.add_argument("--full-precision", action="store_true",
                    help="keep the teacher's weights in float32 (twice the size)")
-    for name, command in sub.choices.items():
-        if name != "cache":  # cache --older-than is checked by cache.py
-            _check_numbers(command)
     return parser
