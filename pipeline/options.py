@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pipeline.errors import PipelineError
+
 
 def opt(default: Any, help: str, *, flag: str | None = None, type: Callable[[str], Any] | None = None,
         choices: Iterable[str] | None = None, metavar: str | None = None) -> Any:
@@ -25,8 +27,6 @@ def opt(default: Any, help: str, *, flag: str | None = None, type: Callable[[str
 def finite_float(flag: str) -> Callable[[str], float]:
     """The type of a float flag: float() also reads nan and inf, which no setting means and which pass
     the configs' range checks (`nan <= 0` is false). A PipelineError, so one line that names the flag."""
-    from pipeline.errors import PipelineError
-
     def read(text: str) -> float:
         try:
             value = float(text)
