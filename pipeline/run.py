@@ -54,7 +54,9 @@ class RunOptions:
     finetune_views: int = same_as(DistillConfig, "views")
     finetune_spans: int = same_as(DistillConfig, "span_rows")
     finetune_device: str = same_as(DistillConfig, "device")
-    int8: bool = opt(False, "also export and benchmark int8 students (cpu)")  # int8 costs fidelity: asked for
+    # int8 is the first thing a user tries on a CPU: every model of the report gets it, and is scored in it.
+    int8: bool = opt(True, "leave out the int8 files (ONNX Runtime's dynamic quantisation of every model, on "
+                     "ONNX Runtime devices)", flag="--no-int8")
     # No cap by default: the budget is the constraint.
     max_params: int | None = opt(None, "parameter cap, e.g. 10M or 500k", type=parse_count)
     # One candidate per attention count a block can have: the re-ranker sees attention, the block losses not.
@@ -231,9 +233,9 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
     stage("export", lambda: run_export(train_dir, targets_from_search(search_dir), export_dir, backend, ecfg,
                                        force=o.force, progress=progress, log=log))
     # 5 benchmark
-    old = None if o.force else reusable(out / "report.json", bench_key(export_dir, backend, o.baselines))
+    old = None if o.force else reusable(out / "report.json", bench_key(export_dir, backend, o.baselines, o.int8))
     report = stage("benchmark", lambda: old or run_benchmark(export_dir, backend, out, predictor, o.baselines,
-                                                             progress, log), reused=old is not None)
+                                                             progress, log, o.int8), reused=old is not None)
     if o.wants_task:  # 6 task: reused by its own key (task/job.py) like every stage
         from pipeline.task.job import benchmark_narrow, exported_students, load_task, run_task
 
@@ -242,7 +244,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         tcfg = task_config(o)
         report["task"] = stage("task", lambda: run_task(task, exported_students(export_dir), backend, out / "task",
                                                         o.teacher, tcfg, o.baselines, o.force, progress, log,
-                                                        narrow=benchmark_narrow(out / "report.json")))
+                                                        narrow=benchmark_narrow(out / "report.json"), int8=o.int8))
     write_json_atomic(out / "run.json", {"device": p.name, "options": {**asdict(o), "train": None, "task_config": None},
                                          "speedup_budgets": resolved,
                                          "train_config": asdict(cfg), "table": str(table), "stages": stages})
@@ -276,7 +278,7 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     asked = {x["budget_ms"]: x["speedup"] for x in (report.get("speedup_budgets") or {}).get("speedups", [])}
     lines = []
     for m in (report.get("task") or {}).get("models", []):
-        if m["kind"] == "searched":
+        if m["kind"] == "searched" and m.get("precision", "fp32") == "fp32":
             split = "test" if m.get("test_accuracy") is not None else "dev"
             kept = m.get(f"{split}_accuracy_kept")
             share = f" ({100 * kept:.1f}% of the fine-tuned teacher's)" if kept is not None else ""
@@ -286,8 +288,24 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
         from pipeline.task.report import choice_lines
 
         lines += [f"task: {line}" for line in choice_lines(report["task"])]
+    by_name = {r.get("name"): r for r in [t, *report["students"], *report.get("baselines", []),
+                                          *report.get("peers", [])]}
+    for d in report.get("decisions") or []:
+        pick = by_name.get(d["deploy"]) if d["deploy"] else None
+        if pick is None:
+            lines.append(f"budget {_asked(d['budget_ms'], asked)}: no model of the report fits it")
+            continue
+        searched = [by_name[v["name"]] for v in d["searched"] if not v["chosen"]]
+        against = "; ".join(f"{s['name']} {s['latency_ms']:.2f} ms, OOD spearman {s['ood_similarity_spearman']:.2f}"
+                            for s in searched if s.get("precision", "fp32") == "fp32")
+        lines.append(f"budget {_asked(d['budget_ms'], asked)}: deploy {pick['name']} ({pick['kind']}, "
+                     f"{pick.get('precision', 'fp32')}), {pick['latency_ms']:.2f} ms, "
+                     f"{t['latency_ms'] / pick['latency_ms']:.1f}x faster than the teacher, OOD spearman "
+                     f"{pick['ood_similarity_spearman']:.2f}, recall@10 {pick['ood_neighbour_recall_at_10']:.2f}"
+                     + (f" (searched: {against})" if against else "")
+                     + f"; file {pick.get('onnx_path') or pick.get('model_dir')}")
     for s in report["students"]:
-        if s["kind"] != "searched":
+        if s["kind"] != "searched" or s.get("precision", "fp32") != "fp32":
             continue
         what = (f"speedup {s['speedup']:.1f}x over the teacher ({t['latency_ms_p50']:.2f} ms p50), fidelity "
                 f"{s['fidelity_cosine']:.3f}{ood(s)}{note}; model in {Path(s['model_dir']).parent}")

@@ -58,3 +58,30 @@ def test_fp16_graph_export_for_strongly_typed_tensorrt(tmp_path):
     graph = onnx.load(str(path)).graph
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
+
+
+def test_int8_settings_follow_whether_the_cpus_int8_dot_product_saturates(tmp_path):
+    from pipeline.onnxio import INT8, INT8_SATURATING, int8_for, quantize_int8
+
+    assert int8_for("sse4_2 avx avx2 fma") == INT8_SATURATING and INT8_SATURATING.reduce_range  # Zen 3
+    assert int8_for("avx2 avx512f avx512_vnni") == INT8 == int8_for("avx2 avx_vnni")          # Zen 4, Alder Lake
+    assert int8_for("asimd asimddp i8mm") == INT8 == int8_for("none")                            # Arm, unknown
+    assert "per channel" in INT8.describe() and "reduced range" in INT8_SATURATING.describe()
+    # the file: MatMuls quantised, the (depthwise) convolutions left in fp32, and it runs at any shape
+    import onnx
+
+    space = SearchSpace.from_teacher(128, 4, vocab_size=500, max_positions=64)
+    arch = next(a for a in (space.sample(random.Random(i)) for i in range(50))
+                if any("conv" in op for b in a.blocks for op in b.layers))
+    torch.manual_seed(0)
+    model = Student(arch).eval()
+    plain = export_onnx(model, example_inputs(1, 16, 500), tmp_path / "m.onnx")
+    q = quantize_int8(plain, tmp_path / "m.int8.onnx", INT8)
+    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+    assert "MatMulInteger" in ops and "ConvInteger" not in ops and "Conv" in ops
+    inputs = example_inputs(2, 9, 500)
+    got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(
+        None, {k: v.numpy() for k, v in inputs.items()})[0]
+    with torch.no_grad():
+        ref = model(**inputs).numpy()
+    assert got.shape == ref.shape and np.isfinite(got).all()

@@ -20,11 +20,14 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     for name in ("report.json", "report.md", "report.csv", "pareto.png", "run.json", "search/search.json",
                  "export/export.json", "train/train_summary.json"):
         assert (out / name).is_file(), name
-    (student,) = [s for s in report["students"] if s["kind"] == "searched"]
+    (student,) = [s for s in report["students"] if s["precision"] == "fp32"]
     assert student["budget_ms"] == 40.0 and student["predicted_ms"] <= 40.0
     lines = summary_lines(report, out)
-    assert len(lines) == 1 and lines[0].startswith("budget 40ms met: measured ")
-    assert "over the teacher" in lines[0] and "fidelity" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("budget 40ms: deploy ") and "faster than the teacher" in lines[0]
+    (pick,) = [d["deploy"] for d in report["decisions"]]
+    assert f"deploy {pick} (" in lines[0]
+    assert lines[1].startswith("budget 40ms met: measured ")
+    assert "over the teacher" in lines[1] and "fidelity" in lines[1]
     first = json.loads((out / "run.json").read_text())["stages"]
     assert [s["stage"] for s in first] == ["profile", "train", "search", "export", "benchmark"]
 
@@ -50,7 +53,7 @@ def test_run_end_to_end_then_reuse(tiny_teacher_tok, tiny_corpus, tiny_table, cp
     stages = json.loads((out / "run.json").read_text())["stages"]
     assert [s["stage"] for s in stages][-1] == "task" and stages[-2]["reused"]
     assert (out / "task" / "task_report.md").is_file()
-    kinds = [m["kind"] for m in report["task"]["models"]]
+    kinds = [m["kind"] for m in report["task"]["models"] if m["precision"] == "fp32"]
     assert kinds[:2] == ["teacher", "searched"] and "narrow" in kinds and "pkd" in kinds  # the same baselines
     said = summary_lines(report, out)
     assert any(line.startswith("task task: ") for line in said)
@@ -78,7 +81,7 @@ def test_a_newcomer_runs_from_nothing_without_flags(tiny_teacher_tok, tiny_corpu
     captured = capsys.readouterr()
     (made,) = list((tables / "tiny-cpu").glob("*.csv"))
     assert f"no latency table of device 'tiny-cpu' for this machine yet: profiling it into {made}" in captured.err
-    assert captured.out.startswith("budget 40ms met: measured ")
+    assert captured.out.startswith("budget 40ms: deploy ") and "\nbudget 40ms met: measured " in captured.out
     summary = json.loads((out / "train" / "train_summary.json").read_text())
     assert summary["bins_by"] == "latency on tiny-cpu and parameters"  # hardware-aware, from the table it made
     assert summary["latency_tables"] == {"tiny-cpu": str(made)}
@@ -180,7 +183,8 @@ def test_run_resolves_a_speedup_budget_with_the_teacher_it_timed(tiny_teacher_to
     (asked,) = record["speedups"]
     assert asked["speedup"] == 0.5 and asked["budget_ms"] == pytest.approx(2 * timed["latency_ms"], rel=1e-3)
     assert record["teacher_ms"] == timed["latency_ms"]
-    (student,) = [s for s in report["students"] if s["kind"] == "searched"]
+    (student,) = [s for s in report["students"] if s["precision"] == "fp32"]
     assert student["budget_ms"] == asked["budget_ms"]
-    assert summary_lines(report, out)[0].startswith(f"budget 0.5x ({student['name'][5:]}) ")
+    assert summary_lines(report, out)[0].startswith(f"budget 0.5x ({student['name'][5:]}): deploy ")
+    assert summary_lines(report, out)[1].startswith(f"budget 0.5x ({student['name'][5:]}) met")
     assert any("budgets 0.5x with the teacher at" in line for line in logs)

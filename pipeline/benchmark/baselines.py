@@ -7,15 +7,14 @@
   like the searched student's (SVD of the teacher's, fitted). PyTorch's default draws made a
   12-sublayer post-LN narrow BERT collapse under distillation at 1e-3 (fidelity 0.21, news
   spearman 0.04 after 300 steps, against 0.47 / 0.42 with BERT's draws: docs/experiments.md).
-- `pkd`: the teacher's first k layers at full width, as PKD initialises its students; k scales the
-  teacher's depth by the searched student's share of the teacher's latency.
+- `pkd`: the teacher's first k layers at full width, as PKD initialises its students (handmade.py
+  builds one at every depth).
 
 Both are then distilled end to end for as many steps as the searched student was (distill.py).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -28,11 +27,10 @@ TOLERANCE = 1.05  # a baseline may be this much slower than its target: "similar
 
 @dataclass(frozen=True)
 class Baseline:
-    name: str        # narrow_<H>x<layers> or pkd_<k>
-    kind: str        # narrow | pkd
+    name: str        # narrow_<H>x<layers>
+    kind: str        # narrow
     target_ms: float  # the predicted latency it was matched to
-    arch: Architecture | None = None  # narrow only: it lives in the search space
-    layers: int = 0   # pkd only: teacher layers kept
+    arch: Architecture | None = None  # it lives in the search space
 
 
 def narrow_candidates(frame_arch: Architecture, hidden_sizes: tuple[int, ...], layers_per_block: int
@@ -55,25 +53,6 @@ def pick_narrow(target_ms: float, candidates: list[Architecture], predict) -> Ba
     b = arch.blocks[0]
     pairs = sum(op == "mha" for op in b.layers) * len(arch.blocks)
     return Baseline(f"narrow_{b.hidden}x{pairs}", "narrow", target_ms, arch=arch)
-
-
-def pkd_layers(target_ms: float, teacher_ms: float, teacher_layers: int) -> int:
-    """Teacher layers of about target_ms: its depth scaled by the latency share, at least 1."""
-    return max(1, min(teacher_layers - 1, round(teacher_layers * target_ms / teacher_ms)))
-
-
-def pkd_neighbours(target_ms: float, teacher_ms: float, teacher_layers: int) -> tuple[int, ...]:
-    """The teacher depths on either side of target_ms (one where it falls on a whole layer): the PKD students
-    just faster and just slower than a student of that latency, so that a task report holds a hand-designed
-    student no slower than each searched one as well as the nearest (pkd_layers), which may be slower."""
-    share = teacher_layers * target_ms / teacher_ms
-    lo, hi = math.floor(share), math.ceil(share)
-    return tuple(sorted({max(1, min(teacher_layers - 1, k)) for k in (lo, hi)}))
-
-
-def pick_pkd(target_ms: float, teacher_ms: float, teacher_layers: int) -> Baseline:
-    k = pkd_layers(target_ms, teacher_ms, teacher_layers)
-    return Baseline(f"pkd_{k}", "pkd", target_ms, layers=k)
 
 
 def teacher_flops(hidden: int, layers: int, seq: int, batch: int = 1) -> int:
@@ -101,7 +80,8 @@ def build_narrow(b: Baseline, embeddings: nn.Module | None = None, seed: int = 0
     return student
 
 
-def build_pkd(b: Baseline, teacher) -> nn.Module:
+def build_pkd(teacher, layers: int) -> nn.Module:
+    """The teacher's first `layers` layers as an Encoder (PKD's student, before distillation)."""
     from pipeline.model.teacher import Encoder, truncated_teacher
 
-    return Encoder(truncated_teacher(teacher, b.layers))
+    return Encoder(truncated_teacher(teacher, layers))

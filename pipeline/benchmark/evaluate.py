@@ -28,10 +28,10 @@ OOD_BATCH = 32    # texts per padded batch, a typical encode() batch
 @dataclass
 class Model:
     name: str
-    kind: str                         # teacher | searched | searched-int8 | narrow | pkd | peer
+    kind: str                         # teacher | searched | narrow | pkd | peer (int8 files: precision)
     module: nn.Module | None          # the fp32 PyTorch original every artifact is checked against
     onnx_path: Path | None = None     # the deployed file, for backends that run ONNX
-    precision: str | None = None      # tolerance override (int8 on an fp32 device)
+    precision: str | None = None      # "int8" for a quantised file (scored, not held to fp32 tolerance)
     info: dict[str, Any] = field(default_factory=dict)  # budget, prediction, params, FLOPs, ...
     peer: Any = None                  # the model2vec StaticModel of the peer (peer.py), else None
 

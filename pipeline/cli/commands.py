@@ -99,7 +99,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
         out = writable_folder(args.out)  # before the students are timed and distilled
         report = run_benchmark(Path(args.export_dir), backend, out, predictor, args.baselines,
-                               progress=not args.json, log=_note)
+                               progress=not args.json, log=_note, int8=args.int8)
         if args.json:
             print(json.dumps(report))
         else:
@@ -270,12 +270,21 @@ def cmd_task(args: argparse.Namespace) -> int:
                      Columns(args.text_column, args.pair_column, args.label_column), quick=args.quick,
                      unlabeled=args.unlabeled)
     students = exported_students(Path(args.export_dir)) if args.export_dir else [student_folder(Path(args.student))]
+    teacher = args.teacher
+    if args.export_dir:  # the students learn the task from the teacher they were distilled from
+        from pipeline.task.job import export_teacher, same_teacher
+
+        made_from = export_teacher(Path(args.export_dir))
+        if made_from and teacher and not same_teacher(teacher, made_from):
+            raise PipelineError(f"--teacher {teacher} is not the teacher the students of {args.export_dir} were "
+                                f"distilled from ({made_from}); leave --teacher out to use that one")
+        teacher = teacher or made_from
     backend = get_backend(resolve_profile(args.device, args.profile))
     writable_folder(args.out)  # before the teacher is fine-tuned and the students distilled
     # The benchmark beside the export (run's layout) saved its narrowed BERTs: they learn the task too.
     narrow = benchmark_narrow(Path(args.export_dir).parent / "report.json") if args.export_dir else []
-    report = run_task(task, students, backend, Path(args.out), args.teacher, cfg, args.baselines, args.force,
-                      progress=not args.quiet, log=_note, narrow=narrow)
+    report = run_task(task, students, backend, Path(args.out), teacher, cfg, args.baselines, args.force,
+                      progress=not args.quiet, log=_note, narrow=narrow, int8=args.int8)
     for m in report["models"]:
         kept = f" ({100 * m['test_accuracy_kept']:.1f}% of the teacher's)" if m.get("test_accuracy_kept") else ""
         score = m["test_accuracy"] if m.get("test_accuracy") is not None else m["dev_accuracy"]

@@ -105,16 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="the report: teacher, exported students and baselines on the device",
                        description="With --export-dir: load the teacher (exported and optimised by ONNX Runtime "
-                       "at its best), the exported students and hand-designed baselines of similar latency on the "
-                       "device's runtime, time them together, measure their fidelity to the teacher on held-out "
-                       "text, and write OUT/report.md, report.csv, report.json and pareto.png. With --arch: time "
-                       "one architecture (random weights) beside its predicted latency.")
+                       "at its best), the exported students and what a user makes by hand (the teacher's first k "
+                       "layers at every depth, distilled as the students were; a narrowed BERT per student; "
+                       "model2vec), each also in int8 on ONNX Runtime devices, on the device's runtime; time them "
+                       "together, score them against the teacher on held-out and out-of-domain text, mark the "
+                       "Pareto fronts, choose what to deploy at each budget, and write OUT/report.md, report.csv, "
+                       "report.json and pareto.png. With --arch: time one architecture (random weights) beside "
+                       "its predicted latency.")
     _add_device_args(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--export-dir", help="output folder of `export`: write the full report")
     g.add_argument("--arch", help="architecture JSON: time it beside the prediction")
     p.add_argument("--out", default="runs/benchmark", help="report folder (with --export-dir)")
-    add_options(p, RunOptions, ["baselines"])
+    add_options(p, RunOptions, ["baselines", "int8"])
     _add_output_args(p)
 
     p = sub.add_parser("train", help="train the supernet by block-wise distillation, with progressive shrinking",
@@ -165,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "fused into one matrix), optionally finish it by end-to-end distillation, and write per "
                        "architecture: a Hugging Face-style folder (config.json, model.safetensors, tokenizer; load "
                        "it with pipeline.model.hf.load_student), model.onnx (dynamic batch and sequence), "
-                       "model.opt.onnx (ONNX Runtime-optimised), model.int8.onnx (--int8), and the device's own "
-                       "build (a TensorRT engine for tensorrt). Each is compared with the PyTorch student and the "
-                       "max |diff| is recorded in export.json.")
+                       "model.opt.onnx (ONNX Runtime-optimised), model.int8.onnx (unless --no-int8), and the "
+                       "device's own build (a TensorRT engine for tensorrt). Each is compared with the PyTorch "
+                       "student and the max |diff| is recorded in export.json.")
     _add_device_args(p, table=False)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--search-dir", default="runs/search", help="output folder of `search` (default runs/search)")
@@ -210,12 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="column of the text (default: text)")
     p.add_argument("--pair-column", help="column of the second text, for sentence-pair tasks")
     p.add_argument("--label-column", default="label", help="column of the label (floats: a regression)")
-    p.add_argument("--teacher", help="teacher: HF id or folder (default: the offline MiniLM)")
+    p.add_argument("--teacher", help="teacher: HF id or folder (default: the one the exported students were "
+                   "distilled from, else the offline MiniLM)")
     p.add_argument("--out", default="runs/task", help="report folder (default runs/task)")
     p.add_argument("--quick", action="store_true", help="fewer steps and a third of the default task (CPU minutes)")
     p.add_argument("--force", action="store_true", help="redo the stage even if its report is up to date")
     add_options(p, TaskConfig, TASK_FLAGS)
-    add_options(p, RunOptions, ["baselines"])
+    add_options(p, RunOptions, ["baselines", "int8"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")

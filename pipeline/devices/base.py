@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.config import DeviceProfile
-from pipeline.onnxio import check_close
+from pipeline.onnxio import Int8Settings, check_close, int8_for
 
 
 class Runner(ABC):
@@ -53,6 +53,20 @@ class Backend(ABC):
 
     def __init__(self, profile: DeviceProfile):
         self.profile = profile
+
+    @property
+    def runs_int8(self) -> bool:
+        """Whether ONNX Runtime's dynamically quantised int8 files run here (what export and benchmark
+        quantise by default): only where the runtime is ONNX Runtime itself."""
+        return self.onnx == "onnxruntime"
+
+    @property
+    def int8(self) -> Int8Settings:
+        """The int8 settings for this machine's CPU (onnxio.int8_for: 7-bit weights where the int8 dot
+        product saturates)."""
+        from pipeline.devices.host import cpu_fingerprint
+
+        return int8_for(cpu_fingerprint()["isa"])
 
     @abstractmethod
     def check_available(self) -> None:

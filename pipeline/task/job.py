@@ -6,11 +6,12 @@
    text and takes the teacher's head (start.py), then learns the task from the teacher (PKD by
    default, train.py), its block boundaries mapped to teacher layers (pkd.layer_map). The
    hand-designed baselines learn with the same recipe and steps: PKD's own student (the
-   fine-tuned teacher's first k layers, k matched to the student's latency as the benchmark
-   matches it) and, where the benchmark saved them, the narrowed BERTs.
-3. Every task model is exported (ONNX, ONNX Runtime-optimised where the device runs it), checked
-   against PyTorch on the device's runtime, timed on the device together with the teacher, and
-   scored as deployed: dev and test accuracy (F1 for two classes, Spearman for a regression).
+   fine-tuned teacher's first k layers, at every depth) and, where the benchmark saved them, the
+   narrowed BERTs.
+3. Every task model is exported (ONNX, ONNX Runtime-optimised where the device runs it, and int8
+   where it runs ONNX Runtime), checked against PyTorch on the device's runtime, timed on the device
+   together with the teacher, and scored as deployed: dev and test accuracy (F1 for two classes,
+   Spearman for a regression). At each budget, the best on dev within it is what to deploy.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pipeline.devices.timing import STATISTIC
 from pipeline.errors import PipelineError
 from pipeline.export import EXPORT, read_export
 from pipeline.model.student import example_inputs
-from pipeline.onnxio import export_onnx, optimize_onnx
+from pipeline.onnxio import Int8Settings, export_onnx, optimize_onnx, quantize_int8
 from pipeline.task.data import Task
 from pipeline.task.metrics import scores
 from pipeline.task.models import bert_task_model, student_task_model
@@ -44,17 +45,17 @@ from pipeline.task.start import held_states, prepare
 from pipeline.task.train import TaskConfig, encode, fit, predict, teacher_targets
 
 TASK = "task_report.json"
-FORMAT = 3  # bump when the stage's outputs change meaning (3: PKD students on both sides, the choice)
+FORMAT = 4  # bump when the stage's outputs change meaning (4: PKD at every depth, int8, a choice per budget)
 
 
 def task_key(task: Task, teacher_hash: str, students: list[dict[str, Any]], backend: Backend, cfg: TaskConfig,
-             baselines: bool) -> str:
+             baselines: bool, int8: str | None = None) -> str:
     data = short_hash([task.describe(), [s.texts + (s.pairs or []) + [str(x) for x in s.labels]
                                          for s in (task.train, task.dev, task.test, task.unlabeled)
                                          if s is not None]])
     return content_key("task", FORMAT, data=data, teacher=teacher_hash, students=[s["key"] for s in students],
                        device=backend.profile.name, fingerprint=backend.fingerprint(), cfg=asdict(cfg),
-                       baselines=baselines)
+                       baselines=baselines, int8=int8, budgets=[s.get("budget_ms") for s in students])
 
 
 def fine_tuned_teacher(teacher_name: str, task: Task, rows, pad_id: int, cfg: TaskConfig, progress: bool,
@@ -103,8 +104,33 @@ def exported_students(export_dir: Path) -> list[dict[str, Any]]:
     """The students of `export`'s DIR/export.json (checked as benchmark checks it: read_export)."""
     source = str(Path(export_dir) / EXPORT)  # where each name came from, for run_task's check of it
     return [{"name": r["name"], "kind": "searched", "model_dir": r["model_dir"], "key": r["key"],
-             "describe": r.get("describe"), "params": r.get("params"), "source": source}
+             "describe": r.get("describe"), "params": r.get("params"), "source": source,
+             "budget_ms": (r.get("search") or {}).get("budget_ms")}
             for r in read_export(export_dir)["models"]]
+
+
+def export_teacher(export_dir: Path) -> str | None:
+    """The teacher the exported students were distilled from: export.json's record, or (exports that predate
+    it) the training summary it names; None where neither is there any more."""
+    from pipeline.train.trained import TrainedSupernet
+
+    export = read_export(export_dir)
+    if export.get("teacher"):
+        return str(export["teacher"])
+    try:
+        return TrainedSupernet(export["train_dir"]).teacher
+    except (PipelineError, KeyError, TypeError, OSError):
+        return None
+
+
+def same_teacher(a: str | None, b: str | None) -> bool:
+    """Whether two teacher names (ids or folders, None the default) load the same teacher."""
+    from pipeline.model.teacher import resolve_teacher
+
+    def where(name: str | None) -> str:
+        path = resolve_teacher(name)
+        return str(Path(path).resolve()) if Path(path).exists() else path
+    return where(a) == where(b)
 
 
 def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
@@ -119,6 +145,7 @@ def benchmark_narrow(report_path: Path) -> list[dict[str, Any]]:
              "key": f"{b['name']}@{report.get('key')}:{b['model_dir']}",
              "describe": b.get("arch"), "params": b.get("params"), "source": str(report_path)}
             for b in report.get("baselines", []) if b.get("kind") == "narrow" and b.get("model_dir")
+            and b.get("precision", "fp32") == "fp32"  # its int8 file is the task stage's to make
             and Path(b["model_dir"]).is_dir()]
 
 
@@ -134,10 +161,12 @@ def student_folder(folder: Path) -> dict[str, Any]:
 
 def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str | None,
              cfg: TaskConfig | None = None, baselines: bool = True, force: bool = False, progress: bool = False,
-             log: Callable[[str], None] = print, narrow: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             log: Callable[[str], None] = print, narrow: list[dict[str, Any]] | None = None,
+             int8: bool = True) -> dict[str, Any]:
     """The task report (also written to OUT/task_report.*); reused when made from the same inputs.
     students: the searched students (exported_students); narrow: the benchmark's narrowed BERTs
-    (benchmark_narrow), taught the task with the same recipe when baselines are on."""
+    (benchmark_narrow), taught the task with the same recipe when baselines are on; int8: every task model
+    also quantised (on devices that run ONNX Runtime), scored and timed."""
     students = students + (narrow or [] if baselines else [])
     from pipeline.model.teacher import load_teacher, resolve_teacher, weights_hash
 
@@ -159,14 +188,17 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
         raise PipelineError(f"{missing.get('source', 'student')}: the folder of student {missing['name']!r}, "
                             f"{missing['model_dir']}, is missing; export it again")
     teacher_name = resolve_teacher(teacher_name)
-    key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines)
+    int8_settings = backend.int8 if int8 and backend.runs_int8 else None
+    key = task_key(task, weights_hash(load_teacher(teacher_name)), students, backend, cfg, baselines,
+                   int8_settings.describe() if int8_settings else None)
     old = None if force else reusable(out / TASK, key)
     if old is not None:
         log(f"task stage reused: {out / TASK} was made from the same task, students, teacher and recipe")
         return old
     # The record (its key) goes before the students' folders change and comes back last (write_task_report).
     (out / TASK).unlink(missing_ok=True)
-    report = {"key": key, **_run(task, students, backend, out, teacher_name, cfg, baselines, progress, log)}
+    report = {"key": key, **_run(task, students, backend, out, teacher_name, cfg, baselines, progress, log,
+                                 int8_settings)}
     from pipeline.task.report import choices, write_task_report
 
     report["choices"] = choices(report["models"])
@@ -175,8 +207,8 @@ def run_task(task: Task, students: list[dict[str, Any]], backend: Backend, out: 
 
 
 def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path, teacher_name: str,
-         cfg: TaskConfig, baselines: bool, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from pipeline.benchmark.baselines import pkd_neighbours
+         cfg: TaskConfig, baselines: bool, progress: bool, log: Callable[[str], None],
+         int8: Int8Settings | None = None) -> dict[str, Any]:
     from pipeline.model.hf import load_student
     from pipeline.model.teacher import load_teacher_config, load_tokenizer, truncated_teacher
 
@@ -233,19 +265,13 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
         models.append({"name": s["name"], "kind": s["kind"], "module": model,
                        # Counted on the student taught, not taken from export.json: the same encoder today,
                        # and an option that changed it would otherwise report the exported one's count.
-                       "info": {"params": _params(student),
+                       "info": {"params": _params(student), "budget_ms": s.get("budget_ms"),
                                 "describe": s.get("describe"), "layer_map": mapping,
                                 "start": start, "train": record}})
 
-    # Latency first: the PKD baselines are matched to the students' measured share of the teacher's.
-    timed = measure(backend, out, models, log)
     if baselines:
-        teacher_ms = timed["teacher"]["latency_ms"]
-        # Both neighbours of each searched student's latency: the nearest depth may be the slower one.
-        wanted = sorted({k for s in students if s["kind"] == "searched"
-                         for k in pkd_neighbours(timed[s["name"]]["latency_ms"], teacher_ms, layers)})
-        extra = []
-        for k in wanted:
+        # PKD's student at every depth: what a user makes by hand of the teacher, whatever the budgets.
+        for k in range(1, layers):
             torch.manual_seed(cfg.seed)
             model = bert_task_model(truncated_teacher(teacher.encoder, k), task.outputs)
             if hasattr(teacher, "head"):  # PKD: the student starts as the teacher's bottom, head included
@@ -254,23 +280,22 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
             record = fit(model, rows["train"], task.train.labels, pad_id, cfg, task.regression, targets, mapping,
                          desc=f"task pkd_{k}", progress=progress, transfer=transfer, teacher=teacher)
             log(f"pkd_{k} (the fine-tuned teacher's first {k} layers): {record['steps']} steps")
-            extra.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
-                          "info": {"params": _params(model.encoder),
-                                   "describe": f"teacher's first {k} of {layers} layers", "layer_map": mapping,
-                                   "train": record}})
-        if extra:
-            models += extra
-            timed = measure(backend, out, models, log)  # all together again: one machine state for every ratio
+            models.append({"name": f"pkd_{k}", "kind": "pkd", "module": model,
+                           "info": {"params": _params(model.encoder),
+                                    "describe": f"teacher's first {k} of {layers} layers", "layer_map": mapping,
+                                    "train": record}})
+    timed = measure(backend, out, models, log, int8)  # all together: one machine state for every ratio
 
     teacher_ms = timed["teacher"]["latency_ms"]
     reference: dict[str, dict[str, float]] = {}
     entries = []
-    for m in models:
-        t = timed[m["name"]]
-        out_fn = Outputs(Model(m["name"], m["kind"], m["module"], t["onnx_path"]))
-        entry = {"name": m["name"], "kind": m["kind"], **m["info"], "latency_ms": t["latency_ms"],
-                 "p50_ms": t["p50_ms"], "speedup": teacher_ms / t["latency_ms"], "onnx_path": t["onnx_path"],
-                 "max_abs_diff": t["max_abs_diff"]}
+    by_name = {m["name"]: m for m in models}
+    for name, t in timed.items():
+        m = by_name[t["model"]]
+        out_fn = Outputs(Model(name, m["kind"], m["module"], t["onnx_path"]))
+        entry = {"name": name, "kind": m["kind"], "precision": t["precision"], **m["info"],
+                 "latency_ms": t["latency_ms"], "p50_ms": t["p50_ms"], "speedup": teacher_ms / t["latency_ms"],
+                 "onnx_path": t["onnx_path"], "max_abs_diff": t["max_abs_diff"]}
         for split in ("dev", "test"):
             if split not in rows:
                 entry[f"{split}_accuracy"] = None
@@ -278,11 +303,12 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
             logits = predict(lambda ids, mask, f=out_fn: f(ids, mask), rows[split], pad_id)
             for k, v in scores(logits, getattr(task, split).labels, task.regression).items():
                 entry[f"{split}_{k}"] = v
-        write_json_atomic(inside(out / "models", m["name"], "task model name") / "task.json",
-                          {"name": m["name"], "kind": m["kind"], "task": task.name, "classes": task.classes,
-                           "inputs": ["input_ids", "attention_mask"], "output": "logits",
-                           "pooling": "mean over attention_mask", "dev_accuracy": entry.get("dev_accuracy")})
-        if m["kind"] == "teacher":
+        if t["precision"] == "fp32":
+            write_json_atomic(inside(out / "models", name, "task model name") / "task.json",
+                              {"name": name, "kind": m["kind"], "task": task.name, "classes": task.classes,
+                               "inputs": ["input_ids", "attention_mask"], "output": "logits",
+                               "pooling": "mean over attention_mask", "dev_accuracy": entry.get("dev_accuracy")})
+        if name == "teacher":
             reference = {k: v for k, v in entry.items() if k.startswith(("dev_", "test_")) and v is not None}
         entries.append(entry)
     for entry in entries:
@@ -295,8 +321,11 @@ def _run(task: Task, students: list[dict[str, Any]], backend: Backend, out: Path
     return report
 
 
-def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log) -> dict[str, dict[str, Any]]:
-    """Export every task model, load it on the device (checked against PyTorch) and time them together."""
+def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log,
+            int8: Int8Settings | None = None) -> dict[str, dict[str, Any]]:
+    """Export every task model (and, with int8 settings, its int8 file), load each on the device (checked
+    against PyTorch; an int8 file for gross errors only, the scores being its measure) and time them
+    together. -> name (`<model>` or `<model>-int8`) -> its file, model, precision and latency."""
     p = backend.profile
     seq = p.seq_lens[0]
     vocab = models[0]["module"].encoder.config.vocab_size
@@ -306,18 +335,22 @@ def measure(backend: Backend, out: Path, models: list[dict[str, Any]], log) -> d
         runners = []
         for m in models:
             folder = inside(out / "models", m["name"], "task model name")
-            onnx = None
+            files: list[tuple[str, Path | None, str]] = [(m["name"], None, "fp32")]
             if backend.onnx is not None:
-                onnx = export_onnx(m["module"].eval(), inputs, folder / "model.onnx", output_name="logits")
-                if backend.onnx == "onnxruntime":
-                    onnx = optimize_onnx(onnx, folder / "model.opt.onnx")
-            runner = backend.load(m["module"], inputs, tmp / m["name"], what=f"task model {m['name']}",
-                                  onnx_path=onnx)
-            runners.append(stack.enter_context(runner))
-            found[m["name"]] = {"onnx_path": str(onnx) if onnx else None, "max_abs_diff": runner.max_abs_diff}
+                plain = export_onnx(m["module"].eval(), inputs, folder / "model.onnx", output_name="logits")
+                onnx = optimize_onnx(plain, folder / "model.opt.onnx") if backend.onnx == "onnxruntime" else plain
+                files = [(m["name"], onnx, "fp32")]
+                if int8 is not None:
+                    files.append((f"{m['name']}-int8", quantize_int8(plain, folder / "model.int8.onnx", int8), "int8"))
+            for name, path, precision in files:
+                runner = backend.load(m["module"], inputs, tmp / name, what=f"task model {name}", onnx_path=path,
+                                      precision="int8-scored" if precision == "int8" else None)
+                runners.append(stack.enter_context(runner))
+                found[name] = {"model": m["name"], "precision": precision, "onnx_path": str(path) if path else None,
+                               "max_abs_diff": runner.max_abs_diff}
         latencies = measure_runners(runners, p)
-    for m, lat in zip(models, latencies, strict=True):
-        found[m["name"]].update(latency_ms=lat.robust_ms, p50_ms=lat.as_dict().get("p50_ms"))
+    for f, lat in zip(found.values(), latencies, strict=True):
+        f.update(latency_ms=lat.robust_ms, p50_ms=lat.as_dict().get("p50_ms"))
     log("timed " + ", ".join(f"{n} {f['latency_ms']:.3f} ms" for n, f in found.items()))
     return found
 

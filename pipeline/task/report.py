@@ -12,7 +12,8 @@ from typing import Any
 from pipeline.artifacts import write_json_atomic, write_text_atomic
 from pipeline.benchmark.report import csv_of, pyplot, save_plot
 
-COLUMNS = [("name", "model"), ("kind", "kind"), ("latency_ms", "latency ms"), ("p50_ms", "p50 ms"),
+COLUMNS = [("name", "model"), ("kind", "kind"), ("precision", "precision"), ("budget_ms", "budget ms"),
+           ("latency_ms", "latency ms"), ("p50_ms", "p50 ms"),
            ("speedup", "speedup"), ("dev_accuracy", "dev acc"), ("dev_accuracy_kept", "dev kept"),
            ("dev_f1", "dev F1"), ("test_accuracy", "test acc"), ("test_accuracy_kept", "test kept"),
            ("test_f1", "test F1"), ("params", "params"), ("describe", "architecture")]
@@ -45,19 +46,23 @@ def trained_on(report: dict[str, Any]) -> str:
 
 
 def choices(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What to deploy at each searched student's measured latency: of the task models no slower than it (the
-    teacher left out), the one with the best dev score, the faster on a tie. Chosen on dev, never on test:
+    """What to deploy at each budget of the searched students (a student without one, exported from an
+    architecture file: at its measured latency): of every task model (any kind, any precision) whose measured
+    latency is within it, the one with the best dev score, the faster on a tie. Chosen on dev, never on test:
     test stays the estimate of how the choice does. A report without dev scores chooses nothing."""
+    searched = sorted((m for m in models if m["kind"] == "searched" and m.get("precision", "fp32") == "fp32"),
+                      key=lambda m: m["latency_ms"])
     picks = []
-    for s in sorted((m for m in models if m["kind"] == "searched"), key=lambda m: m["latency_ms"]):
-        fits = [m for m in models if m["kind"] != "teacher" and m["latency_ms"] <= s["latency_ms"]
-                and m.get("dev_accuracy") is not None]
+    for s in searched:
+        within = s.get("budget_ms") or s["latency_ms"]
+        fits = [m for m in models if m["latency_ms"] <= within and m.get("dev_accuracy") is not None]
         if not fits:
             continue
         best = max(fits, key=lambda m: (m["dev_accuracy"], -m["latency_ms"]))
-        picks.append({"within_ms": s["latency_ms"], "searched": s["name"], "pick": best["name"],
-                      "kind": best["kind"], "latency_ms": best["latency_ms"], "dev_accuracy": best["dev_accuracy"],
-                      "test_accuracy": best.get("test_accuracy")})
+        picks.append({"within_ms": within, "budget_ms": s.get("budget_ms"), "searched": s["name"],
+                      "pick": best["name"], "kind": best["kind"], "precision": best.get("precision", "fp32"),
+                      "latency_ms": best["latency_ms"], "dev_accuracy": best["dev_accuracy"],
+                      "test_accuracy": best.get("test_accuracy"), "file": best.get("onnx_path")})
     return picks
 
 
@@ -69,9 +74,12 @@ def choice_lines(report: dict[str, Any]) -> list[str]:
         s, test = models[c["searched"]], c.get("test_accuracy")
         other = "" if c["pick"] == c["searched"] else \
             f", ahead of {c['searched']}'s {s['dev_accuracy']:.3f}"
-        lines.append(f"within {c['within_ms']:.3f} ms ({c['searched']}): deploy {c['pick']} ({c['kind']}, "
-                     f"{c['latency_ms']:.3f} ms, dev {c['dev_accuracy']:.3f}{other}"
-                     + (f"; test {test:.3f}" if test is not None else "") + f"), models/{c['pick']}/")
+        where = "budget" if c.get("budget_ms") else "latency of"
+        precision = f", {c['precision']}" if c.get("precision", "fp32") != "fp32" else ""
+        lines.append(f"within {c['within_ms']:.3f} ms ({where} {c['searched']}): deploy {c['pick']} ({c['kind']}"
+                     f"{precision}, {c['latency_ms']:.3f} ms, dev {c['dev_accuracy']:.3f}{other}"
+                     + (f"; test {test:.3f}" if test is not None else "")
+                     + f"), {c.get('file') or 'models/' + c['pick'] + '/'}")
     return lines
 
 
@@ -107,8 +115,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(_fmt(k, m.get(k)).replace("|", "\\|") for k, _ in cols) + " |")
     picked = choice_lines(report)
     if picked:
-        lines += ["", "What to deploy (the best dev score no slower than each searched student; test is how it "
-                  "then does):", ""] + [f"- {line}" for line in picked]
+        lines += ["", "What to deploy (of every model, any kind and precision, the best dev score within each "
+                  "searched student's budget; test is how it then does):", ""] + [f"- {line}" for line in picked]
     return "\n".join(lines) + "\n"
 
 
@@ -125,14 +133,16 @@ def plot(report: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     style = {"teacher": ("*", "black"), "searched": ("o", "tab:blue"), "narrow": ("^", "tab:orange"),
              "pkd": ("v", "tab:red")}
-    for kind, (marker, color) in style.items():
-        pts = [m for m in report["models"] if m["kind"] == kind]
+    for (kind, (marker, color)), int8 in ((k, i) for k in style.items() for i in (False, True)):
+        pts = [m for m in report["models"] if m["kind"] == kind and (m.get("precision") == "int8") == int8]
         if pts:
             ax.scatter([m["latency_ms"] for m in pts], [m[f"{split}_accuracy"] for m in pts], marker=marker,
-                       color=color, s=120 if kind == "teacher" else 50, label=kind, zorder=3)
+                       facecolors="none" if int8 else color, edgecolors=color, s=120 if kind == "teacher" else 50,
+                       label=f"{kind}{' int8' if int8 else ''}", zorder=3)
             for m in pts:
                 ax.annotate(m["name"], (m["latency_ms"], m[f"{split}_accuracy"]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4))
+    ax.set_xscale("log")
     return save_plot(plt, fig, ax, path, f"measured latency ({report['statistic']}, ms), {report['device']}",
                      f"{split} {'Spearman' if report['task']['kind'] == 'regression' else 'accuracy'}",
                      f"Task accuracy against latency: {report['task']['name']}")

@@ -21,22 +21,6 @@ def test_narrow_is_the_slowest_uniform_student_within_the_target():
     assert tiny.name == "narrow_128x3"
 
 
-def test_pkd_depth_follows_the_latency_share():
-    assert bl.pkd_layers(4.0, 16.0, 6) == 2
-    assert bl.pkd_layers(0.1, 16.0, 6) == 1
-    assert bl.pkd_layers(15.9, 16.0, 6) == 5  # never the whole teacher
-
-
-def test_pkd_neighbours_hold_one_depth_no_slower_and_one_no_faster():
-    assert bl.pkd_neighbours(5.9, 23.1, 6) == (1, 2)   # 1.53 layers: the nearest (2) is the slower one
-    assert bl.pkd_neighbours(7.6, 23.1, 6) == (1, 2)   # 1.97: the nearest (2) is a little slower
-    assert bl.pkd_neighbours(4.0, 12.0, 6) == (2,)     # a whole layer count: one depth
-    assert bl.pkd_neighbours(0.5, 23.1, 6) == (1,)     # at least one layer
-    assert bl.pkd_neighbours(22.0, 23.1, 6) == (5,)    # never the whole teacher
-    for ms in (3.0, 5.9, 9.4, 14.2):
-        assert bl.pkd_layers(ms, 23.1, 6) in bl.pkd_neighbours(ms, 23.1, 6)
-
-
 def test_truncated_teacher_is_the_teachers_first_layers(tiny_teacher):
     teacher = load_teacher(str(tiny_teacher))
     ids = torch.randint(0, 1000, (2, 12))

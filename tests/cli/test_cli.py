@@ -207,3 +207,22 @@ def test_task_quick_scales_only_the_schedules_not_given(capsys, tmp_path, monkey
     assert run(capsys, "task", "--student", str(tmp_path), "--quick", "--adapt-steps", "7")[0] == 0
     assert (seen[0].steps, seen[0].adapt_steps) == (300, 300)          # TaskConfig.quick()
     assert (seen[1].steps, seen[1].adapt_steps, seen[1].teacher_steps) == (300, 7, 300)
+
+
+def test_task_teaches_with_the_teacher_the_export_was_made_from(capsys, tmp_path, monkeypatch, tiny_export,
+                                                                tiny_teacher):
+    import pipeline.task.job as job
+
+    seen = []
+    monkeypatch.setattr(job, "load_task", lambda *a, **k: None)
+    monkeypatch.setattr(job, "run_task", lambda task, students, backend, out, teacher, *a, **k:
+                        seen.append(teacher) or {"models": []})
+    export_dir = str(tiny_export[0])
+    made_from = json.loads((tiny_export[0] / "export.json").read_text())["teacher"]
+    assert run(capsys, "task", "--export-dir", export_dir, "--out", str(tmp_path / "a"))[0] == 0
+    assert seen == [made_from]                       # not the default MiniLM
+    assert run(capsys, "task", "--export-dir", export_dir, "--teacher", made_from, "--out", str(tmp_path / "b"))[0] == 0
+    code, _, err = run(capsys, "task", "--export-dir", export_dir, "--teacher", str(tiny_teacher),
+                       "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, "is not the teacher the students of")
+    assert len(seen) == 2

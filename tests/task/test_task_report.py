@@ -29,13 +29,28 @@ def test_the_choice_at_each_searched_students_latency_is_the_best_dev_score_no_s
     assert "pkd_3" not in [c["pick"] for c in picks.values()]  # slower than every searched student
     report = {"models": models, "choices": choices(models)}
     lines = choice_lines(report)
-    assert lines[1] == ("within 8.000 ms (slow): deploy pkd_2 (pkd, 7.000 ms, dev 0.780, ahead of slow's 0.750; "
-                        "test 0.700), models/pkd_2/")
+    assert lines[1] == ("within 8.000 ms (latency of slow): deploy pkd_2 (pkd, 7.000 ms, dev 0.780, ahead of slow's "
+                        "0.750; test 0.700), models/pkd_2/")
     assert choice_lines({"models": models}) == lines                # reports written before the field existed
     alone = [_model("only", "searched", 5.0, 0.70)]
-    assert choice_lines({"models": alone}) == ["within 5.000 ms (only): deploy only (searched, 5.000 ms, dev 0.700), "
-                                               "models/only/"]
+    assert choice_lines({"models": alone}) == ["within 5.000 ms (latency of only): deploy only (searched, 5.000 ms, "
+                                               "dev 0.700), models/only/"]
     assert choices([_model("s", "searched", 5.0, None)]) == []     # no dev scores: nothing chosen
+
+
+def test_with_budgets_the_choice_is_within_each_budget_of_every_model_and_precision():
+    models = [_model("teacher", "teacher", 20.0, 0.90), dict(_model("teacher-int8", "teacher", 9.5, 0.89),
+                                                             precision="int8", onnx_path="/m/teacher/model.int8.onnx"),
+              dict(_model("arch_10ms", "searched", 9.0, 0.80), budget_ms=10.0),
+              dict(_model("arch_10ms-int8", "searched", 6.0, 0.50), budget_ms=10.0, precision="int8"),
+              dict(_model("arch_5ms", "searched", 4.9, 0.70), budget_ms=5.0), _model("pkd_1", "pkd", 5.5, 0.75)]
+    picks = {c["budget_ms"]: c for c in choices(models)}
+    assert sorted(picks) == [5.0, 10.0]                             # one per budget, not one per int8 file
+    assert picks[10.0]["pick"] == "teacher-int8" and picks[10.0]["precision"] == "int8"  # the teacher too
+    assert picks[5.0]["pick"] == "arch_5ms"                        # pkd_1 is better but 0.5 ms over the budget
+    line = choice_lines({"models": models})[1]
+    assert line.startswith("within 10.000 ms (budget arch_10ms): deploy teacher-int8 (teacher, int8, 9.500 ms")
+    assert line.endswith("/m/teacher/model.int8.onnx")
 
 
 def test_the_preamble_names_the_unlabelled_text_the_students_learnt_from():
