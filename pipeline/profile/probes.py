@@ -144,9 +144,11 @@ def json_arch(arch: Architecture) -> str:
 
 
 def part_stats(lat: Latency, base: dict[str, float] | None, divisor: int) -> dict[str, float]:
-    """A part's own cost: (probe - empty model) / copies, statistic by statistic."""
+    """A part's own cost: (probe - empty model) / copies, statistic by statistic. Never below zero: an op
+    that costs about nothing (the tiny spaces of the tests) can time below its empty model on a busy host,
+    and a table holds costs (latency.py refuses a negative one as damage)."""
     def sub(ours: float, name: str) -> float:
-        return (ours - (base[name] if base else 0.0)) / divisor
+        return max(0.0, (ours - (base[name] if base else 0.0)) / divisor)
 
     var = lat.std_ms ** 2 + (base["std_ms"] ** 2 if base else 0.0)
     return {"latency_ms": sub(lat.robust_ms, "latency_ms"), "p50_ms": sub(lat.p50_ms, "p50_ms"),

@@ -91,12 +91,13 @@ def test_task_students_beat_chance_and_every_artifact_is_reported(tiny_export, t
                      log=logs.append)
     assert any("reused the teacher" in line for line in logs)  # its fine-tuning never reads unlabelled text
     assert any(f"on {len(task.dev)} unlabelled examples" in line for line in logs)
-    assert [m["kind"] for m in fresh["models"]] == ["teacher", "searched", "searched"]
-    assert all(m["train"]["unlabeled"] == len(task.dev) for m in fresh["models"][1:])
+    assert [m["kind"] for m in fresh["models"] if m["precision"] == "fp32"] == ["teacher", "searched", "searched"]
+    students = [m for m in fresh["models"] if m["kind"] == "searched"]  # fp32 and int8 files of each
+    assert len(students) == 4 and all(m["train"]["unlabeled"] == len(task.dev) for m in students)
     assert fresh["task"]["unlabeled_examples"] == len(task.dev)
     # and starting from the teacher's head, their final states first adapted on the labelled and unlabelled text
     assert all(m["start"]["head"] == "teacher" and m["start"]["adapt"]["rows"] == len(task.train) + len(task.dev)
-               for m in fresh["models"][1:])
+               for m in students)
     assert "teacher's for 10 steps and start with the teacher's head" in (tmp_path / "b" / "task_report.md").read_text()
 
 
