@@ -8,6 +8,7 @@ timed by `pipeline.devices.timing.measure` through `timed_run`. The base never b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -60,10 +61,10 @@ class Backend(ABC):
         quantise by default): only where the runtime is ONNX Runtime itself."""
         return self.onnx == "onnxruntime"
 
-    @property
+    @cached_property
     def int8(self) -> Int8Settings:
         """The int8 settings for this machine's CPU (onnxio.int8_for: 7-bit weights where the int8 dot
-        product saturates)."""
+        product saturates); read once per backend, not once per model quantised."""
         from pipeline.devices.host import cpu_fingerprint
 
         return int8_for(cpu_fingerprint()["isa"])
