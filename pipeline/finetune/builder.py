@@ -66,13 +66,14 @@ class StudentBuilder:
                 self.targets = torch.cat([self.targets, cached_teacher_states(teacher, extra, last, progress)])
             self.views = views
             if ft.span_rows:
-                from pipeline.model.teacher import Encoder
+                from pipeline.model.teacher import Encoder, weights_hash
 
                 tok = self.tokenizer
                 pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-                # Spans of the whole training split: labelled on the fly, so they cost no memory.
+                # Spans of the whole training split, their teacher states cached in blocks of steps (labels.py)
+                # and shared by every model distilled from this builder or another with the same teacher.
                 self.spans = SpanSampler(self.data.train, Encoder(teacher), tok.cls_token_id, tok.sep_token_id, pad,
-                                         ft.span_tokens)
+                                         ft.span_tokens, teacher_key=weights_hash(teacher))
 
     def student(self, arch: Architecture, name: str) -> tuple[Student, dict[str, Any]]:
         from pipeline.finetune.assemble import assemble

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.compute import CHOICES, compute_device
+from pipeline.compute import CHOICES, PRECISIONS, adamw, autocast, compute_device, train_dtype
 from pipeline.errors import PipelineError
+from pipeline.finetune import labels
 from pipeline.finetune.spans import SpanSampler, span_loss
 from pipeline.options import opt
 from pipeline.schedule import warmup_cosine
@@ -82,12 +83,39 @@ class DistillConfig:
             raise PipelineError(f"unknown fine-tuning device {self.device!r}; use auto, cpu or gpu")
 
 
+@dataclass(frozen=True)
+class Loop:
+    """How the steps run, not what they learn: none of it is part of an artifact's key, and each is
+    measured against the plain loop by benchmarks/distill_speed.py (docs/method.md, "Distillation speed")."""
+    # The teacher's states of the spans from labels.py's cache, labelled once for every model of a run, not
+    # by a teacher pass on every step (a third of a step on 2 cores); the same states up to fp16 rounding.
+    cached_labels: bool = True
+    # The spans' batch split by length into this many forward passes, each padded to its own longest: random
+    # lengths of 6-64 tokens pad ~40% of one batch's slots. The same loss (padding is masked everywhere).
+    buckets: int = 2
+    fused: bool = True            # fused AdamW (compute.adamw): the same update up to rounding, one kernel
+    # bf16 autocast of the forward passes where the hardware has bf16 arithmetic (compute.train_dtype), fp32
+    # master weights and losses; fp32 elsewhere, where emulated bf16 is slower than fp32.
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.buckets < 1:
+            raise PipelineError(f"the span buckets must be 1 or more, got {self.buckets}")
+        if self.precision not in PRECISIONS:
+            raise PipelineError(f"unknown training precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+
+
+LOOP = Loop()
+PLAIN = Loop(cached_labels=False, buckets=1, fused=False, precision="fp32")  # the loop before any of it
+
+
 def lr_at(step: int, cfg: DistillConfig) -> float:
     return warmup_cosine(step, cfg.steps, cfg.lr, int(cfg.steps * cfg.warmup_frac))
 
 
 def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: DistillConfig,
-            desc: str = "distil", progress: bool = False, spans: SpanSampler | None = None) -> dict[str, float]:
+            desc: str = "distil", progress: bool = False, spans: SpanSampler | None = None,
+            loop: Loop = LOOP) -> dict[str, float]:
     """Train model(input_ids, attention_mask) -> [B, S, T] towards targets [N, S, T] for chunks
     ids [N, S] (no padding), both on the CPU, and, given spans, on cfg.span_rows spans a step too; the
     steps run on cfg.device and the model comes back on the CPU. Returns the mean loss of the first
@@ -96,12 +124,27 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
     if cfg.steps == 0:
         return {"steps": 0, "loss_first": float("nan"), "loss_last": float("nan"), "seconds": 0.0}
     dev = compute_device(cfg.device)
-    g = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same batches wherever the steps run
-    model.to(dev)
+    dtype = train_dtype(loop.precision, dev)
     rows_of_spans = cfg.span_rows if spans is not None else 0
-    if spans is not None:
+    # Every step's draws first, in the order the steps read them (chunk rows, then spans) with one generator
+    # on the CPU: the same batches wherever the steps run, and the spans known before the first step.
+    # With cached labels the spans of whole blocks of steps (labels.py), the last block's beyond the schedule.
+    g = torch.Generator().manual_seed(cfg.seed)
+    cached = loop.cached_labels and rows_of_spans and spans.source_key() is not None
+    chunk_rows, plan = [], []
+    for _ in range(labels.planned_steps(cfg.steps) if cached else cfg.steps):
+        chunk_rows.append(torch.randint(0, ids.shape[0], (cfg.batch_size,), generator=g))
+        if rows_of_spans:
+            plan.append(spans.draw(rows_of_spans, g))
+    store = None
+    if rows_of_spans:
         spans.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cached:
+            key = {**spans.source_key(), "seed": cfg.seed, "chunks": int(ids.shape[0]), "batch_size": cfg.batch_size,
+                   "span_rows": rows_of_spans}
+            store = labels.SpanLabels(spans, torch.stack(plan), key, dev)
+    model.to(dev)
+    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay, fused=loop.fused)
     # Per-step losses written into one buffer on the device: no synchronisation per step. Not a list of
     # loss.detach(): each kept loss pinned a small allocation among the step's large ones, glibc's heap
     # fragmented (torch 2.13, CPU), and a 20000-step fine-tune grew by 2 MB a step to 23 GB RSS.
@@ -111,13 +154,23 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
     for step in tqdm(range(cfg.steps), desc=desc, unit="step", disable=not progress, leave=False):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        rows = torch.randint(0, ids.shape[0], (cfg.batch_size,), generator=g)
+        rows = chunk_rows[step]
         batch = ids[rows].to(dev)                                     # [B, S]
-        out = model(batch, torch.ones_like(batch))                    # [B, S, T]
-        loss = distill_loss(out, targets[rows].to(dev))
+        with autocast(dev, dtype):
+            out = model(batch, torch.ones_like(batch))                # [B, S, T]
+        loss = distill_loss(out.float(), targets[rows].to(dev))
         if rows_of_spans:
-            span_ids, mask, target = spans(rows_of_spans, g, dev)                # [R, L], [R, L], [R, L, T]
-            loss = loss + span_loss(model(span_ids, mask), target, mask, cfg.relation)
+            if store is not None:
+                span_ids, mask, target = store.at(step)                          # [R, L], [R, L], [R, L, T]
+            else:
+                span_ids, mask = (t.to(dev) for t in spans.build(plan[step]))
+                target = spans.label(span_ids, mask)
+            if loop.buckets > 1:  # rows by length (the loss is the same in any order of rows)
+                order = mask.sum(1).argsort(stable=True)
+                span_ids, mask, target = span_ids[order], mask[order], target[order]
+            with autocast(dev, dtype):
+                out = bucketed(model, span_ids, mask, loop.buckets)               # [R, L, T]
+            loss = loss + span_loss(out.float(), target, mask, cfg.relation)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -128,7 +181,26 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
     curve = curve.cpu()
     tenth = max(1, cfg.steps // 10)
     return {"steps": cfg.steps, "span_rows": rows_of_spans, "loss_first": float(curve[:tenth].mean()),
-            "loss_last": float(curve[-tenth:].mean()), "seconds": time.perf_counter() - start, "device": dev.type}
+            "loss_last": float(curve[-tenth:].mean()), "seconds": time.perf_counter() - start, "device": dev.type,
+            "precision": str(dtype).removeprefix("torch."),
+            "span_labels": ("cached" if store is not None else "on the fly") if rows_of_spans else None}
+
+
+def bucketed(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, buckets: int) -> torch.Tensor:
+    """model on spans ids, mask [R, L] whose rows are sorted by real length, cut into `buckets` batches,
+    each padded only to its own longest -> [R, L, T] (zero on padding beyond a batch's width). What
+    model(ids, mask) gives, for a model whose real tokens never read padding (masked attention,
+    convolutions on zeroed padding: ops.py)."""
+    if buckets == 1:
+        return model(ids, mask)
+    width, outs = ids.shape[1], []
+    for part, part_mask in zip(ids.tensor_split(buckets), mask.tensor_split(buckets), strict=True):
+        if part.shape[0] == 0:
+            continue
+        w = int(part_mask.sum(1).max())
+        out = model(part[:, :w], part_mask[:, :w])                                    # [r, w, T]
+        outs.append(F.pad(out, (0, 0, 0, width - w)))
+    return torch.cat(outs)
 
 
 def distill_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

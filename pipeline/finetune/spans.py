@@ -25,7 +25,9 @@ class SpanSampler:
     """Draws n spans of chunks ids [N, S] ([CLS] body [SEP], no padding) with the teacher's states."""
 
     def __init__(self, ids: torch.Tensor, teacher: nn.Module, cls_id: int, sep_id: int, pad_id: int,
-                 tokens: tuple[int, int] = (6, 64)):
+                 tokens: tuple[int, int] = (6, 64), teacher_key: str | None = None):
+        """teacher_key: a hash of the teacher's weights, which lets labels.py cache its states of the spans
+        (None: labelled on the fly)."""
         body = ids.shape[1] - 2
         if body < 1 or not 1 <= tokens[0] <= tokens[1]:
             raise ValueError(f"no spans of {tokens} tokens in chunks of {ids.shape[1]}")
@@ -33,21 +35,38 @@ class SpanSampler:
         low = min(tokens[0], high)
         self.ids, self.teacher = ids, teacher
         self.cls_id, self.sep_id, self.pad_id, self.tokens = cls_id, sep_id, pad_id, (low, high)
+        self.teacher_key = teacher_key
+        self._ids_key: str | None = None
+
+    def source_key(self) -> dict | None:
+        """What every span's tokens and states depend on besides the draws: the teacher, the text, the
+        recipe. None without a teacher_key."""
+        if self.teacher_key is None:
+            return None
+        if self._ids_key is None:
+            from pipeline.model.teacher import chunks_hash
+
+            self._ids_key = chunks_hash(self.ids)  # once: the training split is tens of MB
+        return {"teacher": self.teacher_key, "ids": self._ids_key, "shape": list(self.ids.shape),
+                "tokens": list(self.tokens), "special": [self.cls_id, self.sep_id, self.pad_id]}
 
     def to(self, device: torch.device) -> SpanSampler:
         self.teacher.to(device)
         return self
 
-    @torch.no_grad()
-    def __call__(self, n: int, g: torch.Generator, device: torch.device | str = "cpu"
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(ids [n, L], mask [n, L], teacher states [n, L, T]) on device; L = the longest span + 2.
-        Drawn with g on the CPU, so the spans are the same wherever the steps run."""
+    def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """Which n spans: [n, 3] of (chunk row, body tokens, first token), drawn with g on the CPU."""
         low, high = self.tokens
         rows = torch.randint(0, self.ids.shape[0], (n,), generator=g)
         lengths = torch.randint(low, high + 1, (n,), generator=g)                  # body tokens per span
         body = self.ids.shape[1] - 2
         starts = 1 + (torch.rand(n, generator=g) * (body - lengths + 1)).long()    # within the body
+        return torch.stack([rows, lengths, starts], 1)
+
+    def build(self, drawn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """drawn [n, 3] -> (ids [n, L], mask [n, L]) on the CPU; L = the longest span + 2."""
+        rows, lengths, starts = drawn.unbind(1)
+        n = drawn.shape[0]
         width = int(lengths.max()) + 2
         pos = torch.arange(width)                                                  # [L]
         src = (starts.unsqueeze(1) + pos - 1).clamp(max=self.ids.shape[1] - 1)     # [n, L]: token i-1 of the span
@@ -57,9 +76,21 @@ class SpanSampler:
         ids[:, 0] = self.cls_id
         ids[torch.arange(n), lengths + 1] = self.sep_id
         mask = (pos <= lengths.unsqueeze(1) + 1).long()                            # [CLS] + body + [SEP]
-        ids, mask = ids.to(device), mask.to(device)
+        return ids, mask
+
+    @torch.no_grad()
+    def label(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The teacher's states of spans ids, mask [n, L] (on its device) -> [n, L, T] fp32."""
         self.teacher.eval()
-        return ids, mask, self.teacher(ids, mask).float()
+        return self.teacher(ids, mask).float()
+
+    def __call__(self, n: int, g: torch.Generator, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids [n, L], mask [n, L], teacher states [n, L, T]) on device, labelled now.
+        Drawn with g on the CPU, so the spans are the same wherever the steps run."""
+        ids, mask = self.build(self.draw(n, g))
+        ids, mask = ids.to(device), mask.to(device)
+        return ids, mask, self.label(ids, mask)
 
 
 def pooled(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
