@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.compute import adamw
 from pipeline.model.student import Embeddings, Student
 from pipeline.space import Architecture
 from pipeline.train.trained import TrainedSupernet
@@ -53,7 +54,7 @@ def svd_init(teacher, embed_dim: int) -> FactorisedEmbedding:
 def fit_embedding(f: FactorisedEmbedding, teacher, ids: torch.Tensor, steps: int = 300, batch_size: int = 32,
                   lr: float = 2e-3, seed: int = 0, progress: bool = False) -> float:
     """Fit f(ids) to the teacher's embedding output on chunks ids [N, S]; returns the last batch's MSE."""
-    opt = torch.optim.AdamW(f.parameters(), lr=lr, weight_decay=0.0)
+    opt = adamw(f.parameters(), lr, 0.0)
     g = torch.Generator().manual_seed(seed)
     loss = torch.tensor(float("nan"))
     f.train()

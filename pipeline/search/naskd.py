@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.compute import adamw
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
 from pipeline.options import opt
@@ -135,7 +136,7 @@ def nas_kd_search(student: RelaxedStudent, terms: LatencyTerms, predictor: Predi
                             f"({floor:.3f} ms predicted: every layer an identity at the narrowest width)")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    w_opt = torch.optim.AdamW(student.weight_parameters(), lr=cfg.lr, weight_decay=0.01)
+    w_opt = adamw(student.weight_parameters(), cfg.lr, 0.01)
     a_opt = torch.optim.Adam(student.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999),
                              weight_decay=cfg.arch_weight_decay)
 

@@ -123,7 +123,7 @@ def adapt(student: TaskModel, teacher: TaskModel, rows: Encoded, pad_id: int, st
     with placed(dev, student, *([teacher] if held is None else [])):
         student.train()
         curve = run_steps(student.encoder.parameters(), steps, lr, warmup_frac, weight_decay, step_loss, desc,
-                          progress)
+                          progress, dev)
         student.eval()
     first, last = curve_ends(curve, desc, "try fewer --adapt-steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,

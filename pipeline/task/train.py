@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.compute import CHOICES, compute_device, placed
+from pipeline.compute import CHOICES, adamw, autocast, compute_device, placed, train_dtype
 from pipeline.errors import PipelineError
 from pipeline.options import opt
 from pipeline.schedule import warmup_linear
@@ -160,16 +160,20 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float) -> float:
 
 
 def run_steps(params, steps: int, lr: float, warmup_frac: float, weight_decay: float,
-              step_loss: Callable[[], torch.Tensor], desc: str, progress: bool) -> torch.Tensor:
+              step_loss: Callable[[], torch.Tensor], desc: str, progress: bool,
+              device: torch.device | None = None) -> torch.Tensor:
     """AdamW on params for `steps` steps of step_loss() (which draws its own batch) under BERT's schedule
     (linear warm-up, then linear decay); the loss of every step [steps], on the CPU. The callers set
-    train/eval and place the model."""
-    opt_ = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    train/eval and place the model; on `device` the forward passes run in bf16 where it has bf16
+    arithmetic (compute.train_dtype), fp32 weights and losses."""
+    opt_ = adamw(params, lr, weight_decay)
+    dtype = train_dtype("auto", device) if device is not None else torch.float32
     curve = None  # on the loss's device: no synchronisation per step on a GPU
     for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False):
         for group in opt_.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup_frac)
-        loss = step_loss()
+        with autocast(device or torch.device("cpu"), dtype):
+            loss = step_loss().float()
         opt_.zero_grad(set_to_none=True)
         loss.backward()
         opt_.step()
@@ -273,7 +277,7 @@ def fit(model, rows: Encoded, labels: list, pad_id: int, cfg: TaskConfig, regres
     with placed(dev, model, *([teacher] if tokens else [])):
         model.train()
         curve = run_steps(model.parameters(), steps, lr, cfg.warmup_frac, cfg.weight_decay, step_loss, desc,
-                          progress)
+                          progress, dev)
         model.eval()
     first, last = curve_ends(curve, desc, "try a lower rate or fewer steps")
     return {"steps": steps, "loss_first": first, "loss_last": last, "seconds": time.perf_counter() - start,

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.artifacts import content_key, write_atomic, write_json_atomic
+from pipeline.compute import adamw, autocast, train_dtype
 from pipeline.errors import PipelineError
 from pipeline.latency import LatencyTable, Predictor
 from pipeline.options import opt
@@ -163,7 +164,10 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
     net = SuperBlock.for_space(space, cfg.dropout)
     init = start(net) if start is not None else {"from": "random"}  # a resumed checkpoint overwrites them
     net = net.to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(net.parameters(), cfg.lr, cfg.weight_decay)
+    # bf16 forward passes where the device has bf16 arithmetic, fp32 elsewhere (compute.train_dtype); not a
+    # setting of the supernet's key: the same training, rounded differently.
+    dtype = train_dtype("auto", device)
     candidates = net.candidates()
     params = [block_params(c) for c in candidates]
     latency = {name: [p.block_ms(c) for c in candidates] for name, p in predictors.items()}
@@ -222,11 +226,15 @@ def train_block(n: int, space: SearchSpace, data: BlockData, cfg: TrainConfig, o
                 g["lr"] = lr_at(state["step"], total_steps, cfg)
             opt.zero_grad(set_to_none=True)
             net.sample(rng, alive)
-            loss = F.mse_loss(net(x, mask[: x.shape[0]]), y)
+            with autocast(device, dtype):
+                out = net(x, mask[: x.shape[0]])
+            loss = F.mse_loss(out.float(), y)
             loss.backward()
             if cfg.sandwich_every and state["step"] % cfg.sandwich_every == 0:
                 net.sample(rng, dearest)
-                F.mse_loss(net(x, mask[: x.shape[0]]), y).backward()         # gradients add up: one step for both
+                with autocast(device, dtype):
+                    out = net(x, mask[: x.shape[0]])
+                F.mse_loss(out.float(), y).backward()                          # gradients add up: one step for both
             opt.step()
             losses.append(loss.item())
             state["step"] += 1

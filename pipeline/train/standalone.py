@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from pipeline.compute import adamw
+
 if TYPE_CHECKING:
     from pipeline.train.blockwise import TrainConfig
 
@@ -63,7 +65,7 @@ def tau_selection(pool: list[dict[str, Any]], k: int, rng: random.Random) -> lis
 def train_standalone(block_net: torch.nn.Module, data: BlockData, cfg: TrainConfig, seed: int) -> float:
     """Train a standalone block for tau_steps on the same batches for every path; its validation loss."""
     device = next(block_net.parameters()).device
-    opt = torch.optim.AdamW(block_net.parameters(), lr=cfg.tau_lr, weight_decay=cfg.weight_decay)
+    opt = adamw(block_net.parameters(), cfg.tau_lr, cfg.weight_decay)
     g = torch.Generator().manual_seed(seed)
     block_net.train()
     for _ in range(cfg.tau_steps):
