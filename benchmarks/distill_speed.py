@@ -1,7 +1,7 @@
 """Steps per CPU-second of export distillation: each way of running the steps against the plain loop.
 
     python benchmarks/distill_speed.py --train-dir runs/cpu/train --arch runs/cpu/search/arch_10.73ms.json \
-        [--steps 10] [--rounds 5] [--bf16-check auto|on|off] [--compile]
+        [--steps 10] [--rounds 5] [--bf16-check auto|on|off] [--compile] [--device cpu|gpu]
 
 Two real students: the searched one of --arch (assembled from the supernet, as `export` does) and the
 narrow BERT of the benchmark's baselines with about its FLOPs. For each, every variant of
@@ -10,6 +10,9 @@ with the host's precision) runs --steps export steps on a copy of the same start
 interleaved round after round in this one process, the first round a warm-up (it also labels the
 spans once). A variant's rate is steps per CPU-second of this process (and per wall second);
 speed-ups are medians of per-round ratios to the plain loop of the same round.
+
+On --device gpu (benchmarks/device_check.sh) the steps run on CUDA and the rates are steps per wall second
+(synchronised: the model comes back to the CPU at the end of every call); the contention check is off.
 
 A run is rejected (exit 1, the table still printed) when a variant's rates spread by more than 10%
 over the rounds, or when other processes took more than --max-others cores on average while it ran
@@ -79,7 +82,7 @@ def params(model: torch.nn.Module) -> torch.Tensor:
 
 
 def measure(name: str, start: torch.nn.Module, ex: StudentBuilder, cfg: DistillConfig, rounds: int,
-            variants: dict[str, Loop | str]) -> dict[str, dict]:
+            variants: dict[str, Loop | str], clock: int) -> dict[str, list[tuple[float, float, float]]]:
     """Every variant's (wall, cpu, others) per measured round, interleaved (order rotated every round)."""
     names = list(variants)
     runs: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
@@ -96,8 +99,9 @@ def measure(name: str, start: torch.nn.Module, ex: StudentBuilder, cfg: DistillC
             else:
                 runs[v].append(t)
         if r:
-            print(f"  {name} round {r}/{rounds}: " + ", ".join(f"{v} {cfg.steps / runs[v][-1][1]:.2f}"
-                                                               for v in names) + " steps/CPU-s", flush=True)
+            print(f"  {name} round {r}/{rounds}: " + ", ".join(f"{v} {cfg.steps / runs[v][-1][clock]:.2f}"
+                                                               for v in names)
+                  + f" steps/{'CPU' if clock else 'wall'}-s", flush=True)
     return runs
 
 
@@ -134,6 +138,8 @@ def main() -> int:
                     help="bf16 against fp32 after 200 steps: auto where the CPU has bf16 arithmetic")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the student (and its "
                                                            "compile time)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="where the steps run (default: cpu); on gpu the rates are per wall second")
     ap.add_argument("--max-others", type=float, default=0.15,
                     help="cores other processes may use on average before the run is rejected (default: 0.15)")
     args = ap.parse_args()
@@ -146,7 +152,8 @@ def main() -> int:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg = DistillConfig(steps=args.steps, device="cpu")
+    cfg = DistillConfig(steps=args.steps, device=args.device)
+    clock = 1 if args.device == "cpu" else 0  # which of timed()'s seconds a rate divides by: CPU or wall
     ex = StudentBuilder(trained, BuildConfig(finetune=replace(cfg, steps=200)), log=lambda _m: None)
     seq = trained.seq_len
     cands = bl.narrow_candidates(arch, trained.hidden_sizes, trained.layers_per_block)
@@ -160,7 +167,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     fp = cpu_fingerprint()
     print(f"commit {commit or '?'}; {fp['cpu']} ({fp['cpu_id']}), isa: {fp['isa']}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; bf16 native: {bf16_native(torch.device('cpu'))}")
+          f"{torch.get_num_threads()} threads; bf16 native: {bf16_native(compute_device(args.device))}")
     print(f"searched: {arch.describe()}\n{narrow.name}: {narrow.arch.describe()}")
     print(f"{args.steps} steps a call, {args.rounds} rounds after a warm-up; batch {cfg.batch_size} chunks of {seq} "
           f"+ {cfg.span_rows} spans of {cfg.span_tokens[0]}-{cfg.span_tokens[1]} tokens", flush=True)
@@ -168,17 +175,17 @@ def main() -> int:
     # The one-off cost that cached labels move out of the steps: one block of spans, labelled afresh.
     g = torch.Generator().manual_seed(99)
     plan = torch.stack([ex.spans.draw(cfg.span_rows, g) for _ in range(labels.SHARD_STEPS)])
-    store = labels.SpanLabels(ex.spans, plan, {"fresh": time.time()}, compute_device("cpu"))
+    store = labels.SpanLabels(ex.spans, plan, {"fresh": time.time()}, compute_device(args.device))
     label_s = timed(lambda: store._label(plan))[0]
 
     rejected, table = [], []
     for name, student in students.items():
-        runs = measure(name, student, ex, cfg, args.rounds, variants)
+        runs = measure(name, student, ex, cfg, args.rounds, variants, clock)
         others = sum(t[2] for v in runs.values() for t in v) / sum(t[0] for v in runs.values() for t in v)
-        if others > args.max_others:
+        if clock and others > args.max_others:
             rejected.append(f"{name}: other processes used {others:.2f} cores on average")
         for v, ts in runs.items():
-            rates = [args.steps / cpu for _, cpu, _ in ts]
+            rates = [args.steps / t[clock] for t in ts]
             spread = (max(rates) - min(rates)) / statistics.median(rates)
             if spread > SPREAD:
                 rejected.append(f"{name} {v}: rates spread {spread:.0%} over the rounds")
@@ -200,7 +207,7 @@ def main() -> int:
     print(f"\nafter {args.check_steps} steps, distance to the plain loop's weights / how far they moved: "
           + ", ".join(f"{v} {d:.2%}" for v, d in close.items()))
     failed = [v for v, d in close.items() if d > 0.005]
-    bf16 = args.bf16_check == "on" or (args.bf16_check == "auto" and bf16_native(torch.device("cpu")))
+    bf16 = args.bf16_check == "on" or (args.bf16_check == "auto" and bf16_native(compute_device(args.device)))
     if bf16:
         fp32_loss, bf16_loss = bf16_losses(start, ex, replace(cfg, steps=200))
         print(f"after 200 steps: loss fp32 {fp32_loss:.4f}, bf16 {bf16_loss:.4f} ({bf16_loss / fp32_loss - 1:+.2%})")
