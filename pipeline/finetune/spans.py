@@ -1,12 +1,12 @@
-"""Short padded spans of the training text, labelled by the teacher as they are drawn.
+"""Short padded spans of the training text, labelled by the teacher.
 
 Users embed short texts (a query, a sentence, a line) padded in batches; the training chunks are 128
 real tokens with no padding. A student fine-tuned on chunks alone never sees a text begin and end
 within a few dozen tokens, nor padding beside it. So every fine-tuning step also reads a batch of
 random spans of the training text, each wrapped in [CLS] ... [SEP] like a tokenised sentence and
-padded to the longest of the batch, and the teacher labels them on the fly (spans are drawn
-afresh every step: there are far too many to precompute, and the teacher is cheap next to the
-student's backward pass).
+padded to the longest of the batch, and labelled by the teacher: on the fly (`__call__`), or once
+for every model that draws the same spans (labels.py; distill.py draws a schedule's spans before
+its first step).
 
 On spans the loss also compares what users compare (span_loss): the mean-pooled sentence
 embeddings, and their cosine similarities to each other within the batch (relational
