@@ -91,8 +91,9 @@ class Loop:
     # by a teacher pass on every step (a third of a step on 2 cores); the same states up to fp16 rounding.
     cached_labels: bool = True
     # The spans' batch split by length into this many forward passes, each padded to its own longest: random
-    # lengths of 6-64 tokens pad ~40% of one batch's slots. The same loss (padding is masked everywhere).
-    buckets: int = 2
+    # lengths of 6-64 tokens pad ~40% of one batch's slots. The same loss (padding is masked everywhere), but
+    # on 2 CPU cores two half batches cost as much as one padded batch (0.89-0.98x, distill_speed.py): off.
+    buckets: int = 1
     fused: bool = True            # fused AdamW (compute.adamw): the same update up to rounding, one kernel
     # bf16 autocast of the forward passes where the hardware has bf16 arithmetic (compute.train_dtype), fp32
     # master weights and losses; fp32 elsewhere, where emulated bf16 is slower than fp32.
