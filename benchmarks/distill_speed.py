@@ -122,6 +122,22 @@ def exactness(start: torch.nn.Module, ex: StudentBuilder, cfg: DistillConfig) ->
     return out
 
 
+def parts(start: torch.nn.Module, ex: StudentBuilder, cfg: DistillConfig, loops: dict[str, Loop]
+          ) -> dict[str, dict[str, float]]:
+    """Where a step's time goes under each loop: CPU seconds per step of each part distill names
+    (torch.profiler over one warm call; the profiler's own overhead inflates every part alike)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, loop in loops.items():
+        distill(copy.deepcopy(start), ex.train_ids, ex.targets, cfg, spans=ex.spans, loop=loop)  # warm
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            distill(copy.deepcopy(start), ex.train_ids, ex.targets, cfg, spans=ex.spans, loop=loop)
+        out[name] = {e.key.removeprefix("distill."): e.cpu_time_total / 1e6 / cfg.steps
+                     for e in prof.key_averages() if e.key.startswith("distill.")}
+    return out
+
+
 def bf16_losses(start: torch.nn.Module, ex: StudentBuilder, cfg: DistillConfig) -> tuple[float, float]:
     """The last tenth's mean loss of the default loop in fp32 and in bf16."""
     def loss(precision: str) -> float:
@@ -146,6 +162,8 @@ def main() -> int:
                                                            "compile time)")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                     help="where the steps run (default: cpu); on gpu the rates are per wall second")
+    ap.add_argument("--parts", action="store_true",
+                    help="only profile where a step's time goes, part by part, plain loop against the default")
     ap.add_argument("--max-others", type=float, default=0.15,
                     help="cores other processes may use on average before the run is rejected (default: 0.15)")
     args = ap.parse_args()
@@ -182,6 +200,20 @@ def main() -> int:
     print(f"searched: {arch.describe()}\n{narrow.name}: {narrow.arch.describe()}")
     print(f"{args.steps} steps a call, {args.rounds} rounds after a warm-up; batch {cfg.batch_size} chunks of {seq} "
           f"+ {cfg.span_rows} spans of {cfg.span_tokens[0]}-{cfg.span_tokens[1]} tokens", flush=True)
+
+    if args.parts:
+        for name, student in students.items():
+            found = parts(student, ex, cfg, {"plain": PLAIN, "default": LOOP})
+            names = list(dict.fromkeys(k for v in found.values() for k in v))
+            print(f"\n{name}: ms per step in each part (the profiler's time of the calling thread), "
+                  f"{args.steps} steps\n")
+            print("| part | " + " | ".join(found) + " |")
+            print("|---|" + "---|" * len(found))
+            for part in names + ["total"]:
+                print(f"| {part} | " + " | ".join(
+                    f"{1000 * (sum(v.values()) if part == 'total' else v.get(part, 0.0)):.0f}" for v in found.values())
+                    + " |")
+        return 0
 
     # The one-off cost that cached labels move out of the steps: one block of spans, labelled afresh.
     g = torch.Generator().manual_seed(99)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from pipeline.compute import CHOICES, PRECISIONS, adamw, autocast, compute_device, train_dtype
@@ -156,25 +157,31 @@ def distill(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, cfg: Dis
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = chunk_rows[step]
-        batch = ids[rows].to(dev)                                     # [B, S]
-        with autocast(dev, dtype):
-            out = model(batch, torch.ones_like(batch))                # [B, S, T]
-        loss = distill_loss(out.float(), targets[rows].to(dev))
-        if rows_of_spans:
-            if store is not None:
-                span_ids, mask, target = store.at(step)                          # [R, L], [R, L], [R, L, T]
-            else:
-                span_ids, mask = (t.to(dev) for t in spans.build(plan[step]))
-                target = spans.label(span_ids, mask)
-            if loop.buckets > 1:  # rows by length (the loss is the same in any order of rows)
-                order = mask.sum(1).argsort(stable=True)
-                span_ids, mask, target = span_ids[order], mask[order], target[order]
+        # The parts of a step are named for the profiler (distill_speed.py --parts); free when none runs.
+        with record_function("distill.chunks"):
+            batch = ids[rows].to(dev)                                 # [B, S]
             with autocast(dev, dtype):
-                out = bucketed(model, span_ids, mask, loop.buckets)               # [R, L, T]
-            loss = loss + span_loss(out.float(), target, mask, cfg.relation)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+                out = model(batch, torch.ones_like(batch))            # [B, S, T]
+            loss = distill_loss(out.float(), targets[rows].to(dev))
+        if rows_of_spans:
+            with record_function("distill.span_labels"):
+                if store is not None:
+                    span_ids, mask, target = store.at(step)                      # [R, L], [R, L], [R, L, T]
+                else:
+                    span_ids, mask = (t.to(dev) for t in spans.build(plan[step]))
+                    target = spans.label(span_ids, mask)
+            with record_function("distill.spans"):
+                if loop.buckets > 1:  # rows by length (the loss is the same in any order of rows)
+                    order = mask.sum(1).argsort(stable=True)
+                    span_ids, mask, target = span_ids[order], mask[order], target[order]
+                with autocast(dev, dtype):
+                    out = bucketed(model, span_ids, mask, loop.buckets)           # [R, L, T]
+                loss = loss + span_loss(out.float(), target, mask, cfg.relation)
+        with record_function("distill.backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("distill.optimizer"):
+            opt.step()
         curve[step] = loss.detach()
     model.eval().to("cpu")
     if spans is not None:
