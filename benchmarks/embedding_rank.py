@@ -29,11 +29,9 @@ from pipeline.finetune.assemble import assemble, fitted_embedding
 from pipeline.finetune.builder import BuildConfig, StudentBuilder
 from pipeline.finetune.distill import DistillConfig
 from pipeline.model.teacher import Encoder
-from pipeline.model.texts import _gensim_data, news_sentences
+from pipeline.model.texts import REVIEWS_FILE, news_sentences, review_sentences
 from pipeline.space import Architecture, architecture_from_dict
 from pipeline.train.trained import TrainedSupernet
-
-DEV_FILE = "pang_lee_polarity.cor"
 
 
 class RankEmbedding(nn.Module):
@@ -45,11 +43,6 @@ class RankEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         return self.f(input_ids)
-
-
-def dev_sentences() -> list[str]:
-    path = _gensim_data((DEV_FILE,), "the movie-review sentences") / DEV_FILE
-    return [line.split(" ", 1)[1].strip() for line in path.read_text(encoding="latin-1").splitlines() if " " in line]
 
 
 def scores(m: Model, texts: EvalTexts, dev: EvalTexts) -> dict[str, float]:
@@ -75,7 +68,7 @@ def main() -> None:
     teacher = trained.teacher_model.eval()
     enc = Encoder(teacher).eval()
     texts = EvalTexts.make(enc, trained.tokenizer, trained.corpus.test, news_sentences(OOD_TEXTS, seed=0))
-    dev = EvalTexts.make(enc, trained.tokenizer, trained.corpus.test[:4], dev_sentences())
+    dev = EvalTexts.make(enc, trained.tokenizer, trained.corpus.test[:4], review_sentences())
     builder = StudentBuilder(trained, BuildConfig(finetune=DistillConfig(steps=args.steps)), progress=True)
     rows = []
     for rank in (int(r) for r in args.ranks.split(",")):
@@ -93,7 +86,7 @@ def main() -> None:
                "finetune_s": time.perf_counter() - start, "loss_last": record.get("loss_last")}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{args.steps} fine-tuning steps; news = {OOD_TEXTS} Lee news sentences, dev = {DEV_FILE}\n")
+    print(f"\n{args.steps} fine-tuning steps; news = {OOD_TEXTS} Lee news sentences, dev = {REVIEWS_FILE}\n")
     print("| E | fit MSE | cap: news spearman / recall@10 | student: test cos | dev spearman / recall@10 "
           "| news cos / spearman / recall@10 | fine-tune s |")
     print("|---|---|---|---|---|---|---|")

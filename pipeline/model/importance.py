@@ -166,3 +166,22 @@ def importance(teacher, method: str, ids: torch.Tensor | None = None, seed: int 
     if method == "sensitivity":
         return sensitivity(teacher, ids, seed=seed)
     raise ValueError(f"unknown importance {method!r}; use {', '.join(METHODS)}")
+
+
+def cached_importance(teacher, method: str, ids: torch.Tensor, seed: int = 0) -> Importance:
+    """importance(), kept in $PIPELINE_CACHE/importance under the teacher's weights, the text, the
+    method and the seed (the text-based measures take minutes on 2 cores for the default teacher)."""
+    from pipeline.artifacts import disk_cached
+    from pipeline.model.teacher import chunks_hash, weights_hash
+
+    if method == "magnitude":
+        return magnitude(teacher)
+    layers = teacher.encoder.layer
+    shapes = ((len(layers), layers[0].attention.self.num_attention_heads),
+              (len(layers), layers[0].intermediate.dense.out_features))
+    key = {"teacher": weights_hash(teacher), "ids": chunks_hash(ids), "method": method, "seed": seed,
+           "keep": list(SENS_KEEP), "format": 1}
+    saved = disk_cached("importance", key, lambda: vars(importance(teacher, method, ids, seed)),
+                        valid=lambda e: isinstance(e, dict) and tuple(e["heads"].shape) == shapes[0]
+                        and tuple(e["neurons"].shape) == shapes[1])
+    return Importance(method, saved["heads"], saved["neurons"])

@@ -197,3 +197,13 @@ def news_sentences(n: int | None = None, seed: int = 0) -> list[str]:
     if n is not None and n < len(out):
         out = random.Random(seed).sample(out, n)
     return out
+
+
+REVIEWS_FILE = "pang_lee_polarity.cor"  # gensim's test data: 200 movie-review sentences
+
+
+def review_sentences() -> list[str]:
+    """The movie-review sentences: a second out-of-domain text that no stage reads, for benchmarks that
+    choose between variants without reading the report's news sentences."""
+    path = _gensim_data((REVIEWS_FILE,), "the movie-review sentences") / REVIEWS_FILE
+    return [line.split(" ", 1)[1].strip() for line in path.read_text(encoding="latin-1").splitlines() if " " in line]
