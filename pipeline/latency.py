@@ -41,6 +41,7 @@ from pipeline.space import (
     count_params,
     linear_params,
     op_params,
+    op_shape,
 )
 
 KEY = ["kind", "name", "d_in", "d_out", "batch", "seq"]
@@ -186,9 +187,14 @@ TERMS = (*FAMILIES, "streamed_mparams", "params")
 
 
 def family(part: str) -> str:
-    """Which calibration family a part of `Predictor.parts` belongs to."""
+    """Which calibration family a part of `Predictor.parts` belongs to (the teacher's pruned attention
+    and FFN count as mha and ffn: the same kernels at other sizes)."""
     op = part.split("@")[0]
-    return op if op in ("mha", "ffn") else "sepconv" if op.startswith("sepconv") else "fixed"
+    try:
+        kind = op_shape(op, 1).kind
+    except ValueError:  # call, embedding, linear: not ops
+        return "fixed"
+    return kind if kind in ("mha", "ffn", "sepconv") else "fixed"
 
 
 def streamed_mparams(arch: Architecture) -> float:

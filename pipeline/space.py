@@ -17,7 +17,7 @@ from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.errors import PipelineError
 
 # The op names and kernels live with the network code that student folders carry (pipeline.portable).
-from pipeline.portable.opset import CONV_KERNELS, OPS
+from pipeline.portable.opset import OPS, is_teacher_op, op_shape  # noqa: F401 (op_shape re-exported)
 
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
@@ -71,7 +71,11 @@ def _positive_int(value: Any, where: str) -> int:
 
 
 def canonical_layers(layers: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Move identities to the end of a block (same network, one spelling)."""
+    """Move identities to the end of a block (same network, one spelling). Not in a block that holds
+    the teacher's own sub-layers: there a position says which teacher layer's weights it starts from
+    (sub-layer p of a block that stands for teacher layers lo, lo+1, ... starts from layer lo + p // 2)."""
+    if any(is_teacher_op(op) for op in layers):
+        return tuple(layers)
     real = [op for op in layers if op != "identity"]
     return tuple(real + ["identity"] * (len(layers) - len(real)))
 
@@ -116,8 +120,10 @@ def architecture_from_dict(d: Any, where: str = "architecture") -> Architecture:
         if not isinstance(layers, list) or not layers:
             raise PipelineError(f"{bw}: 'layers' must be a non-empty list of op names")
         for op in layers:
-            if op not in OPS:
-                raise PipelineError(f"{bw}: unknown op {op!r}; ops are {', '.join(OPS)}")
+            try:
+                op_shape(op, hidden)
+            except (ValueError, TypeError) as e:
+                raise PipelineError(f"{bw}: {e}") from None
         blocks.append(Block(hidden, canonical_layers(layers)))
     return Architecture(teacher_hidden, embed_dim, tuple(blocks), vocab, max_pos)
 
@@ -155,17 +161,29 @@ class SearchSpace:
     # (benchmarks/embedding_rank.py); E only sizes the table and the first adapter, never a block.
     embed_dim: int = EMBED_DIM
     hidden_sizes: tuple[int, ...] = NAS_BERT_HIDDEN  # filtered to <= teacher_hidden in from_teacher
+    # The teacher's own sub-layers, pruned (opset: att<h>x<d>, ffn<n>), at the teacher's width only:
+    # attention ops at the even positions of a block, FFNs at the odd ones, as the teacher's layers
+    # alternate. Empty: NAS-BERT's space alone. `teacher_shapes` gives the grid.
+    teacher_attention: tuple[str, ...] = ()
+    teacher_ffn: tuple[str, ...] = ()
 
     @classmethod
     def from_teacher(cls, hidden: int, layers: int, vocab_size: int = BERT_VOCAB,
-                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM) -> SearchSpace:
+                     max_positions: int = BERT_MAX_POSITIONS, embed_dim: int = EMBED_DIM,
+                     heads: int | None = None, inner: int | None = None) -> SearchSpace:
+        """NAS-BERT's space for this teacher; with its heads and FFN size, its pruned sub-layers too."""
         if layers < 1:  # no block to form: every student would be empty (an IndexError while sampling)
             raise PipelineError(f"the teacher has {layers} layers, so no block to search: give a BERT teacher with "
                                 "at least 1 layer (num_hidden_layers in its config.json)")
         sizes = tuple(h for h in NAS_BERT_HIDDEN if h <= hidden)
         if not sizes:
             raise PipelineError(f"teacher hidden size {hidden} is below the smallest block size {NAS_BERT_HIDDEN[0]}")
-        return cls(hidden, layers, vocab_size, max_positions, min(embed_dim, hidden), sizes)
+        att, ffn = teacher_shapes(hidden, heads, inner) if heads and inner else ((), ())
+        return cls(hidden, layers, vocab_size, max_positions, min(embed_dim, hidden), sizes, att, ffn)
+
+    @property
+    def teacher_ops(self) -> tuple[str, ...]:
+        return self.teacher_attention + self.teacher_ffn
 
     @property
     def num_blocks(self) -> int:
@@ -177,7 +195,8 @@ class SearchSpace:
 
     def ops(self) -> list[tuple[str, int]]:
         """Every (op, hidden) candidate except identity: what a latency table must hold."""
-        return [(op, h) for h in self.hidden_sizes for op in OPS if op != "identity"]
+        nas = [(op, h) for h in self.hidden_sizes for op in OPS if op != "identity"]
+        return nas + [(op, self.teacher_hidden) for op in self.teacher_ops]
 
     def linear_shapes(self) -> list[tuple[int, int]]:
         """(d_in, d_out) of every adapter a student can contain: embed->H, H->H', H->teacher."""
@@ -199,15 +218,47 @@ class SearchSpace:
                 raise PipelineError(f"block {i}: hidden size {b.hidden} is not in the space {list(self.hidden_sizes)}")
             if len(b.layers) != self.layers_per_block:
                 raise PipelineError(f"block {i} has {len(b.layers)} layers, space has {self.layers_per_block}")
+            for p, op in enumerate(b.layers):
+                if not is_teacher_op(op):
+                    continue
+                allowed = self.teacher_attention if p % 2 == 0 else self.teacher_ffn
+                if b.hidden != self.teacher_hidden or op not in allowed:
+                    kind = "attention" if p % 2 == 0 else "FFN"
+                    grid = ", ".join(allowed) or "none in this space"
+                    raise PipelineError(f"block {i} layer {p + 1}: {op} is not one of the teacher's {kind} shapes "
+                                        f"at width {self.teacher_hidden} ({grid})")
+
+    def teacher_block(self, rng: random.Random) -> Block:
+        """A random block of the teacher's own sub-layers: each position pruned to a shape of the grid or
+        dropped (identity)."""
+        return Block(self.teacher_hidden, tuple(
+            rng.choice(("identity", *(self.teacher_attention if p % 2 == 0 else self.teacher_ffn)))
+            for p in range(self.layers_per_block)))
 
     def sample(self, rng: random.Random) -> Architecture:
-        """Uniform op per layer and hidden size per block (once-for-all's sample_active_subnet)."""
-        blocks = tuple(
-            Block(rng.choice(self.hidden_sizes),
-                  canonical_layers([rng.choice(OPS) for _ in range(self.layers_per_block)]))
-            for _ in range(self.num_blocks)
-        )
-        return Architecture(self.teacher_hidden, self.embed_dim, blocks, self.vocab_size, self.max_positions)
+        """Uniform op per layer and hidden size per block (once-for-all's sample_active_subnet); where the
+        space holds the teacher's shapes, half the blocks are drawn from them."""
+        blocks = []
+        for _ in range(self.num_blocks):
+            if self.teacher_ops and rng.random() < 0.5:
+                blocks.append(self.teacher_block(rng))
+                continue
+            blocks.append(Block(rng.choice(self.hidden_sizes),
+                                canonical_layers([rng.choice(OPS) for _ in range(self.layers_per_block)])))
+        return Architecture(self.teacher_hidden, self.embed_dim, tuple(blocks), self.vocab_size, self.max_positions)
+
+
+SHAPE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the teacher's heads and FFN neurons: DynaBERT's width multipliers
+
+
+def teacher_shapes(hidden: int, heads: int, inner: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The grid of pruned teacher sub-layers: (attention ops, FFN ops) at SHAPE_FRACTIONS of the
+    teacher's heads and neurons (at least one of each), e.g. MiniLM (12 heads of 32, 1536 neurons):
+    att3x32 .. att12x32 and ffn384 .. ffn1536."""
+    head_dim = hidden // heads
+    hs = sorted({max(1, round(f * heads)) for f in SHAPE_FRACTIONS})
+    ns = sorted({max(1, round(f * inner)) for f in SHAPE_FRACTIONS})
+    return tuple(f"att{h}x{head_dim}" for h in hs), tuple(f"ffn{n}" for n in ns)
 
 
 # ---- parameter and FLOP counts (analytic, so the search can score thousands of candidates) ----
@@ -215,23 +266,26 @@ class SearchSpace:
 # ignored (the convention of NAS-BERT and torch.utils.flop_counter).
 
 def op_params(op: str, h: int) -> int:
-    ln = 2 * h
-    if op == "mha":
-        return 4 * h * h + 4 * h + ln
-    if op == "ffn":
-        return 8 * h * h + 5 * h + ln
-    if op in CONV_KERNELS:
-        return h * CONV_KERNELS[op] + h + h * h + h + ln  # depthwise (+bias), pointwise (+bias), LN
+    s, ln = op_shape(op, h), 2 * h
+    if s.kind == "mha":
+        inner = s.heads * s.head_dim
+        return 4 * h * inner + 3 * inner + h + ln  # q,k,v (+bias), out (+bias), LN
+    if s.kind == "ffn":
+        return 2 * h * s.inner + s.inner + h + ln
+    if s.kind == "sepconv":
+        return h * s.kernel + h + h * h + h + ln  # depthwise (+bias), pointwise (+bias), LN
     return 0
 
 
 def op_flops(op: str, h: int, seq: int) -> int:
-    if op == "mha":
-        return 2 * seq * h * 4 * h + 2 * 2 * seq * seq * h  # q,k,v,out projections; scores and mix
-    if op == "ffn":
-        return 2 * 2 * seq * h * 4 * h
-    if op in CONV_KERNELS:
-        return 2 * seq * h * CONV_KERNELS[op] + 2 * seq * h * h
+    s = op_shape(op, h)
+    if s.kind == "mha":
+        inner = s.heads * s.head_dim
+        return 2 * seq * h * 4 * inner + 2 * 2 * seq * seq * inner  # q,k,v,out projections; scores and mix
+    if s.kind == "ffn":
+        return 2 * 2 * seq * h * s.inner
+    if s.kind == "sepconv":
+        return 2 * seq * h * s.kernel + 2 * seq * h * h
     return 0
 
 

@@ -107,3 +107,54 @@ def test_params_and_flops_match_the_module(seed):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(**inputs)
     assert count_flops(arch, seq=32, batch=2) == counter.get_total_flops()
+
+
+INHERIT = SearchSpace.from_teacher(384, 6, vocab_size=500, max_positions=64, heads=12, inner=1536)
+
+
+def test_the_teachers_shapes_are_a_grid_of_its_heads_and_neurons():
+    assert INHERIT.teacher_attention == ("att3x32", "att6x32", "att9x32", "att12x32")
+    assert INHERIT.teacher_ffn == ("ffn384", "ffn768", "ffn1152", "ffn1536")
+    assert ("att6x32", 384) in INHERIT.ops() and ("ffn768", 384) in INHERIT.ops()
+    assert not MINILM.teacher_ops and len(INHERIT.ops()) == len(MINILM.ops()) + 8
+    tiny = SearchSpace.from_teacher(128, 4, heads=2, inner=256)
+    assert tiny.teacher_attention == ("att1x64", "att2x64")  # a quarter of 2 heads is still one
+
+
+def test_teacher_shaped_blocks_keep_their_positions_and_sit_at_the_teachers_width():
+    layers = ["identity", "ffn768", "att12x32", "ffn1536"]
+    arch = architecture_from_dict({"teacher_hidden": 384, "embed_dim": 256,
+                                   "blocks": [{"hidden": 384, "layers": layers}] * 3})
+    assert arch.blocks[0].layers == tuple(layers)  # no identity moved: positions name teacher layers
+    INHERIT.check(arch)
+    with pytest.raises(PipelineError, match="not one of the teacher's FFN shapes"):
+        INHERIT.check(Architecture(384, 256, (Block(384, ("att6x32", "ffn100", "mha", "ffn")),) * 3))
+    with pytest.raises(PipelineError, match="attention shapes"):
+        INHERIT.check(Architecture(384, 256, (Block(384, ("ffn768", "ffn768", "mha", "ffn")),) * 3))
+    with pytest.raises(PipelineError, match="none in this space"):
+        MINILM.check(arch)
+    with pytest.raises(PipelineError, match="unknown op 'att0x32'"):
+        architecture_from_dict({"teacher_hidden": 384, "embed_dim": 256,
+                                "blocks": [{"hidden": 384, "layers": ["att0x32"] * 4}] * 3})
+
+
+def test_sampling_draws_teacher_blocks_only_where_the_space_has_them():
+    rng = random.Random(0)
+    archs = [INHERIT.sample(rng) for _ in range(20)]
+    for a in archs:
+        INHERIT.check(a)
+    assert any(op.startswith("att") for a in archs for b in a.blocks for op in b.layers)
+    # without the teacher's shapes, sampling is what it always was (the calibration students of old tables)
+    assert [MINILM.sample(random.Random(s)) for s in range(3)] == \
+        [SearchSpace.from_teacher(384, 6).sample(random.Random(s)) for s in range(3)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_params_and_flops_match_the_module_with_teacher_shapes(seed):
+    arch = INHERIT.sample(random.Random(100 + seed))
+    model = Student(arch).eval()
+    assert count_params(arch) == sum(p.numel() for p in model.parameters())
+    inputs = example_inputs(2, 32, arch.vocab_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(**inputs)
+    assert count_flops(arch, seq=32, batch=2) == counter.get_total_flops()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .opset import CONV_KERNELS, HEAD_DIM, OPS, num_heads
+from .opset import op_shape
 
 
 def masks(attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,28 +26,29 @@ def masks(attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tenso
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, hidden: int):
+    """`heads` heads of size `head_dim` (the space's mha: hidden/64 of 64; a pruned teacher's: its own)."""
+
+    def __init__(self, hidden: int, heads: int, head_dim: int):
         super().__init__()
-        self.heads = num_heads(hidden)
-        self.head_dim = hidden // self.heads  # HEAD_DIM for every size in the space
-        assert self.head_dim == HEAD_DIM or hidden < 2 * HEAD_DIM
-        self.qkv = nn.Linear(hidden, 3 * hidden)  # one matmul instead of three: fewer kernel calls
-        self.out = nn.Linear(hidden, hidden)
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.qkv = nn.Linear(hidden, 3 * inner)  # one matmul instead of three: fewer kernel calls
+        self.out = nn.Linear(inner, hidden)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, s, h = x.shape
+        b, s, _ = x.shape
         qkv = self.qkv(x).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [3, B, nh, S, hd]
         q, k, v = qkv[0], qkv[1], qkv[2]
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + bias  # [B, nh, S, S]
         ctx = scores.softmax(-1) @ v  # [B, nh, S, hd]
-        return self.out(ctx.transpose(1, 2).reshape(b, s, h))
+        return self.out(ctx.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
 
 
 class FeedForward(nn.Module):
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, inner: int):
         super().__init__()
-        self.up = nn.Linear(hidden, 4 * hidden)
-        self.down = nn.Linear(4 * hidden, hidden)
+        self.up = nn.Linear(hidden, inner)
+        self.down = nn.Linear(inner, hidden)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return self.down(F.gelu(self.up(x)))
@@ -68,13 +69,14 @@ class SepConv(nn.Module):
 
 
 def make_op(op: str, hidden: int) -> nn.Module:
-    if op == "mha":
-        return MultiHeadAttention(hidden)
-    if op == "ffn":
-        return FeedForward(hidden)
-    if op in CONV_KERNELS:
-        return SepConv(hidden, CONV_KERNELS[op])
-    raise ValueError(f"unknown op {op!r}; ops are {OPS}")
+    shape = op_shape(op, hidden)  # ValueError for an unknown name
+    if shape.kind == "mha":
+        return MultiHeadAttention(hidden, shape.heads, shape.head_dim)
+    if shape.kind == "ffn":
+        return FeedForward(hidden, shape.inner)
+    if shape.kind == "sepconv":
+        return SepConv(hidden, shape.kernel)
+    raise ValueError(f"op {op!r} has no module (identity is no layer at all)")
 
 
 class Sublayer(nn.Module):
