@@ -20,6 +20,11 @@ merged into each of ours, queries scaled by sqrt(k) so that a merged score is th
 scores: its pattern is the normalised product of theirs, an approximation the training corrects.
 Any other head size leaves attention at random. FFN neurons the teacher lacks (its intermediate
 size below 4h) start with zero output weights, so the path still computes the teacher's block.
+
+The teacher's own sub-layers (supernet.SuperLayer's teacher_ops: att<h>x<d>, ffn<n>) are copied
+exactly, heads and neurons in the order of an importance (model/importance.py): the widest is the
+teacher's sub-layer itself, a narrower one its most important heads or neurons (model/pruned.py
+computes the same function on the teacher itself: tested).
 """
 
 from __future__ import annotations
@@ -74,9 +79,33 @@ def attention_fit(hidden: int, teacher_heads: int) -> str:
 
 
 @torch.no_grad()
-def inherit(block: SuperBlock, layers: list[nn.Module], teacher_heads: int) -> dict[str, object]:
+def copy_teacher_attention(mha: nn.Module, norm: nn.Module, layer: nn.Module, order: torch.Tensor) -> None:
+    """An att<h>x<d> op at the teacher's full head count <- the teacher layer's attention, heads in `order`."""
+    att, d = layer.attention, mha.head_dim
+    rows = (order.view(-1, 1) * d + torch.arange(d)).flatten()  # every head's channels, most important first
+    mha.qkv.weight.copy_(torch.cat([getattr(att.self, n).weight[rows] for n in ("query", "key", "value")]))
+    mha.qkv.bias.copy_(torch.cat([getattr(att.self, n).bias[rows] for n in ("query", "key", "value")]))
+    mha.out.weight.copy_(att.output.dense.weight[:, rows])
+    mha.out.bias.copy_(att.output.dense.bias)
+    norm.load_state_dict(att.output.LayerNorm.state_dict())
+
+
+@torch.no_grad()
+def copy_teacher_ffn(ffn: nn.Module, norm: nn.Module, layer: nn.Module, order: torch.Tensor) -> None:
+    """An ffn<n> op at the teacher's full size <- the teacher layer's FFN, neurons in `order`."""
+    ffn.up.weight.copy_(layer.intermediate.dense.weight[order])
+    ffn.up.bias.copy_(layer.intermediate.dense.bias[order])
+    ffn.down.weight.copy_(layer.output.dense.weight[:, order])
+    ffn.down.bias.copy_(layer.output.dense.bias)
+    norm.load_state_dict(layer.output.LayerNorm.state_dict())
+
+
+@torch.no_grad()
+def inherit(block: SuperBlock, layers: list[nn.Module], teacher_heads: int,
+            orders: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, object]:
     """Set block's shared weights from the teacher `layers` (BertLayer modules, the block's own, in
-    order) as the module docstring says -> what was copied, for the block's result."""
+    order) as the module docstring says -> what was copied, for the block's result. `orders`: per
+    layer, (its heads, its neurons) most important first, for the teacher's own sub-layers."""
     hmax = max(block.hidden_sizes)
     if hmax != block.teacher_hidden:
         return {"from": "random", "why": f"the teacher's width {block.teacher_hidden} is not one of the space's"}
@@ -86,6 +115,14 @@ def inherit(block: SuperBlock, layers: list[nn.Module], teacher_heads: int) -> d
     fit = attention_fit(hmax, teacher_heads)
     for p, sub in enumerate(block.layers):
         teacher_layer = layers[p // 2]
+        if sub.teacher_ops:  # the widest of the position's family holds the teacher's sub-layer, sorted
+            widest = sub.full[sub.teacher_ops[-1]]
+            heads, neurons = orders[p // 2] if orders is not None else (
+                torch.arange(teacher_heads), torch.arange(teacher_layer.intermediate.dense.out_features))
+            if p % 2 == 0:
+                copy_teacher_attention(widest.op, widest.norm, teacher_layer, heads)
+            else:
+                copy_teacher_ffn(widest.op, widest.norm, teacher_layer, neurons)
         _copy_ffn(sub.full["ffn"].op, teacher_layer)
         sub.full["ffn"].norm.load_state_dict(teacher_layer.output.LayerNorm.state_dict())
         if fit != "none":

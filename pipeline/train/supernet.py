@@ -39,20 +39,36 @@ def slice_param(name: str, full: torch.Tensor, shape: torch.Size) -> torch.Tenso
 
 
 class SuperLayer(nn.Module):
-    """All candidate ops of one layer at width `hmax`; a path of width h uses their leading slices."""
+    """All candidate ops of one layer at width `hmax`; a path of width h uses their leading slices.
 
-    def __init__(self, hmax: int, hidden_sizes: tuple[int, ...], dropout: float = 0.0):
+    `teacher_ops`: the teacher's pruned sub-layers this position may hold (one family, sorted from the
+    narrowest: att3x32 .. att12x32, or ffn384 .. ffn1536), at width hmax only. They share the widest
+    one's weights, whose heads and neurons are sorted by importance (inherit.py), so a narrower one is
+    its leading heads or neurons: DynaBERT's width-adaptive sub-networks.
+    """
+
+    def __init__(self, hmax: int, hidden_sizes: tuple[int, ...], dropout: float = 0.0,
+                 teacher_ops: tuple[str, ...] = ()):
         super().__init__()
         self.full = nn.ModuleDict({op: Sublayer(op, hmax, dropout) for op in REAL_OPS})
+        self._source = {op: op for op in REAL_OPS}  # whose weights an op slices
+        if teacher_ops:
+            self.full[teacher_ops[-1]] = Sublayer(teacher_ops[-1], hmax, dropout)
+            self._source.update({op: teacher_ops[-1] for op in teacher_ops})
         # Weightless copies of the standalone layer at every width: the code a path runs. Kept in a
         # plain dict so that they are not submodules (no parameters, not in the state dict).
         with torch.device("meta"):
             self._templates = {(op, h): Sublayer(op, h, dropout) for op in REAL_OPS for h in hidden_sizes}
+            self._templates.update({(op, hmax): Sublayer(op, hmax, dropout) for op in teacher_ops})
+
+    @property
+    def teacher_ops(self) -> tuple[str, ...]:
+        return tuple(op for op in self._source if op not in REAL_OPS)
 
     def weights(self, op: str, h: int) -> dict[str, torch.Tensor]:
         """The shared weights of `op` at width h, named as in a standalone `Sublayer(op, h)`."""
         template = self._templates[(op, h)]
-        full = dict(self.full[op].named_parameters())
+        full = dict(self.full[self._source[op]].named_parameters())
         return {name: slice_param(name, full[name], p.shape) for name, p in template.named_parameters()}
 
     def forward(self, x: torch.Tensor, op: str, keep: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -64,28 +80,40 @@ class SuperLayer(nn.Module):
 
 
 class SuperBlock(nn.Module):
-    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0):
+    def __init__(self, teacher_hidden: int, hidden_sizes: tuple[int, ...], num_layers: int, dropout: float = 0.0,
+                 teacher_attention: tuple[str, ...] = (), teacher_ffn: tuple[str, ...] = ()):
         super().__init__()
         self.teacher_hidden, self.hidden_sizes, self.num_layers = teacher_hidden, tuple(hidden_sizes), num_layers
         self.dropout = dropout
         hmax = max(hidden_sizes)
+        if (teacher_attention or teacher_ffn) and hmax != teacher_hidden:
+            raise ValueError(f"the teacher's sub-layers need a block at its width {teacher_hidden}, widest is {hmax}")
         self.in_proj = nn.Linear(teacher_hidden, hmax)   # a path of width h uses rows [:h]
-        self.layers = nn.ModuleList(SuperLayer(hmax, self.hidden_sizes, dropout) for _ in range(num_layers))
+        # As the teacher's layers alternate, attention at even positions and FFNs at odd ones (space.py).
+        self.layers = nn.ModuleList(
+            SuperLayer(hmax, self.hidden_sizes, dropout, tuple(teacher_attention if p % 2 == 0 else teacher_ffn))
+            for p in range(num_layers))
         self.out_proj = nn.Linear(hmax, teacher_hidden)  # and columns [:h] here
         self.active = Block(hmax, tuple(["mha", "ffn"] * (num_layers // 2) + ["mha"] * (num_layers % 2)))
 
     @classmethod
     def for_space(cls, space: SearchSpace, dropout: float = 0.0) -> SuperBlock:
-        return cls(space.teacher_hidden, space.hidden_sizes, space.layers_per_block, dropout)
+        return cls(space.teacher_hidden, space.hidden_sizes, space.layers_per_block, dropout,
+                   space.teacher_attention, space.teacher_ffn)
 
     # ---- once-for-all's interface ----
     def candidates(self) -> list[Block]:
-        """Every distinct path in canonical form (identities last): sum_k 5^k op lists per width."""
+        """Every distinct path in canonical form (identities last): sum_k 5^k op lists per width; then the
+        teacher's shapes: each position one of its grid or dropped (prod over positions of grid + 1)."""
         out = []
         for h in self.hidden_sizes:
             for k in range(self.num_layers + 1):
                 out += [Block(h, canonical_layers(list(ops) + ["identity"] * (self.num_layers - k)))
                         for ops in itertools.product(REAL_OPS, repeat=k)]
+        grids = [("identity", *layer.teacher_ops) for layer in self.layers]
+        if any(len(g) > 1 for g in grids):
+            out += [Block(self.teacher_hidden, ops) for ops in itertools.product(*grids)
+                    if any(op != "identity" for op in ops)]  # all identities: already a NAS path
         return out
 
     def sample(self, rng: random.Random, candidates: list[Block] | None = None) -> Block:

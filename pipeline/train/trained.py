@@ -51,6 +51,7 @@ class TrainedSupernet:
             self.hidden_sizes = tuple(space["hidden_sizes"])
             self.layers_per_block = int(space["layers_per_block"])
             self.num_blocks = int(space["num_blocks"])
+            self.teacher_shapes = (tuple(space.get("teacher_attention", ())), tuple(space.get("teacher_ffn", ())))
             blocks = sorted(self.summary["blocks"], key=lambda b: b["block"])
             self.pools = [b["pool"] for b in blocks]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
@@ -100,7 +101,8 @@ class TrainedSupernet:
         """Block n (1-based) with its trained weights, in eval mode, on the CPU."""
         if n not in self._blocks:
             path = self.dir / f"block_{n}" / "supernet.pt"
-            block = SuperBlock(self.frame.teacher_hidden, self.hidden_sizes, self.layers_per_block)
+            block = SuperBlock(self.frame.teacher_hidden, self.hidden_sizes, self.layers_per_block, 0.0,
+                               *self.teacher_shapes)
             try:
                 block.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
             except FileNotFoundError:
