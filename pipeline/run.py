@@ -78,6 +78,7 @@ class RunOptions:
     naskd_steps: int = same_as(NasKdConfig, "steps")
     naskd_widths: str = same_as(NasKdConfig, "widths")
     init: str = same_as(TrainConfig, "init")
+    prune: str = same_as(TrainConfig, "prune")
     # The predictor errs by a few percent on a shared CPU; searching below the budget leaves room for it.
     margin: float = opt(0.03, "search under budget x (1 - margin), room for the predictor's error")
     # The report shows what the search buys over hand-designed students of the same latency.
@@ -168,7 +169,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
         return result
 
     # 1 profile: measures only what the table lacks (nothing when it is complete).
-    space = space_for_teacher(o.teacher)
+    space = space_for_teacher(o.teacher, prune=o.prune != "off")  # the teacher's shapes profiled where searched
     choice = TableChoice(table, backend.fingerprint())
     predictor = None
     if foreign_table:  # measured elsewhere: nothing measured here may be added to it
@@ -179,7 +180,7 @@ def run_all(backend: Backend, table: Path, out: Path, o: RunOptions, progress: b
             log(f"no latency table of device '{p.name}' for this machine yet: profiling it into {table} "
                 f"({n} models x {p.rounds} rounds; about 2 minutes for the default teacher on a 2-core CPU)")
         stage("profile", lambda: profile_device(backend, space, table, force=False, progress=progress))
-    base = TrainConfig(seed=o.seed, init=o.init)
+    base = TrainConfig(seed=o.seed, init=o.init, prune=o.prune)
     cfg = o.train or (base.quick() if o.quick else base)
     if cfg.seq_len != seq:
         raise PipelineError(f"the device profile measures sequence {seq} but training uses {cfg.seq_len}")

@@ -17,7 +17,7 @@ from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.errors import PipelineError
 
 # The op names and kernels live with the network code that student folders carry (pipeline.portable).
-from pipeline.portable.opset import OPS, is_teacher_op, op_shape  # noqa: F401 (op_shape re-exported)
+from pipeline.portable.opset import OPS, is_teacher_op, op_shape
 
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
@@ -55,7 +55,7 @@ class Architecture:
     @property
     def attention_layers(self) -> int:
         """How many MHA layers: what the search's block losses cannot see (search.py)."""
-        return sum(b.layers.count("mha") for b in self.blocks)
+        return sum(op_shape(op, b.hidden).kind == "mha" for b in self.blocks for op in b.layers)
 
     def describe(self) -> str:
         """One line: `384:mha,ffn | 192:sepconv3 | 128:-`."""

@@ -41,7 +41,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     profile = resolve_profile(args.device, args.profile)
     backend = get_backend(profile)
-    space = space_for_teacher(args.teacher)
+    space = space_for_teacher(args.teacher, prune=args.teacher_shapes)
     path = choose_table(profile, backend, args.table).path
     writable_folder(path.parent, "folder of the latency table")  # before the minutes of measuring
     try:
@@ -123,7 +123,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_space(args: argparse.Namespace) -> int:
     from pipeline.model.teacher import space_for_teacher
 
-    space = space_for_teacher(args.teacher)
+    space = space_for_teacher(args.teacher, prune=args.teacher_shapes)
     if args.sample:  # only samples are written: describing the space needs no folder
         writable_folder(args.out)
     print(f"teacher hidden {space.teacher_hidden}, {space.teacher_layers} layers -> {space.num_blocks} blocks of "

@@ -13,12 +13,12 @@ from pipeline.search.naskd import NasKdConfig
 from pipeline.task.train import TaskConfig
 from pipeline.train.blockwise import TrainConfig
 
-TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every", "init"]
+TRAIN_OVERRIDES = ["epochs", "epoch_steps", "batch_size", "seq_len", "sandwich_every", "init", "prune"]
 FINETUNE_FLAGS = ["steps", "views", "span_rows", "device"]  # DistillConfig's fields, --finetune-*
 TASK_FLAGS = ["method", "pkd", "pkd_states", "student_head", "student_dropout", "adapt_steps", "alpha", "temperature",
               "beta", "steps", "lr", "teacher_steps", "transfer", "seed", "teacher_seed", "device"]
 RUN_FLAGS = ["quick", "finetune_steps", "finetune_views", "finetune_spans", "finetune_device", "int8", "max_params",
-             "init", "top_t", "rerank", "rerank_steps", "search_method", "naskd_steps", "naskd_widths", "task",
+             "init", "prune", "top_t", "rerank", "rerank_steps", "search_method", "naskd_steps", "naskd_widths", "task",
              "task_train", "task_dev", "task_test", "task_dataset", "task_unlabeled", "min_readout", "min_attention",
              "margin", "baselines", "force", "seed"]
 
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_text_args(p, corpus=False)
     p.add_argument("--force", action="store_true", help="re-measure everything, replacing the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--teacher-shapes", action="store_true",
+                   help="also the teacher's own layers pruned to a grid of its heads and FFN neurons (what "
+                   "`train --prune` searches)")
 
     p = sub.add_parser("predict", help="predict an architecture's latency from a latency table")
     _add_device_args(p)
@@ -225,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("space", help="describe the search space of a teacher; sample architectures")
     _add_text_args(p, corpus=False)
     p.add_argument("--sample", type=int, default=0, metavar="N", help="write N random architectures")
+    p.add_argument("--teacher-shapes", action="store_true", help="the space with the teacher's pruned layers "
+                   "(`train --prune`)")
     p.add_argument("--out", default="archs", help="folder for sampled architectures (default archs/)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -62,7 +62,7 @@ def magnitude(teacher) -> Importance:
         heads.append(qkv * _heads_of(att.output.dense.weight, d))
         up, down = layer.intermediate.dense.weight, layer.output.dense.weight  # [I, H], [H, I]
         neurons.append(up.norm(dim=1) * down.norm(dim=0))
-    return Importance("magnitude", torch.stack(heads), torch.stack(neurons))
+    return Importance("magnitude", torch.stack(heads).float().cpu(), torch.stack(neurons).float().cpu())
 
 
 @contextmanager
@@ -109,18 +109,18 @@ def activation(teacher, ids: torch.Tensor, batch: int = 16) -> Importance:
     layers = teacher.encoder.layer
     heads = torch.zeros(len(layers), layers[0].attention.self.num_attention_heads)
     neurons = torch.zeros(len(layers), layers[0].intermediate.dense.out_features)
-    tokens = 0
+    tokens, device = 0, next(teacher.parameters()).device
     with _taps(teacher) as (contexts, inner):
-        for b in _batches(ids, batch):
+        for b in _batches(ids.to(device), batch):
             teacher(input_ids=b, attention_mask=torch.ones_like(b))
             tokens += b.numel()
             for i, layer in enumerate(layers):
                 c = contexts[i]
-                heads[i] += c.view(*c.shape[:2], -1, _head_dim(layer)).norm(dim=-1).sum((0, 1))
-                neurons[i] += inner[i].abs().sum((0, 1))
+                heads[i] += c.view(*c.shape[:2], -1, _head_dim(layer)).norm(dim=-1).sum((0, 1)).float().cpu()
+                neurons[i] += inner[i].abs().sum((0, 1)).float().cpu()
     for i, layer in enumerate(layers):  # carried into the residual by the output projections' columns
-        heads[i] *= _heads_of(layer.attention.output.dense.weight, _head_dim(layer))
-        neurons[i] *= layer.output.dense.weight.norm(dim=0)
+        heads[i] *= _heads_of(layer.attention.output.dense.weight, _head_dim(layer)).float().cpu()
+        neurons[i] *= layer.output.dense.weight.norm(dim=0).float().cpu()
     return Importance("activation", heads / tokens, neurons / tokens)
 
 
@@ -131,24 +131,25 @@ def sensitivity(teacher, ids: torch.Tensor, batch: int = 16, seed: int = 0) -> I
     shape_h = (len(layers), layers[0].attention.self.num_attention_heads)
     shape_n = (len(layers), layers[0].intermediate.dense.out_features)
     heads, neurons = torch.zeros(shape_h), torch.zeros(shape_n)
+    device = next(teacher.parameters()).device
     was_grad = [p.requires_grad for p in teacher.parameters()]
     for p in teacher.parameters():
         p.requires_grad_(False)
     try:
-        for b in _batches(ids, batch):
+        for b in _batches(ids.to(device), batch):
             mask = torch.ones_like(b)
             with torch.no_grad():
                 target = teacher(input_ids=b, attention_mask=mask).last_hidden_state  # [B, S, T]
             lo, hi = SENS_KEEP
             keep = lo + (hi - lo) * float(torch.rand((), generator=g))
-            hm = (torch.rand(shape_h, generator=g) < keep).float().requires_grad_(True)
-            nm = (torch.rand(shape_n, generator=g) < keep).float().requires_grad_(True)
+            hm = (torch.rand(shape_h, generator=g) < keep).float().to(device).requires_grad_(True)
+            nm = (torch.rand(shape_n, generator=g) < keep).float().to(device).requires_grad_(True)
             with _taps(teacher, hm, nm):
                 out = teacher(input_ids=b, attention_mask=mask).last_hidden_state
             loss = (out - target).pow(2).mean()
             gh, gn = torch.autograd.grad(loss, (hm, nm))
-            heads -= gh
-            neurons -= gn
+            heads -= gh.cpu()
+            neurons -= gn.cpu()
     finally:
         for p, r in zip(teacher.parameters(), was_grad, strict=True):
             p.requires_grad_(r)

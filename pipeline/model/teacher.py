@@ -102,12 +102,20 @@ def load_teacher(name: str | None = None, attention: str | None = None):  # -> t
     return model.float().eval()
 
 
-def space_for_teacher(name: str | None = None) -> SearchSpace:
+def space_for_teacher(name: str | None = None, prune: bool = False) -> SearchSpace:
+    """The teacher's search space; `prune`: with its own pruned sub-layers (space.teacher_shapes)."""
     c = load_teacher_config(name)
     try:
-        return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+        return space_of_config(c, prune)
     except PipelineError as e:
         raise PipelineError(f"teacher {resolve_teacher(name)!r}: {e}") from None
+
+
+def space_of_config(c, prune: bool = False) -> SearchSpace:
+    """The space of a teacher's transformers config (with its shapes when `prune`)."""
+    extra = {"heads": c.num_attention_heads, "inner": c.intermediate_size} if prune else {}
+    return SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings,
+                                    **extra)
 
 
 def load_tokenizer(name: str | None = None):  # -> transformers.PreTrainedTokenizerBase

@@ -49,6 +49,7 @@ from pipeline.train.supernet import SuperBlock
 
 CHECKPOINT_FORMAT = 1
 INITS = ("teacher", "random")  # TrainConfig.init
+PRUNE = ("off", "activation", "magnitude", "sensitivity")  # TrainConfig.prune: off or an importance measure
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ class TrainConfig:
     # own block where the teacher's width is one of the space's (inherit.py), and the search starts there.
     init: str = opt("teacher", "where the shared weights start: teacher (the widest attention/FFN path is the "
                     "teacher's block; convolutions random) or random", choices=INITS)
+    # The teacher's own sub-layers, pruned, as candidates beside NAS-BERT's ops (space.teacher_shapes): each
+    # block may be its teacher layers with a quarter to all of their heads and FFN neurons, the most
+    # important by this measure, weights copied. Activation ranked best untrained on MiniLM, ahead of the
+    # weights' magnitude; sensitivity ranked below random (benchmarks/prune_start.py, docs/experiments.md).
+    # Off by default until searches over both kinds are measured against the report's peers.
+    prune: str = opt("off", "put the teacher's pruned layers in the space, heads and neurons ranked by this "
+                     "importance (off: NAS-BERT's ops only)", choices=PRUNE)
     checkpoint_every: int = 25    # steps between checkpoints: a few seconds of work lost at most, cheap to save
     seed: int = opt(0, "random seed")
 
@@ -103,6 +111,10 @@ class TrainConfig:
             raise PipelineError(f"warmup-epochs must be between 0 and epochs ({self.epochs})")
         if self.init not in INITS:
             raise PipelineError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.prune not in PRUNE:
+            raise PipelineError(f"prune must be one of {', '.join(PRUNE)}, got {self.prune!r}")
+        if self.prune != "off" and self.init != "teacher":
+            raise PipelineError("--prune keeps the teacher's heads and neurons: it needs --init teacher")
         if self.sandwich_every < 0:
             raise PipelineError(f"sandwich-every must be 0 (off) or positive, got {self.sandwich_every}")
         if self.tau_paths < 10:
@@ -129,7 +141,7 @@ def table_predictor(space: SearchSpace, table: Path, seq: int, batch: int = 1) -
     if missing:
         raise PipelineError(f"latency table {table} lacks {len(missing)} op(s) of this teacher's space at batch "
                             f"{batch}, seq {seq} (first: {missing[0]}); profile this teacher into it "
-                            "(`profile --teacher ...`) or pass another table")
+                            "(`profile --teacher ...`, with --teacher-shapes for --prune) or pass another table")
     return p
 
 
@@ -330,5 +342,8 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
 def settings_hash(teacher_id: dict[str, Any], corpus_id: dict[str, Any], cfg: TrainConfig, block: int,
                   tables: dict[str, str], target: str | None) -> str:
     """What a block's result depends on: a different key means its checkpoint cannot be resumed."""
-    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=asdict(cfg), block=block,
+    config = asdict(cfg)
+    if config["prune"] == "off":  # added later: off keeps the key of every block trained before it existed
+        del config["prune"]
+    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=config, block=block,
                        tables=tables, target=target)

@@ -28,9 +28,9 @@ from pipeline.model.teacher import (
     load_tokenizer,
     resolve_teacher,
     sample_chunks,
+    space_of_config,
     teacher_states,
 )
-from pipeline.space import SearchSpace
 from pipeline.train.blockwise import TrainConfig, settings_hash, table_predictor, train_block
 from pipeline.train.inherit import inherit
 from pipeline.train.standalone import BlockData
@@ -60,7 +60,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     tokenizer = load_tokenizer(teacher)
     model = load_teacher(teacher).to(dev)
     c = model.config
-    space = SearchSpace.from_teacher(c.hidden_size, c.num_hidden_layers, c.vocab_size, c.max_position_embeddings)
+    space = space_of_config(c, prune=cfg.prune != "off")
     if cfg.seq_len > c.max_position_embeddings:
         n = c.max_position_embeddings
         raise PipelineError(f"sequence length {cfg.seq_len} is longer than the teacher's {n} positions; "
@@ -108,10 +108,12 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
                 f"(the schedule reads at most {wanted}; the teacher's states must fit in memory)")
         train_states = teacher_states(model, train_ids, layers, progress=progress)
         val_states = teacher_states(model, data.validation, layers, progress=progress)
+        orders = _importance_orders(model, cfg, data.train, progress, log)
         starts = {b: partial(inherit, layers=[copy.deepcopy(model.encoder.layer[i]).cpu()
                                               for i in range(bounds[b - 1], bounds[b])],
-                             teacher_heads=c.num_attention_heads) if cfg.init == "teacher" else None
-                  for b, _ in todo}
+                             teacher_heads=c.num_attention_heads,
+                             orders=orders[bounds[b - 1]:bounds[b]] if orders else None)
+                  if cfg.init == "teacher" else None for b, _ in todo}
         del model
         for b, settings in todo:
             lo, hi = bounds[b - 1], bounds[b]
@@ -134,6 +136,22 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
     summary = _write_summary(out, path, {**data.describe(), **corpus_args}, cfg, space, device, predictors, target,
                              world)
     return {**summary, "trained_now": [b for b, _ in todo]}  # not written: what this call did, for run.json
+
+
+IMPORTANCE_CHUNKS = 256  # training chunks that rank heads and neurons: 33k tokens, a minute on 2 cores
+
+
+def _importance_orders(model, cfg: TrainConfig, train: torch.Tensor, progress: bool, log
+                       ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Per teacher layer, (heads, neurons) most important first by cfg.prune's measure; None when off."""
+    if cfg.prune == "off":
+        return None
+    from pipeline.model.importance import cached_importance
+
+    ids = sample_chunks(train, IMPORTANCE_CHUNKS, cfg.seed)
+    imp = cached_importance(model, cfg.prune, ids, cfg.seed)  # about a minute on 2 cores, then cached
+    log(f"ranked the teacher's heads and FFN neurons by {cfg.prune} on {ids.shape[0]} training chunks")
+    return [(imp.head_order(i), imp.neuron_order(i)) for i in range(imp.heads.shape[0])]
 
 
 def _barrier(dev: torch.device) -> None:
@@ -166,7 +184,10 @@ def _write_summary(out, teacher_path, corpus, cfg, space, device, predictors, ta
         "space": {"teacher_hidden": space.teacher_hidden, "hidden_sizes": list(space.hidden_sizes),
                   "num_blocks": space.num_blocks, "layers_per_block": space.layers_per_block,
                   "embed_dim": space.embed_dim, "vocab_size": space.vocab_size,
-                  "max_positions": space.max_positions, "teacher_layers": space.teacher_layers},
+                  "max_positions": space.max_positions, "teacher_layers": space.teacher_layers,
+                  # only where the space has them: the summaries (and keys) of plain supernets stay as they were
+                  **({"teacher_attention": list(space.teacher_attention), "teacher_ffn": list(space.teacher_ffn)}
+                     if space.teacher_ops else {})},
         "latency_tables": {name: str(p.table.path) for name, p in predictors.items()},
         "bins_by": f"latency on {target} and parameters" if target else "parameters",
         "loss": "mean squared error against the teacher's hidden states at the block's output",

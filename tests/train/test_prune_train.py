@@ -1,0 +1,87 @@
+"""`train --prune`: the teacher's pruned layers trained beside NAS-BERT's ops, from the teacher's weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import pytest
+
+from pipeline.artifacts import content_key
+from pipeline.errors import PipelineError
+from pipeline.space import SearchSpace
+from pipeline.train.blockwise import TrainConfig, settings_hash
+from pipeline.train.trained import TrainedSupernet
+
+
+@pytest.fixture(scope="module")
+def shapes_table(tmp_path_factory, cpu_backend):
+    from conftest import TINY
+
+    from pipeline.profile.probes import profile_device
+
+    space = SearchSpace.from_teacher(TINY["hidden_size"], TINY["num_hidden_layers"], TINY["vocab_size"],
+                                     TINY["max_position_embeddings"], heads=TINY["num_attention_heads"],
+                                     inner=TINY["intermediate_size"])
+    path = tmp_path_factory.mktemp("tables") / "tiny-shapes.csv"
+    profile_device(cpu_backend, space, path, progress=False)
+    return path
+
+
+@pytest.mark.slow
+def test_a_pruned_supernet_trains_its_teacher_paths_and_pools_them(tmp_path, tiny_teacher_tok, tiny_corpus,
+                                                                   shapes_table, tiny_table):
+    from conftest import TINY_TRAIN, tiny_train
+
+    cfg = replace(TINY_TRAIN, prune="activation")
+    summary, logs = tiny_train(tmp_path / "train", tiny_teacher_tok, tiny_corpus, shapes_table, cfg=cfg)
+    assert any("ranked the teacher's heads and FFN neurons by activation" in line for line in logs)
+    assert summary["space"]["teacher_attention"] == ["att1x64", "att2x64"]
+    pooled = [p for b in summary["blocks"] for p in b["pool"]]
+    teacher_paths = [p for p in pooled if any(op.startswith("att") and op != "att" or op[3:].isdigit()
+                                              for op in p["layers"])]
+    assert teacher_paths, "the teacher's own (pruned) layers start from its weights: some reach the pools"
+    trained = TrainedSupernet(tmp_path / "train")
+    assert trained.teacher_shapes == (("att1x64", "att2x64"), ("ffn64", "ffn128", "ffn192", "ffn256"))
+    assert trained.supernet_block(1).layers[1].teacher_ops == ("ffn64", "ffn128", "ffn192", "ffn256")
+    # a table without the teacher's shapes is refused before any training, with the command that fixes it
+    with pytest.raises(PipelineError, match="--teacher-shapes"):
+        tiny_train(tmp_path / "other", tiny_teacher_tok, tiny_corpus, tiny_table, cfg=cfg)
+    assert json.loads((tmp_path / "train" / "train_summary.json").read_text())["config"]["prune"] == "activation"
+
+
+def test_prune_off_keeps_the_key_of_blocks_trained_before_it():
+    cfg = TrainConfig()
+    old = asdict(cfg)
+    del old["prune"]
+    key = content_key("train-block", 1, teacher={"t": 1}, corpus={"c": 1}, config=old, block=1, tables={},
+                      target=None)
+    assert settings_hash({"t": 1}, {"c": 1}, cfg, 1, {}, None) == key
+    assert settings_hash({"t": 1}, {"c": 1}, replace(cfg, prune="activation"), 1, {}, None) != key
+
+
+def test_prune_needs_the_teachers_weights():
+    with pytest.raises(PipelineError, match="needs --init teacher"):
+        TrainConfig(prune="magnitude", init="random")
+    with pytest.raises(PipelineError, match="prune must be one of"):
+        TrainConfig(prune="loudest")
+
+
+@pytest.mark.slow
+def test_a_run_with_prune_searches_exports_and_reports_teacher_shaped_students(tmp_path, tiny_teacher_tok,
+                                                                               tiny_corpus, cpu_backend):
+    """From nothing: the profile adds the teacher's shapes, training ranks and inherits, the search sees both
+    kinds, and whatever it picks exports (ONNX checked against PyTorch) and is benchmarked."""
+    from conftest import TINY_TRAIN
+
+    from pipeline.run import RunOptions, run_all
+
+    table = tmp_path / "table.csv"
+    o = RunOptions((40.0, 3.0), str(tiny_teacher_tok), str(tiny_corpus), finetune_steps=2, top_t=2, rerank_steps=2,
+                   prune="activation", train=replace(TINY_TRAIN, prune="activation"), baselines=False)
+    report = run_all(cpu_backend, table, tmp_path / "run", o, progress=False, log=lambda _m: None)
+    search = json.loads((tmp_path / "run" / "search" / "search.json").read_text())
+    seen = [c["describe"] for r in search["choices"] for c in r["candidates"]]
+    assert seen and report["students"]
+    pools = json.loads((tmp_path / "run" / "train" / "train_summary.json").read_text())["blocks"]
+    assert any(op.startswith("att") for b in pools for p in b["pool"] for op in p["layers"])
