@@ -85,3 +85,30 @@ def test_a_run_with_prune_searches_exports_and_reports_teacher_shaped_students(t
     assert seen and report["students"]
     pools = json.loads((tmp_path / "run" / "train" / "train_summary.json").read_text())["blocks"]
     assert any(op.startswith("att") for b in pools for p in b["pool"] for op in p["layers"])
+
+
+def test_the_predictor_prices_teacher_shaped_students(shapes_table):
+    import random
+
+    from conftest import TINY
+
+    from pipeline.latency import LatencyTable, Predictor, family
+    from pipeline.space import Architecture, Block, adapter_shapes
+
+    p = Predictor(LatencyTable.load(shapes_table), 1, 16)
+    space = SearchSpace.from_teacher(TINY["hidden_size"], TINY["num_hidden_layers"], TINY["vocab_size"],
+                                     TINY["max_position_embeddings"], heads=2, inner=256)
+    cal = p.table.calibration_rows(1, 16)
+    assert any(op.startswith("att") for a, _ in cal for b in a.blocks for op in b.layers)  # calibrated on them
+    assert family("att1x64@128") == "mha" and family("ffn192@128") == "ffn" and family("linear 128->128") == "fixed"
+    small = Block(128, ("att1x64", "ffn64", "identity", "ffn64"))
+    large = Block(128, ("att2x64", "ffn256", "att2x64", "ffn256"))
+    assert 0 < p.block_ms(small) < p.block_ms(large)
+    for seed in range(5):  # the terms the search adds up are the prediction, teacher shapes included
+        a = space.sample(random.Random(seed))
+        terms = p.base_terms(a.teacher_hidden, a.vocab_size, a.embed_dim, a.max_positions)
+        terms = terms + sum(p.block_terms(b) for b in a.blocks)
+        terms = terms + sum(p.link_terms(i, o) for i, o in adapter_shapes(a))
+        assert abs(float(p.predict_terms(terms)) - p(a)) < 1e-6 * max(1.0, p(a))
+    frame = (space.vocab_size, space.max_positions)
+    assert p(Architecture(128, 128, (large, large), *frame)) > p(Architecture(128, 128, (small, small), *frame))
