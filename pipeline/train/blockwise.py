@@ -342,8 +342,14 @@ def _finish(n, net, state, candidates, params, latency, data, cfg, out_dir, val_
 def settings_hash(teacher_id: dict[str, Any], corpus_id: dict[str, Any], cfg: TrainConfig, block: int,
                   tables: dict[str, str], target: str | None) -> str:
     """What a block's result depends on: a different key means its checkpoint cannot be resumed."""
+    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=config_record(cfg),
+                       block=block, tables=tables, target=target)
+
+
+def config_record(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings as keys and summaries record them. `prune` came later: off, it is left out, so that the
+    blocks and summaries of supernets trained before it keep their keys (and the later stages their reuse)."""
     config = asdict(cfg)
-    if config["prune"] == "off":  # added later: off keeps the key of every block trained before it existed
+    if config["prune"] == "off":
         del config["prune"]
-    return content_key("train-block", 1, teacher=teacher_id, corpus=corpus_id, config=config, block=block,
-                       tables=tables, target=target)
+    return config

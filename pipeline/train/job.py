@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from pipeline.model.teacher import (
     space_of_config,
     teacher_states,
 )
-from pipeline.train.blockwise import TrainConfig, settings_hash, table_predictor, train_block
+from pipeline.train.blockwise import TrainConfig, config_record, settings_hash, table_predictor, train_block
 from pipeline.train.inherit import inherit
 from pipeline.train.standalone import BlockData
 from pipeline.train.trained import SUMMARY
@@ -108,7 +107,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
                 f"(the schedule reads at most {wanted}; the teacher's states must fit in memory)")
         train_states = teacher_states(model, train_ids, layers, progress=progress)
         val_states = teacher_states(model, data.validation, layers, progress=progress)
-        orders = _importance_orders(model, cfg, data.train, progress, log)
+        orders = _importance_orders(model, cfg, data.train, log)
         starts = {b: partial(inherit, layers=[copy.deepcopy(model.encoder.layer[i]).cpu()
                                               for i in range(bounds[b - 1], bounds[b])],
                              teacher_heads=c.num_attention_heads,
@@ -141,7 +140,7 @@ def run_train(out: Path, cfg: TrainConfig, teacher: str | None = None, corpus: s
 IMPORTANCE_CHUNKS = 256  # training chunks that rank heads and neurons: 33k tokens, a minute on 2 cores
 
 
-def _importance_orders(model, cfg: TrainConfig, train: torch.Tensor, progress: bool, log
+def _importance_orders(model, cfg: TrainConfig, train: torch.Tensor, log
                        ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """Per teacher layer, (heads, neurons) most important first by cfg.prune's measure; None when off."""
     if cfg.prune == "off":
@@ -178,7 +177,7 @@ def _write_summary(out, teacher_path, corpus, cfg, space, device, predictors, ta
     summary = {
         "teacher": teacher_path,
         "corpus": corpus,
-        "config": asdict(cfg),
+        "config": config_record(cfg),
         "training_device": device,
         "processes": world,
         "space": {"teacher_hidden": space.teacher_hidden, "hidden_sizes": list(space.hidden_sizes),

@@ -10,7 +10,7 @@ import pytest
 from pipeline.artifacts import content_key
 from pipeline.errors import PipelineError
 from pipeline.space import SearchSpace
-from pipeline.train.blockwise import TrainConfig, settings_hash
+from pipeline.train.blockwise import TrainConfig, config_record, settings_hash
 from pipeline.train.trained import TrainedSupernet
 
 
@@ -58,6 +58,8 @@ def test_prune_off_keeps_the_key_of_blocks_trained_before_it():
                       target=None)
     assert settings_hash({"t": 1}, {"c": 1}, cfg, 1, {}, None) == key
     assert settings_hash({"t": 1}, {"c": 1}, replace(cfg, prune="activation"), 1, {}, None) != key
+    # the summary records the same (its hash keys the search, export and benchmark of a run)
+    assert "prune" not in config_record(cfg) and config_record(replace(cfg, prune="magnitude"))["prune"] == "magnitude"
 
 
 def test_prune_needs_the_teachers_weights():
