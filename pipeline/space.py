@@ -29,6 +29,11 @@ class Block:
     hidden: int
     layers: tuple[str, ...]
 
+    @property
+    def attention(self) -> int:
+        """How many attention layers (NAS-BERT's mha and the teacher's own, pruned)."""
+        return sum(op_shape(op, self.hidden).kind == "mha" for op in self.layers)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -55,7 +60,7 @@ class Architecture:
     @property
     def attention_layers(self) -> int:
         """How many MHA layers: what the search's block losses cannot see (search.py)."""
-        return sum(op_shape(op, b.hidden).kind == "mha" for b in self.blocks for op in b.layers)
+        return sum(b.attention for b in self.blocks)
 
     def describe(self) -> str:
         """One line: `384:mha,ffn | 192:sepconv3 | 128:-`."""

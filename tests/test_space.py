@@ -158,3 +158,9 @@ def test_params_and_flops_match_the_module_with_teacher_shapes(seed):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(**inputs)
     assert count_flops(arch, seq=32, batch=2) == counter.get_total_flops()
+
+
+def test_the_teachers_attention_counts_as_attention():
+    block = Block(384, ("att6x32", "ffn768", "identity", "ffn384"))
+    assert block.attention == 1 and Block(384, ("mha", "ffn", "mha", "sepconv3")).attention == 2
+    assert Architecture(384, 256, (block, Block(256, ("mha",) * 4))).attention_layers == 5

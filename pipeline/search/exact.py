@@ -110,7 +110,7 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     terms = [np.array([latency.block_terms(b) for b in bl]) for bl in blocks]  # [P_n, TERMS] per block
     losses = [np.array([quality(n, e) for e in pool], dtype=float) for n, pool in enumerate(pools)]
     widths = [np.array([b.hidden for b in bl]) for bl in blocks]
-    n_mha = [np.array([b.layers.count("mha") for b in bl]) for bl in blocks]
+    n_mha = [np.array([b.attention for b in bl]) for bl in blocks]
     monotone = bool((np.asarray(getattr(getattr(latency, "calibration", None), "coefs", (1.0,))) >= 0).all())
     # Pruning within a width is exact; a diverse search, or one that prefers attention, prunes within
     # (width, attention count), which is exact for the best of each count too.
