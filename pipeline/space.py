@@ -17,7 +17,7 @@ from pipeline.artifacts import short_hash, write_json_atomic
 from pipeline.errors import PipelineError
 
 # The op names and kernels live with the network code that student folders carry (pipeline.portable).
-from pipeline.portable.opset import OPS, is_teacher_op, op_shape
+from pipeline.portable.opset import OPS, is_teacher_op, op_shape, teacher_block
 
 NAS_BERT_HIDDEN = (128, 192, 256, 384, 512)  # one hidden size per block, from the paper
 BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 512  # defaults when an architecture does not say
@@ -299,9 +299,12 @@ def linear_params(d_in: int, d_out: int) -> int:
 
 
 def adapter_shapes(arch: Architecture) -> list[tuple[int, int]]:
-    """(d_in, d_out) of the student's linears in order: embed -> H1, H_i -> H_i+1, H_last -> teacher."""
+    """(d_in, d_out) of the student's linears in order: embed -> H1, H_i -> H_i+1, H_last -> teacher; none
+    between two blocks of the teacher's own layers nor after the last (opset.teacher_block)."""
     hs = [b.hidden for b in arch.blocks]
-    return [(arch.embed_dim, hs[0]), *zip(hs, hs[1:], strict=False), (hs[-1], arch.teacher_hidden)]
+    own = [teacher_block(b.hidden, b.layers, arch.teacher_hidden) for b in arch.blocks]
+    links = [(a, b) for a, b, ka, kb in zip(hs, hs[1:], own, own[1:], strict=False) if not (ka and kb)]
+    return [(arch.embed_dim, hs[0]), *links, *([] if own[-1] else [(hs[-1], arch.teacher_hidden)])]
 
 
 def count_params(arch: Architecture) -> int:

@@ -111,12 +111,19 @@ def assemble(arch: Architecture, trained: TrainedSupernet, embedding: Factorised
             dst.load_state_dict(src.state_dict())
         if i > 0:
             _fold(student.adapters[i - 1], nets[i - 1].out_proj, net.in_proj)
-    student.out_proj.load_state_dict(nets[-1].out_proj.state_dict())
+    student.out_proj.load_state_dict(nets[-1].out_proj.state_dict())  # nothing for an Identity
     return student
 
 
-def _fold(dst: nn.Linear, first: nn.Linear, second: nn.Linear) -> None:
-    """dst(x) = second(first(x)) for all x: W = W2 W1, b = W2 b1 + b2 (in float64 to keep it exact)."""
+def _fold(dst: nn.Module, first: nn.Module, second: nn.Module) -> None:
+    """dst(x) = second(first(x)) for all x: W = W2 W1, b = W2 b1 + b2 (in float64 to keep it exact). An
+    Identity (the adapters of a block of the teacher's own layers) is the identity matrix; a dst that is one
+    had two of them."""
+    if isinstance(dst, nn.Identity):
+        return
+    if isinstance(first, nn.Identity) or isinstance(second, nn.Identity):
+        dst.load_state_dict((second if isinstance(first, nn.Identity) else first).state_dict())
+        return
     w1, b1 = first.weight.double(), first.bias.double()
     w2, b2 = second.weight.double(), second.bias.double()
     dst.weight.copy_((w2 @ w1).to(dst.weight.dtype))

@@ -14,6 +14,7 @@ from torch import nn
 from pipeline.model.ops import Sublayer, masks
 from pipeline.portable import network
 from pipeline.portable.network import Embeddings
+from pipeline.portable.opset import teacher_block
 from pipeline.space import Architecture, Block
 
 __all__ = ["BlockNet", "Embeddings", "Student", "example_inputs"]
@@ -38,9 +39,11 @@ class BlockNet(nn.Module):
     def __init__(self, teacher_hidden: int, block: Block, dropout: float = 0.0):
         super().__init__()
         self.block = block
-        self.in_proj = nn.Linear(teacher_hidden, block.hidden)
+        # A block of the teacher's own layers reads and writes the teacher's states as they are.
+        own = teacher_block(block.hidden, block.layers, teacher_hidden)
+        self.in_proj = nn.Identity() if own else nn.Linear(teacher_hidden, block.hidden)
         self.layers = nn.ModuleList(Sublayer(op, block.hidden, dropout) for op in block.layers)
-        self.out_proj = nn.Linear(block.hidden, teacher_hidden)
+        self.out_proj = nn.Identity() if own else nn.Linear(block.hidden, teacher_hidden)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         keep, bias = masks(attention_mask, x.dtype)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .ops import Sublayer, masks
+from .opset import teacher_block
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,12 @@ class Student(nn.Module):
         self.blocks = nn.ModuleList(
             nn.ModuleList(Sublayer(op, b.hidden, dropout) for op in b.layers) for b in arch.blocks
         )
-        self.adapters = nn.ModuleList(nn.Linear(a, b) for a, b in zip(hs, hs[1:], strict=False))
-        self.out_proj = nn.Linear(hs[-1], arch.teacher_hidden)
+        # Between two blocks of the teacher's own layers, and after the last one, the states are the
+        # teacher's: no adapter (opset.teacher_block).
+        kinds = [teacher_block(b.hidden, b.layers, arch.teacher_hidden) for b in arch.blocks]
+        self.adapters = nn.ModuleList(nn.Identity() if ka and kb else nn.Linear(a, b)
+                                      for a, b, ka, kb in zip(hs, hs[1:], kinds, kinds[1:], strict=False))
+        self.out_proj = nn.Identity() if kinds[-1] else nn.Linear(hs[-1], arch.teacher_hidden)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return block_outputs(self, input_ids, attention_mask)[-1]

@@ -56,3 +56,11 @@ def op_shape(op: str, hidden: int) -> OpShape:
 def is_teacher_op(op: str) -> bool:
     """A pruned teacher sub-layer (att<h>x<d>, ffn<n>) rather than one of NAS-BERT's ops."""
     return op not in OPS and _TEACHER_OP.match(op) is not None
+
+
+def teacher_block(hidden: int, layers: tuple[str, ...] | list[str], teacher_hidden: int) -> bool:
+    """A block of the teacher's own sub-layers (pruned or dropped) at its width: it reads and writes the
+    teacher's hidden states as they are, so no adapter stands before it when another such block (or
+    nothing) precedes it, nor after it when it is the last (network.Student)."""
+    return (hidden == teacher_hidden and any(is_teacher_op(op) for op in layers)
+            and all(op == "identity" or is_teacher_op(op) for op in layers))

@@ -32,6 +32,7 @@ import numpy as np
 from pipeline.budget import format_ms
 from pipeline.errors import PipelineError
 from pipeline.latency import Predictor
+from pipeline.portable.opset import teacher_block
 from pipeline.space import Architecture, Block, Frame
 
 
@@ -111,26 +112,36 @@ def search(pools: Sequence[Sequence[dict[str, Any]]], frame: Frame, latency: Pre
     losses = [np.array([quality(n, e) for e in pool], dtype=float) for n, pool in enumerate(pools)]
     widths = [np.array([b.hidden for b in bl]) for bl in blocks]
     n_mha = [np.array([b.attention for b in bl]) for bl in blocks]
+    # A block of the teacher's own layers has no adapter beside another such block nor after the last
+    # (space.adapter_shapes): a block's links depend on its width and on that.
+    own = [np.array([teacher_block(b.hidden, b.layers, frame.teacher_hidden) for b in bl], dtype=np.int64)
+           for bl in blocks]
     monotone = bool((np.asarray(getattr(getattr(latency, "calibration", None), "coefs", (1.0,))) >= 0).all())
-    # Pruning within a width is exact; a diverse search, or one that prefers attention, prunes within
-    # (width, attention count), which is exact for the best of each count too.
+    # Pruning within (width, own) is exact; a diverse search, or one that prefers attention, prunes within
+    # (width, own, attention count), which is exact for the best of each count too.
     depth = 1 + max(len(b.layers) for bl in blocks for b in bl)  # attention counts are below it
     by_attention = diverse or min_attention > 0
-    group = [w * depth + m for w, m in zip(widths, n_mha, strict=True)] if by_attention else widths
+    group = [(2 * w + o) * depth + (m if by_attention else 0) for w, o, m in zip(widths, own, n_mha, strict=True)]
     keep = [_prune(t, lo, g) if monotone and prune else np.arange(len(lo)) for t, lo, g in zip(terms, losses, group,
                                                                                         strict=True)]
     terms = [t[k] for t, k in zip(terms, keep, strict=True)]
     losses = [lo[k] for lo, k in zip(losses, keep, strict=True)]
     widths = [w[k] for w, k in zip(widths, keep, strict=True)]
+    own = [o[k] for o, k in zip(own, keep, strict=True)]
     n_mha = [m[k] for m, k in zip(n_mha, keep, strict=True)]
     blocks = [[bl[i] for i in k] for bl, k in zip(blocks, keep, strict=True)]
 
-    sizes = sorted({int(h) for w in widths for h in w})
-    wi = [np.searchsorted(sizes, w) for w in widths]  # width -> index into sizes
-    link = np.array([[latency.link_terms(a, b) for b in sizes] for a in sizes])  # [S, S, TERMS]
-    first = np.array([latency.link_terms(frame.embed_dim, h) for h in sizes])  # [S, TERMS]
-    last = np.array([latency.link_terms(h, frame.teacher_hidden) for h in sizes])  # [S, TERMS]
+    # The links are priced per pair of block ends, an end being (width, own).
+    ends = sorted({(int(h), int(o)) for w, ow in zip(widths, own, strict=True) for h, o in zip(w, ow, strict=True)})
+    sizes = [h for h, _ in ends]
+    wi = [np.array([ends.index((int(h), int(o))) for h, o in zip(w, ow, strict=True)], dtype=np.int64)
+          for w, ow in zip(widths, own, strict=True)]  # candidate -> index into ends
     base = latency.base_terms(frame.teacher_hidden, frame.vocab_size, frame.embed_dim, frame.max_positions)
+    zero = np.zeros_like(base)
+    link = np.array([[zero if oa and ob else latency.link_terms(a, b) for b, ob in ends]
+                     for a, oa in ends])  # [S, S, TERMS]
+    first = np.array([latency.link_terms(frame.embed_dim, h) for h in sizes])  # [S, TERMS]
+    last = np.array([zero if o else latency.link_terms(h, frame.teacher_hidden) for h, o in ends])  # [S, TERMS]
 
     # Terms and losses of every combination of blocks 2..N: [P_2 * ... * P_N, TERMS] and [...].
     rest_terms, rest_loss, rest_first, rest_mha, rest_last = _combine(terms[1:], losses[1:], wi[1:], n_mha[1:],

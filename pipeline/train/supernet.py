@@ -20,6 +20,7 @@ from torch.func import functional_call
 
 from pipeline.model.ops import Sublayer, masks
 from pipeline.model.student import BlockNet
+from pipeline.portable.opset import teacher_block
 from pipeline.space import OPS, Block, SearchSpace, canonical_layers
 
 REAL_OPS = tuple(op for op in OPS if op != "identity")
@@ -134,10 +135,11 @@ class SuperBlock(nn.Module):
         h = self.active.hidden
         net = BlockNet(self.teacher_hidden, self.active, self.dropout).to(self.in_proj.weight.device)
         with torch.no_grad():
-            net.in_proj.weight.copy_(self.in_proj.weight[:h])
-            net.in_proj.bias.copy_(self.in_proj.bias[:h])
-            net.out_proj.weight.copy_(self.out_proj.weight[:, :h])
-            net.out_proj.bias.copy_(self.out_proj.bias)
+            if isinstance(net.in_proj, nn.Linear):  # a block of the teacher's own layers has none
+                net.in_proj.weight.copy_(self.in_proj.weight[:h])
+                net.in_proj.bias.copy_(self.in_proj.bias[:h])
+                net.out_proj.weight.copy_(self.out_proj.weight[:, :h])
+                net.out_proj.bias.copy_(self.out_proj.bias)
             for layer, sub in zip(self.layers, net.layers, strict=True):
                 if sub.op_name != "identity":
                     sub.load_state_dict(layer.weights(sub.op_name, h))
@@ -147,7 +149,9 @@ class SuperBlock(nn.Module):
         """x [B, S, teacher_hidden] through the active path -> [B, S, teacher_hidden]."""
         h = self.active.hidden
         keep, bias = masks(attention_mask, x.dtype)
-        x = nn.functional.linear(x, self.in_proj.weight[:h], self.in_proj.bias[:h])  # [B, S, h]
+        own = teacher_block(h, self.active.layers, self.teacher_hidden)  # the teacher's states in and out
+        if not own:
+            x = nn.functional.linear(x, self.in_proj.weight[:h], self.in_proj.bias[:h])  # [B, S, h]
         for layer, op in zip(self.layers, self.active.layers, strict=True):
             x = layer(x, op, keep, bias)
-        return nn.functional.linear(x, self.out_proj.weight[:, :h], self.out_proj.bias)  # [B, S, T]
+        return x if own else nn.functional.linear(x, self.out_proj.weight[:, :h], self.out_proj.bias)  # [B, S, T]

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, replace
 
 import pytest
+import torch
 
 from pipeline.artifacts import content_key
 from pipeline.errors import PipelineError
@@ -114,3 +115,37 @@ def test_the_predictor_prices_teacher_shaped_students(shapes_table):
         assert abs(float(p.predict_terms(terms)) - p(a)) < 1e-6 * max(1.0, p(a))
     frame = (space.vocab_size, space.max_positions)
     assert p(Architecture(128, 128, (large, large), *frame)) > p(Architecture(128, 128, (small, small), *frame))
+
+
+def test_teacher_blocks_have_no_adapters_and_the_search_prices_them_so(shapes_table):
+    """Between two blocks of the teacher's own layers and after the last, no linear: in the student, in
+    the parameter count and in the exact search's sums, which equal the predictor on every combination."""
+    from conftest import TINY
+
+    from pipeline.latency import LatencyTable, Predictor
+    from pipeline.model.student import Student
+    from pipeline.search.exact import search
+    from pipeline.space import Architecture, Block, Frame, adapter_shapes, count_params
+
+    own = Block(128, ("att1x64", "ffn128", "identity", "ffn64"))
+    nas = Block(128, ("mha", "sepconv3", "identity", "identity"))
+    frame = Frame(128, 128, TINY["vocab_size"], TINY["max_position_embeddings"])
+    arch = Architecture(128, 128, (own, own), frame.vocab_size, frame.max_positions)
+    assert adapter_shapes(arch) == [(128, 128)]  # the embedding's only
+    student = Student(arch)
+    assert isinstance(student.adapters[0], torch.nn.Identity) and isinstance(student.out_proj, torch.nn.Identity)
+    assert count_params(arch) == sum(p.numel() for p in student.parameters())
+    mixed = Architecture(128, 128, (own, nas), frame.vocab_size, frame.max_positions)
+    assert adapter_shapes(mixed) == [(128, 128)] * 3
+    p = Predictor(LatencyTable.load(shapes_table), 1, 16)
+    import itertools
+
+    for b1, b2 in itertools.product((own, nas), repeat=2):  # every pair of ends: own-own, own-nas, ...
+        pools = [[{"hidden": 128, "layers": list(b1.layers), "val_loss": 0.1}],
+                 [{"hidden": 128, "layers": list(b2.layers), "val_loss": 0.1}]]
+        (choice,) = search(pools, frame, p, [1e6])
+        want = p(Architecture(128, 128, (b1, b2), frame.vocab_size, frame.max_positions))
+        assert abs(choice.predicted_ms - want) < 1e-9 * want, (b1, b2)
+    both = [[{"hidden": b.hidden, "layers": list(b.layers), "val_loss": loss} for b, loss in ((own, 0.1), (nas, 0.2))]
+            for _ in range(2)]
+    assert search(both, frame, p, [1e6])[0].arch == arch  # the lowest loss
