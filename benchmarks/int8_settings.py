@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from pipeline.benchmark.quality import embedding_quality
 from pipeline.benchmark.teacher import teacher_variants
 from pipeline.config import resolve_profile
 from pipeline.devices import get_backend
+from pipeline.devices.host import cpu_model
 from pipeline.devices.timing import STATISTIC
 from pipeline.errors import ExportMismatch
 from pipeline.model.hf import load_student
@@ -106,8 +106,7 @@ def main() -> None:
         enc = tok(texts[i:i + 32], padding=True, truncation=True, max_length=seq, return_tensors="pt")
         batches.append((enc["input_ids"], enc["attention_mask"]))
     ref: dict[str, torch.Tensor] = {}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()  # the one the latency tables record
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"{profile.name}: {profile.resolved_threads} thread(s), batch {profile.batch}, seq {seq}, {cpu}, "
           f"commit {commit}; latency = {STATISTIC}; quality against the same model's fp32 graph on "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from pipeline.benchmark.evaluate import OOD_TEXTS, EvalTexts, Model, evaluate
+from pipeline.devices.host import cpu_model
 from pipeline.model.importance import METHODS, Importance, cached_importance, importance
 from pipeline.model.pruned import Shape, pruned_teacher
 from pipeline.model.teacher import Encoder, sample_chunks
@@ -176,8 +176,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
     # Latency does not depend on which heads and neurons are kept: the weights' magnitude picks them.
     lat = _latencies(teacher, shapes, importance(teacher, "magnitude")) if args.latency else {}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()  # the one the latency tables record
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"\n{cpu}, commit {commit}; importance from {ids.shape[0]} training chunks; "
           f"val = {args.val} validation chunks, dev = 200 movie-review sentences, "
